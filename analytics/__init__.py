@@ -1,0 +1,1 @@
+"""Analytics: detectors, rules and the event lifecycle over sampled frames."""

@@ -1,0 +1,29 @@
+"""The detector plugin interface: one subclass per config `type`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from common.types import BGRImage, Detection
+
+
+class Detector(ABC):
+    """Finds objects in a picture. Subclasses register under `type_key`, their config's `type`."""
+
+    type_key: ClassVar[str]
+    registry: ClassVar[dict[str, type[Detector]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Detector.registry[cls.type_key] = cls
+
+    @abstractmethod
+    def detect(self, image: BGRImage) -> list[Detection]:
+        """Detections in `image` (BGR, any size), boxes normalized to its width and height."""
+
+
+def create_detector(config: Any) -> Detector:
+    """The detector plugin that `config.type` names, built from `config`."""
+    plugin: type[Detector] = Detector.registry[config.type]
+    return plugin(config)  # type: ignore[call-arg]

@@ -1,0 +1,58 @@
+"""TensorFlow object-detection SSD graphs exported to ONNX, run with onnxruntime."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from analytics.config import SsdOnnxDetectorConfig
+from analytics.detectors.base import Detector
+from common.types import BGRImage, Box, Detection
+
+
+class SsdOnnxDetector(Detector):
+    """The TF-OD SSD layout: uint8 NHWC RGB in; boxes (ymin, xmin, ymax, xmax), scores,
+    classes and num_detections out, with NMS inside the graph.
+
+    Example:
+        >>> import numpy as np
+        >>> detector = SsdOnnxDetector(SsdOnnxDetectorConfig())
+        >>> detector.detect(np.zeros((576, 768, 3), np.uint8))
+        []
+    """
+
+    type_key = "ssd_onnx"
+
+    def __init__(self, config: SsdOnnxDetectorConfig) -> None:
+        self.config = config
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(config.model), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [
+            "detection_boxes:0",
+            "detection_scores:0",
+            "detection_classes:0",
+            "num_detections:0",
+        ]
+
+    def detect(self, image: BGRImage) -> list[Detection]:
+        size = self.config.input_size
+        resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+        batch = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)[np.newaxis]
+        boxes, scores, classes, count = self.session.run(
+            self.output_names, {self.input_name: batch}
+        )
+        found: list[Detection] = []
+        for index in range(int(count[0])):
+            score = float(scores[0, index])
+            label = self.config.labels.get(int(classes[0, index]))
+            if label is None or score < self.config.min_score:
+                continue
+            y1, x1, y2, x2 = (float(v) for v in np.clip(boxes[0, index], 0.0, 1.0))
+            found.append(Detection(Box(x1, y1, x2, y2), score, label))
+        return found

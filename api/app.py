@@ -1,0 +1,194 @@
+"""FastAPI application: events, their clip and snapshot, and camera status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import RedirectResponse, StreamingResponse
+from pydantic import BaseModel
+
+from api.config import ApiConfig
+from ingest.config import CameraConfig
+from storage.index import EventIndex, EventQuery, EventRow
+from storage.objects import ObjectStore
+
+
+class EventOut(BaseModel):
+    id: str
+    site: str
+    camera_id: str
+    type: str
+    label: str
+    zone: str
+    severity: str
+    state: str
+    started_at: datetime
+    ended_at: datetime | None
+    score: float
+    box: list[float] | None
+    clip_start: datetime | None
+    clip_end: datetime | None
+    clip_sha256: str | None
+    snapshot_sha256: str | None
+    has_clip: bool
+    has_snapshot: bool
+    clip_error: str | None
+
+    @classmethod
+    def of(cls, row: EventRow) -> EventOut:
+        return cls(
+            id=row.id,
+            site=row.site,
+            camera_id=row.camera_id,
+            type=row.type,
+            label=row.label,
+            zone=row.zone,
+            severity=row.severity,
+            state=row.state,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            score=row.score,
+            box=row.box,
+            clip_start=row.clip_start,
+            clip_end=row.clip_end,
+            clip_sha256=row.clip_sha256,
+            snapshot_sha256=row.snapshot_sha256,
+            has_clip=row.clip_key is not None,
+            has_snapshot=row.snapshot_key is not None,
+            clip_error=row.clip_error,
+        )
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class CameraOut(BaseModel):
+    id: str
+    name: str
+    site: str
+    url: str
+    enabled: bool
+    state: Literal["connecting", "online", "offline", "unknown"]
+    fps: float
+    last_frame_at: datetime | None
+    reconnects: int
+    decode_errors: int
+    error: str | None
+    heartbeat_at: datetime | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Query times without a zone are taken as UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def create_app(
+    index: EventIndex,
+    store: ObjectStore,
+    cameras: Sequence[CameraConfig],
+    settings: ApiConfig,
+    heartbeat_stale_s: float,
+) -> FastAPI:
+    """The API over `index` and `store`; `cameras` are the configured ones (never with secrets)."""
+    app = FastAPI(title="Xueliang", version="0.1.0")
+
+    def event_or_404(event_id: str) -> EventRow:
+        row = index.get_event(event_id)
+        if row is None:
+            raise HTTPException(404, f"no event {event_id}")
+        return row
+
+    def media(
+        key: str | None, media_type: str, redirect: bool, what: str
+    ) -> StreamingResponse | RedirectResponse:
+        if key is None:
+            raise HTTPException(404, f"the event has no {what} (yet)")
+        if redirect:
+            return RedirectResponse(store.presigned_url(key), status_code=307)
+        chunks: Iterator[bytes] = store.stream(key)
+        return StreamingResponse(chunks, media_type=media_type)
+
+    @app.get("/healthz")
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/api/events")
+    def list_events(
+        site: str | None = None,
+        camera: str | None = None,
+        type: str | None = None,
+        start: Annotated[
+            datetime | None, Query(description="started at or after (ISO 8601)")
+        ] = None,
+        end: Annotated[datetime | None, Query(description="started before (ISO 8601)")] = None,
+        cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+        limit: Annotated[int, Query(ge=1)] = 50,
+    ) -> EventPage:
+        limit = min(limit, settings.page_limit)
+        rows = index.list_events(
+            EventQuery(
+                site=site,
+                camera_id=camera,
+                type=type,
+                start=as_utc(start),
+                end=as_utc(end),
+                before_seq=int(cursor) if cursor else None,
+                limit=limit,
+            )
+        )
+        next_cursor = str(rows[-1].seq) if len(rows) == limit else None
+        return EventPage(items=[EventOut.of(r) for r in rows], next_cursor=next_cursor)
+
+    @app.get("/api/events/{event_id}")
+    def get_event(event_id: str) -> EventOut:
+        return EventOut.of(event_or_404(event_id))
+
+    @app.get("/api/events/{event_id}/clip", response_model=None)
+    def get_clip(event_id: str, redirect: bool = False) -> StreamingResponse | RedirectResponse:
+        return media(event_or_404(event_id).clip_key, "video/mp4", redirect, "clip")
+
+    @app.get("/api/events/{event_id}/snapshot", response_model=None)
+    def get_snapshot(event_id: str, redirect: bool = False) -> StreamingResponse | RedirectResponse:
+        return media(event_or_404(event_id).snapshot_key, "image/jpeg", redirect, "snapshot")
+
+    @app.get("/api/cameras")
+    def list_cameras() -> list[CameraOut]:
+        statuses = index.camera_statuses()
+        stale_before = datetime.now(UTC) - timedelta(seconds=heartbeat_stale_s)
+        out = []
+        for camera in cameras:
+            status = statuses.get(camera.id)
+            state: Literal["connecting", "online", "offline", "unknown"] = "unknown"
+            if status is not None:
+                fresh = status.updated_at >= stale_before
+                state = status.state if fresh else "offline"  # type: ignore[assignment]
+            out.append(
+                CameraOut(
+                    id=camera.id,
+                    name=camera.name,
+                    site=camera.site,
+                    url=camera.url,
+                    enabled=camera.enabled,
+                    state=state,
+                    fps=status.fps if status and state == "online" else 0.0,
+                    last_frame_at=status.last_frame_at if status else None,
+                    reconnects=status.reconnects if status else 0,
+                    decode_errors=status.decode_errors if status else 0,
+                    error=status.error if status else None,
+                    heartbeat_at=status.updated_at if status else None,
+                )
+            )
+        return out
+
+    return app

@@ -1,0 +1,13 @@
+"""Configuration owned by the API stage."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ingest.config import StrictModel
+
+
+class ApiConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    page_limit: int = Field(200, ge=1, description="largest page of events one request gets")

@@ -1,0 +1,1 @@
+"""Small types shared by every stage of the pipeline (frames, detections, events)."""

@@ -1,0 +1,107 @@
+"""The data that crosses stage boundaries: frames, detections and events.
+
+Everything here is plain data with no behaviour tied to a stage, so `ingest`, `analytics`,
+`storage` and `api` can all import it without importing each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+BGRImage = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A decoded picture of one camera, stamped with the wall-clock time it was received.
+
+    Example:
+        >>> import numpy as np
+        >>> Frame("gate", np.zeros((2, 2, 3), np.uint8), wall_time=1.0).shape
+        (2, 2)
+    """
+
+    camera_id: str
+    image: BGRImage
+    wall_time: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the picture."""
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """An axis-aligned box in normalized coordinates (0..1 of width and height)."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
+
+    @property
+    def bottom_centre(self) -> tuple[float, float]:
+        """Where an object stands on the ground: the middle of the box's bottom edge."""
+        return (self.x1 + self.x2) / 2.0, self.y2
+
+    def to_list(self) -> list[float]:
+        return [self.x1, self.y1, self.x2, self.y2]
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One object found by a detector.
+
+    Example:
+        >>> Detection(Box(0.1, 0.2, 0.3, 0.9), score=0.8, label="person").box.bottom_centre
+        (0.2, 0.9)
+    """
+
+    box: Box
+    score: float
+    label: str
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class Event:
+    """An anomaly with a lifecycle: it starts, is updated with better evidence, and ends.
+
+    `snapshot` holds the JPEG of the best frame seen so far (highest score x box area).
+    """
+
+    camera_id: str
+    site: str
+    type: str
+    label: str
+    zone: str
+    severity: str
+    started_at: float
+    last_seen_at: float
+    best_score: float = 0.0
+    best_box: Box | None = None
+    snapshot: bytes | None = None
+    snapshot_at: float | None = None
+    ended_at: float | None = None
+    id: str = field(default_factory=new_event_id)
+
+
+class EventSink(Protocol):
+    """Where the analytics stage hands its events (the storage stage implements it)."""
+
+    def event_started(self, event: Event) -> None: ...
+
+    def event_ended(self, event: Event) -> None: ...

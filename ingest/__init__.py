@@ -1,0 +1,1 @@
+"""Ingest: pull camera streams, keep their encoded packets, hand sampled frames on."""

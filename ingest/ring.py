@@ -1,0 +1,123 @@
+"""A per-camera ring of encoded packets, kept in whole GOPs, so clips need no re-encode."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import av.stream
+
+
+class CodecTemplate:
+    """A stream's codec parameters, kept usable after the input it came from is closed.
+
+    Remuxing needs the input stream as a template (`add_stream_from_template`), but a
+    camera's input container closes on every reconnect. The parameters are copied into a
+    stream of an output container that is never written, which lives as long as this object.
+    """
+
+    def __init__(self, source: av.stream.Stream) -> None:
+        self._holder = av.open(io.BytesIO(), "w", format="matroska")
+        self.stream = self._holder.add_stream_from_template(source)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What a muxer needs to write a stream's packets; new for every connection."""
+
+    codec: str
+    width: int
+    height: int
+    time_base: Fraction
+    template: CodecTemplate | None
+    connection: int
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPacket:
+    """One compressed video packet with the wall-clock time it arrived."""
+
+    data: bytes
+    pts: int | None
+    dts: int | None
+    is_keyframe: bool
+    wall_time: float
+    stream: StreamInfo
+
+
+class PacketRing:
+    """Keeps the last `max_seconds` (and at most `max_bytes`) of a camera's packets.
+
+    Packets are grouped into GOPs that start at a keyframe; whole GOPs are dropped from the
+    old end, so whatever the ring returns can be decoded from its first packet. Packets that
+    arrive before the first keyframe of a connection are discarded.
+
+    Example:
+        >>> from fractions import Fraction
+        >>> info = StreamInfo("h264", 2, 2, Fraction(1, 90000), None, 1)
+        >>> ring = PacketRing(max_seconds=10)
+        >>> for t in range(30):
+        ...     ring.append(EncodedPacket(b"x", t, t, t % 5 == 0, float(t), info))
+        >>> [p.wall_time for p in ring.window(21.5, 23.0)]
+        [20.0, 21.0, 22.0, 23.0]
+    """
+
+    def __init__(self, max_seconds: float, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_seconds = max_seconds
+        self.max_bytes = max_bytes
+        self._gops: deque[list[EncodedPacket]] = deque()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def append(self, packet: EncodedPacket) -> None:
+        with self._lock:
+            if packet.is_keyframe:
+                self._gops.append([packet])
+            elif self._gops and self._gops[-1][-1].stream is packet.stream:
+                self._gops[-1].append(packet)
+            else:
+                return  # no keyframe yet on this connection: undecodable
+            self._bytes += len(packet.data)
+            horizon = packet.wall_time - self.max_seconds
+            while len(self._gops) > 1 and (
+                self._gops[1][0].wall_time <= horizon or self._bytes > self.max_bytes
+            ):
+                self._bytes -= sum(len(p.data) for p in self._gops.popleft())
+
+    def window(self, start: float, end: float) -> list[EncodedPacket]:
+        """Packets from the last keyframe at or before `start` up to `end`, one connection only.
+
+        If the window spans a reconnection, only the connection the window starts in is
+        returned, since its codec parameters may differ from the next one's.
+        """
+        with self._lock:
+            gops = list(self._gops)
+        first = 0
+        for index, gop in enumerate(gops):
+            if gop[0].wall_time <= start:
+                first = index
+        packets: list[EncodedPacket] = []
+        for gop in gops[first:]:
+            if gop[0].wall_time > end:
+                break
+            if packets and gop[0].stream is not packets[0].stream:
+                break
+            packets.extend(p for p in gop if p.wall_time <= end)
+        return packets
+
+    @property
+    def seconds(self) -> float:
+        """How much time the ring holds now."""
+        with self._lock:
+            if not self._gops:
+                return 0.0
+            return self._gops[-1][-1].wall_time - self._gops[0][0].wall_time
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._bytes

@@ -1,0 +1,1 @@
+"""Storage: the event index (SQLAlchemy) and clips and snapshots in S3 (minio SDK)."""

@@ -1,0 +1,130 @@
+"""Turns analytics events into index rows, and ended events into clips and snapshots in S3."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from common.types import Event
+from ingest.ring import PacketRing
+from storage.clips import remux_to_mp4
+from storage.config import ClipConfig
+from storage.index import EventIndex, to_datetime
+from storage.objects import ObjectStore, object_key
+
+log = logging.getLogger(__name__)
+
+
+class EventRecorder:
+    """The storage stage's `EventSink`.
+
+    A started event is written to the index at once, so the API shows it while it lasts.
+    An ended event waits for its post-roll, then its clip (pre-roll + event + post-roll) is
+    cut from the camera's packet ring without re-encoding and uploaded with its snapshot.
+
+    Example:
+        >>> recorder = EventRecorder(index, store, rings, ClipConfig(), work)  # doctest: +SKIP
+        >>> recorder.start()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        index: EventIndex,
+        store: ObjectStore,
+        rings: Mapping[str, PacketRing],
+        clips: ClipConfig,
+        work_dir: Path,
+    ) -> None:
+        self.index = index
+        self.store = store
+        self.rings = rings
+        self.clips = clips
+        self.work_dir = work_dir
+        self._due: list[tuple[float, int, Event]] = []
+        self._counter = 0
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+
+    def event_started(self, event: Event) -> None:
+        try:
+            self.index.add_event(event)
+        except Exception:
+            log.exception("could not index event %s of camera %s", event.id, event.camera_id)
+
+    def event_ended(self, event: Event) -> None:
+        assert event.ended_at is not None
+        with self._wake:
+            self._counter += 1
+            heapq.heappush(
+                self._due, (event.ended_at + self.clips.post_roll_s, self._counter, event)
+            )
+            self._wake.notify()
+
+    def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish every pending event now, with whatever post-roll the ring already holds."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopping and (not self._due or self._due[0][0] > time.time()):
+                    timeout = self._due[0][0] - time.time() if self._due else None
+                    self._wake.wait(timeout)
+                if not self._due:
+                    return
+                _, _, event = heapq.heappop(self._due)
+            try:
+                self._finish(event)
+            except Exception:
+                log.exception("could not store event %s of camera %s", event.id, event.camera_id)
+
+    def _finish(self, event: Event) -> None:
+        assert event.ended_at is not None
+        metadata = {
+            "site": event.site,
+            "camera": event.camera_id,
+            "event-id": event.id,
+            "event-type": event.type,
+        }
+        values: dict[str, object] = {
+            "state": "ended",
+            "ended_at": to_datetime(event.ended_at),
+            "score": event.best_score,
+            "box": event.best_box.to_list() if event.best_box else None,
+        }
+        if event.snapshot is not None:
+            key = object_key(event.site, event.camera_id, event.started_at, f"{event.id}.jpg")
+            stored = self.store.put(key, event.snapshot, "image/jpeg", metadata)
+            values.update(snapshot_key=stored.key, snapshot_sha256=stored.sha256)
+        clip_start = event.started_at - self.clips.pre_roll_s
+        clip_end = event.ended_at + self.clips.post_roll_s
+        packets = self.rings[event.camera_id].window(clip_start, clip_end)
+        if packets:
+            with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch:
+                path = Path(scratch) / f"{event.id}.mp4"
+                remux_to_mp4(packets, path)
+                key = object_key(event.site, event.camera_id, event.started_at, f"{event.id}.mp4")
+                stored = self.store.put(key, path.read_bytes(), "video/mp4", metadata)
+            values.update(
+                clip_key=stored.key,
+                clip_sha256=stored.sha256,
+                clip_start=to_datetime(packets[0].wall_time),
+                clip_end=to_datetime(packets[-1].wall_time),
+            )
+        else:
+            values["clip_error"] = "no packets of the clip window were still in the ring"
+        self.index.update_event(event.id, **values)
+        log.info("event %s stored (clip %s)", event.id, values.get("clip_key"))

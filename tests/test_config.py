@@ -1,0 +1,110 @@
+"""`xueliang check-config`: every kind of bad config exits non-zero naming the key path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from xueliang.config import load_config
+
+PASSWORD = "s3cr3t-Pa55"
+
+
+def good_config() -> dict[str, Any]:
+    return {
+        "cameras": [
+            {
+                "id": "gate",
+                "site": "hq",
+                "url": f"rtsp://admin:{PASSWORD}@127.0.0.1:8554/gate",
+                "zones": [{"name": "door", "points": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}],
+            }
+        ]
+    }
+
+
+def check(tmp_path: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "xueliang", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_valid_config_passes_and_keeps_credentials_out_of_the_url(tmp_path: Path) -> None:
+    result = check(tmp_path, good_config())
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(good_config()))
+    camera = load_config(tmp_path / "c.yaml").cameras[0]
+    assert camera.url == "rtsp://127.0.0.1:8554/gate"
+    assert camera.username == "admin"
+    assert camera.password is not None and camera.password.get_secret_value() == PASSWORD
+
+
+def broken(path: list[str | int], value: Any) -> dict[str, Any]:
+    config = good_config()
+    node: Any = config
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (broken(["cameras", 0, "colour"], "red"), "cameras.0.colour: unknown key"),
+        (
+            broken(["cameras", 0, "url"], f"ftp://admin:{PASSWORD}@10.0.0.1/x"),
+            "cameras.0.url: unsupported URL scheme 'ftp'",
+        ),
+        (
+            broken(["cameras", 0, "zones", 0, "points", 2], [0.5, 1.5]),
+            "cameras.0.zones.0.points: point 2 (0.5, 1.5) is outside 0..1",
+        ),
+        (
+            {**good_config(), "detector": {"type": "ssd_onnx", "model": "no/such/model.onnx"}},
+            "detector.model: model file not found",
+        ),
+        ({**good_config(), "storage": {"type": "ftp"}}, "storage: Input tag 'ftp'"),
+        ({"cameras": []}, "cameras: List should have at least 1 item"),
+    ],
+    ids=["unknown-key", "bad-scheme", "zone-point", "model-file", "storage-type", "no-camera"],
+)
+def test_bad_config_names_the_key_path(
+    tmp_path: Path, config: dict[str, Any], expected: str
+) -> None:
+    result = check(tmp_path, config)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    config = broken(["cameras", 0, "colour"], "red")
+    config["cameras"][0]["zones"][0]["points"][0] = [-0.1, 0.0]
+    result = check(tmp_path, config)
+    assert result.returncode != 0
+    assert "cameras.0.colour: unknown key" in result.stderr
+    assert "cameras.0.zones.0.points: point 0 (-0.1, 0.0) is outside 0..1" in result.stderr
+
+
+def test_unreadable_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("cameras: [unclosed\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "xueliang", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "not valid YAML" in result.stderr

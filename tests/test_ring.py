@@ -1,0 +1,68 @@
+"""The packet ring keeps whole GOPs within its time and byte bounds."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ingest.ring import EncodedPacket, PacketRing, StreamInfo
+
+
+def info(connection: int = 1) -> StreamInfo:
+    return StreamInfo("h264", 64, 64, Fraction(1, 90000), None, connection)
+
+
+def packets(
+    start: float, count: int, gop: int, stream: StreamInfo, size: int = 10
+) -> list[EncodedPacket]:
+    return [
+        EncodedPacket(b"x" * size, i, i, i % gop == 0, start + i * 0.1, stream)
+        for i in range(count)
+    ]
+
+
+def test_drops_packets_before_the_first_keyframe() -> None:
+    ring = PacketRing(max_seconds=60)
+    stream = info()
+    for p in packets(0.0, 12, 10, stream)[3:]:
+        ring.append(p)
+    held = ring.window(0.0, 100.0)
+    assert held[0].is_keyframe and held[0].wall_time == 1.0
+    assert len(held) == 2
+
+
+def test_keeps_at_least_max_seconds_from_a_keyframe() -> None:
+    ring = PacketRing(max_seconds=3.0)
+    for p in packets(0.0, 100, 10, info()):
+        ring.append(p)
+    held = ring.window(0.0, 100.0)
+    assert held[0].is_keyframe
+    # newest is 9.9 s; horizon 6.9 s; the GOP starting at 6.0 is needed to cover it
+    assert held[0].wall_time == 6.0
+    assert ring.seconds >= 3.0
+
+
+def test_byte_bound_drops_whole_gops() -> None:
+    ring = PacketRing(max_seconds=1000, max_bytes=250)
+    for p in packets(0.0, 100, 10, info()):
+        ring.append(p)
+    assert ring.nbytes <= 250 + 100  # one GOP may be over while it is being filled
+    assert ring.window(0, 100)[0].is_keyframe
+
+
+def test_window_starts_at_the_keyframe_before_start_and_ends_at_end() -> None:
+    ring = PacketRing(max_seconds=60)
+    for p in packets(0.0, 100, 10, info()):
+        ring.append(p)
+    held = ring.window(3.55, 5.0)
+    assert held[0].wall_time == 3.0 and held[0].is_keyframe
+    assert abs(held[-1].wall_time - 5.0) < 1e-9
+
+
+def test_window_stays_within_one_connection() -> None:
+    ring = PacketRing(max_seconds=60)
+    for p in packets(0.0, 20, 10, info(1)) + packets(2.0, 20, 10, info(2)):
+        ring.append(p)
+    held = ring.window(0.5, 3.5)
+    assert {p.stream.connection for p in held} == {1}
+    later = ring.window(2.5, 3.5)
+    assert {p.stream.connection for p in later} == {2}

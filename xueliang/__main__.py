@@ -1,0 +1,3 @@
+from xueliang.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""`xueliang` command line: run, demo, check-config, and the child roles the supervisor starts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from storage.config import ExternalS3Config
+from xueliang.config import Config, ConfigError, load_config
+from xueliang.logs import register_secrets, setup_logging
+
+log = logging.getLogger("xueliang")
+
+
+def _load(path: Path) -> Config:
+    config = load_config(path)
+    register_secrets(
+        *(c.password.get_secret_value() for c in config.cameras if c.password is not None)
+    )
+    if isinstance(config.storage, ExternalS3Config):
+        register_secrets(config.storage.secret_key.get_secret_value())
+    return config
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    print(f"{args.config}: OK ({len(config.cameras)} camera(s))")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from xueliang.supervisor import Supervisor
+
+    setup_logging("supervisor")
+    config = _load(args.config)
+    api = f"http://{config.api.host}:{config.api.port}"
+    return Supervisor(config, args.config.resolve()).run(
+        on_ready=[f"API: {api}/api/events  docs: {api}/docs"]
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from xueliang.worker import run_worker
+
+    setup_logging("worker")
+    config = _load(args.config)
+    run_worker(config, _stop_on_signals())
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from storage.index import EventIndex
+    from storage.objects import ObjectStore
+
+    setup_logging("api")
+    config = _load(args.config)
+    app = create_app(
+        EventIndex.connect(config.index.url),
+        ObjectStore.from_config(config.storage),
+        config.cameras,
+        config.api,
+        heartbeat_stale_s=3 * config.ingest.heartbeat_s,
+    )
+    uvicorn.run(app, host=config.api.host, port=config.api.port, log_config=None)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from xueliang.demo import run_demo
+
+    setup_logging("supervisor")
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xueliang", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("config", type=Path, help="YAML configuration file")
+        return sub
+
+    with_config("run", "run the pipeline (S3 when embedded, API, worker)").set_defaults(
+        handler=cmd_run
+    )
+    with_config("check-config", "validate a configuration file").set_defaults(
+        handler=cmd_check_config
+    )
+    with_config("worker", "(started by `run`) a worker process").set_defaults(handler=cmd_worker)
+    with_config("api", "(started by `run`) the API server").set_defaults(handler=cmd_api)
+    demo = commands.add_parser(
+        "demo", help="run everything on the embedded default with a demo camera"
+    )
+    demo.add_argument("--data-dir", type=Path, default=None, help="default: data/ of the checkout")
+    demo.add_argument("--api-port", type=int, default=8080)
+    demo.add_argument("--rtsp-port", type=int, default=8554)
+    demo.add_argument("--s3-port", type=int, default=8333)
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"xueliang: {exc}", file=sys.stderr)
+        return 2
+    return code

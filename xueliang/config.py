@@ -1,0 +1,115 @@
+"""The whole configuration: each stage's own section, composed and loaded from YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from analytics.config import AnalyticsConfig, DetectorConfig, ZoneConfig
+from api.config import ApiConfig
+from ingest.config import CameraConfig as StreamCameraConfig
+from ingest.config import IngestConfig, StrictModel
+from storage.config import ClipConfig, EmbeddedS3Config, IndexConfig, S3Config
+
+
+class CameraConfig(StreamCameraConfig):
+    """A camera's stream (ingest) and what to watch for on it (analytics)."""
+
+    zones: list[ZoneConfig] = Field(default_factory=list)
+
+
+class Config(StrictModel):
+    cameras: list[CameraConfig] = Field(min_length=1)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    clips: ClipConfig = Field(default_factory=ClipConfig)
+    storage: S3Config = Field(default_factory=EmbeddedS3Config)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    data_dir: Path = Path("data")
+
+    @model_validator(mode="after")
+    def _check_whole(self) -> Config:
+        seen: set[str] = set()
+        for camera in self.cameras:
+            if camera.id in seen:
+                raise ValueError(f"camera id {camera.id!r} is used twice")
+            seen.add(camera.id)
+        longest = (
+            self.clips.pre_roll_s + self.analytics.events.max_duration_s + self.clips.post_roll_s
+        )
+        if self.ingest.ring_s < longest:
+            raise ValueError(
+                f"ingest.ring_s ({self.ingest.ring_s:g}) must cover the longest clip: "
+                f"pre_roll + max_duration + post_roll = {longest:g} s"
+            )
+        return self
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` lists each as 'key.path: reason'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _format_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        reason = item["msg"]
+        if item["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif reason.startswith("Value error, "):
+            reason = reason.removeprefix("Value error, ")
+        problems.append(f"{path}: {reason}")  # never the input value: it may hold a password
+    return problems
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative file paths in the YAML are taken relative to the YAML file's folder."""
+
+    def resolve(section: Any, key: str) -> None:
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            path = Path(section[key])
+            section[key] = str(path if path.is_absolute() else base / path)
+
+    resolve(raw, "data_dir")
+    resolve(raw.get("detector"), "model")
+    resolve(raw.get("storage"), "data_dir")
+    index = raw.get("index")
+    if isinstance(index, dict) and isinstance(index.get("url"), str):
+        url = index["url"]
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            index["url"] = "sqlite:///" + str(base / url.removeprefix("sqlite:///"))
+    return raw
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a YAML config; raise ConfigError naming every problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), ["(top level): expected a mapping of sections"])
+    base = path.resolve().parent
+    raw = _resolve_paths(raw, base)
+    raw.setdefault("data_dir", str(base / "data"))
+    storage = raw.setdefault("storage", {"type": "embedded"})
+    if isinstance(storage, dict) and storage.get("type", "embedded") == "embedded":
+        storage.setdefault("data_dir", str(Path(raw["data_dir"]) / "s3"))
+    index = raw.setdefault("index", {})
+    if isinstance(index, dict):
+        index.setdefault("url", f"sqlite:///{Path(raw['data_dir']) / 'xueliang.db'}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(str(path), _format_errors(exc)) from None

@@ -1,0 +1,123 @@
+"""The supervisor: starts the embedded S3 server, the API and the worker, and stops them."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from storage.config import EmbeddedS3Config
+from storage.embedded import EmbeddedS3Server
+from xueliang.config import Config
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT_S = 20.0
+RESTART_DELAY_S = 2.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """A child process the supervisor keeps running until it stops."""
+
+    name: str
+    command: Sequence[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            list(self.command), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+    def wait(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
+            self.process.kill()
+            self.process.wait()
+
+
+def child_command(role: str, config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "xueliang", role, str(config_path)]
+
+
+class Supervisor:
+    """Runs the pipeline's processes; restarts a child that dies; stops all on SIGTERM/SIGINT.
+
+    Example:
+        >>> Supervisor(config, Path("configs/demo.yaml")).run()  # doctest: +SKIP
+    """
+
+    def __init__(self, config: Config, config_path: Path, extra: Sequence[Child] = ()) -> None:
+        self.config = config
+        self.children = [
+            *extra,
+            Child("api", child_command("api", config_path)),
+            Child("worker", child_command("worker", config_path)),
+        ]
+        self.s3: EmbeddedS3Server | None = None
+        if isinstance(config.storage, EmbeddedS3Config):
+            self.s3 = EmbeddedS3Server(config.storage)
+        self._stop = threading.Event()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        self._stop.set()
+
+    def run(self, on_ready: Sequence[str] = ()) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            if self.s3 is not None:
+                self.s3.start()
+            for child in self.children:
+                child.start()
+            for line in on_ready:
+                print(line, flush=True)
+            while not self._stop.wait(0.5):
+                self._restart_dead()
+        finally:
+            self.shutdown()
+        return 0
+
+    def _restart_dead(self) -> None:
+        for child in self.children:
+            assert child.process is not None
+            code = child.process.poll()
+            if code is not None and time.monotonic() - child.started_at > RESTART_DELAY_S:
+                log.error("%s exited with code %s; restarting it", child.name, code)
+                child.start()
+
+    def shutdown(self) -> None:
+        for child in reversed(self.children):
+            child.terminate()
+        for child in reversed(self.children):
+            child.wait(STOP_TIMEOUT_S)
+        if self.s3 is not None:
+            self.s3.stop()
+        log.info("all stopped")
