@@ -99,6 +99,7 @@ class CameraStream:
         self._state: CameraState = "connecting"
         self._frame_times: deque[float] = deque()
         self._last_frame_at: float | None = None
+        self._last_packet_at = 0.0
         self._reconnects = 0
         self._decode_errors = 0
         self._error: str | None = None
@@ -120,14 +121,19 @@ class CameraStream:
             while self._frame_times and self._frame_times[0] < now - FPS_WINDOW_S:
                 self._frame_times.popleft()
             fps = len(self._frame_times) / FPS_WINDOW_S
+            state, error = self._state, self._error
+            silent = now - self._last_packet_at
+            if state == "online" and silent > self.settings.watchdog_s:
+                # The blocked read ends by FFmpeg's timeout later; report the stall now.
+                state, error = "offline", f"stalled: no packet for {silent:.1f}s"
             return CameraStatus(
                 self.camera.id,
-                self._state,
+                state,
                 round(fps, 2),
                 self._last_frame_at,
                 self._reconnects,
                 self._decode_errors,
-                self._error,
+                error,
             )
 
     def _set_state(self, state: CameraState, error: str | None = None) -> None:
@@ -163,10 +169,12 @@ class CameraStream:
         options: dict[str, str] = {}
         if not self.camera.is_file and self.camera.url.lower().startswith("rtsp"):
             options["rtsp_transport"] = self.camera.transport
+        # On a read timeout FFmpeg's RTSP demuxer first hands out the frame it still held and
+        # only the next read fails, so half the watchdog per read detects a stall in one.
         return av.open(
             self.camera.open_url(),
             options=options,
-            timeout=(self.settings.open_timeout_s, self.settings.watchdog_s),
+            timeout=(self.settings.open_timeout_s, self.settings.watchdog_s / 2),
         )
 
     def _read_once(self, backoff: Backoff) -> None:
@@ -192,6 +200,7 @@ class CameraStream:
                 now = time.time()
                 if pacer is not None:
                     now = pacer.wait(packet, self._stop)
+                self._last_packet_at = now
                 self.ring.append(
                     EncodedPacket(
                         bytes(packet), packet.pts, packet.dts, packet.is_keyframe, now, info

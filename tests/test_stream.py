@@ -1,0 +1,103 @@
+"""The stream worker on real sources: a looping file and the GStreamer RTSP camera."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from common.types import Frame
+from ingest.config import CameraConfig, IngestConfig
+from ingest.ring import PacketRing
+from ingest.stream import CameraStream
+from tests.servers import RtspCamera
+
+pytestmark = pytest.mark.integration
+
+
+class Frames:
+    def __init__(self) -> None:
+        self.items: list[Frame] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, frame: Frame) -> None:
+        with self.lock:
+            self.items.append(frame)
+
+
+def run_for(stream: CameraStream, seconds: float) -> None:
+    stream.start()
+    time.sleep(seconds)
+    stream.stop()
+    stream.join()
+
+
+def test_file_source_is_paced_like_a_camera_and_sampled(vtest_h264: Path) -> None:
+    ring = PacketRing(max_seconds=30)
+    frames = Frames()
+    camera = CameraConfig(id="file", site="lab", url=f"file://{vtest_h264}", loop=True)
+    stream = CameraStream(camera, IngestConfig(), ring, frames, sample_fps=2)
+    run_for(stream, 4.0)
+    held = ring.window(0, time.time())
+    assert held[0].is_keyframe
+    # 10 fps footage released in real time: about 40 packets in 4 s, not the whole file
+    assert 25 <= len(held) <= 50
+    assert 5 <= len(frames.items) <= 10  # sampled at 2 fps
+    assert frames.items[0].image.shape == (576, 768, 3)
+
+
+def test_rtsp_stream_fills_the_ring_from_a_keyframe(vtest_h264: Path) -> None:
+    server = RtspCamera({"cam": vtest_h264})
+    server.start()
+    try:
+        ring = PacketRing(max_seconds=3)
+        frames = Frames()
+        camera = CameraConfig(id="cam", site="lab", url=server.url("cam"))
+        stream = CameraStream(camera, IngestConfig(), ring, frames, sample_fps=5)
+        stream.start()
+        time.sleep(8)
+        status = stream.status()
+        stream.stop()
+        stream.join()
+    finally:
+        server.stop()
+    assert status.state == "online" and status.fps > 5
+    held = ring.window(0, time.time())
+    assert held[0].is_keyframe
+    assert 3.0 <= held[-1].wall_time - held[0].wall_time <= 3.0 + 2.0 + 0.5  # ring + one GOP
+    assert len({f.wall_time for f in frames.items}) == len(frames.items)
+
+
+def test_stalled_camera_is_detected_by_the_watchdog(vtest_h264: Path) -> None:
+    server = RtspCamera({"cam": vtest_h264})
+    server.start()
+    assert server.process is not None
+    camera = CameraConfig(id="cam", site="lab", url=server.url("cam"))
+    settings = IngestConfig(watchdog_s=2, reconnect_min_s=0.5, reconnect_max_s=1)
+    stream = CameraStream(camera, settings, PacketRing(10), Frames(), sample_fps=1)
+    stream.start()
+    try:
+        deadline = time.monotonic() + 20
+        while stream.status().state != "online" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stream.status().state == "online"
+        server.process.send_signal(signal.SIGSTOP)  # socket stays open, no data flows
+        stalled = time.monotonic()
+        while stream.status().state == "online" and time.monotonic() - stalled < 15:
+            time.sleep(0.2)
+        assert stream.status().state == "offline"
+        assert time.monotonic() - stalled <= settings.watchdog_s + 2.0
+        server.process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while stream.status().state != "online" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stream.status().state == "online"
+        assert stream.status().reconnects >= 1
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        stream.stop()
+        stream.join()
+        server.stop()
