@@ -105,25 +105,30 @@ def load_clip(path: str) -> Clip:
         pad.link(parse.get_static_pad("sink"))
 
     demux.connect("pad-added", on_pad_added)
+    demux.connect("no-more-pads", lambda _demux: found.setdefault("no_more_pads", ""))
     bus = pipeline.get_bus()
     pipeline.set_state(Gst.State.PLAYING)
     frames: list[GLib.Bytes] = []
     stamps: list[tuple[int, int, int]] = []  # (dts, pts, duration), CLOCK_TIME_NONE = -1
     is_key: list[bool] = []
     caps: Gst.Caps | None = None
+    deadline = GLib.get_monotonic_time() + LOAD_TIMEOUT_S * 1_000_000
     try:
         while True:
             msg = bus.pop_filtered(Gst.MessageType.ERROR)
             if msg is not None:
                 err, dbg = msg.parse_error()
                 raise RuntimeError(f"cannot read {path}: {err.message} ({dbg})")
-            sample = sink.emit("try-pull-sample", LOAD_TIMEOUT_S * Gst.SECOND)
+            sample = sink.emit("try-pull-sample", 100 * Gst.MSECOND)
             if sample is None:
                 if sink.get_property("eos"):
                     break
-                msg = bus.pop_filtered(Gst.MessageType.ERROR)
-                detail = msg.parse_error()[0].message if msg else "timeout or no video track"
-                raise RuntimeError(f"cannot read {path}: {detail}")
+                if "no_more_pads" in found and "media_type" not in found:
+                    raise RuntimeError(f"no H.264/H.265 video track in {path}")
+                if GLib.get_monotonic_time() > deadline:
+                    raise RuntimeError(f"timed out reading {path}")
+                continue
+            deadline = GLib.get_monotonic_time() + LOAD_TIMEOUT_S * 1_000_000
             caps = sample.get_caps()
             buf = sample.get_buffer()
             ok, info = buf.map(Gst.MapFlags.READ)
@@ -235,7 +240,7 @@ class Feeder:
         clock = self.appsrc.get_clock()
         if state != Gst.State.PLAYING or clock is None:
             return 10
-        now = clock.get_time() - self.appsrc.get_base_time()
+        now = int(clock.get_time() - self.appsrc.get_base_time())
         if self.next_dts is None or abs(now - self.next_dts) > RESYNC_NS:
             self.next_dts = now
         while self.next_dts <= now + Gst.MSECOND:
@@ -250,10 +255,10 @@ class Feeder:
             self.pushed += 1
             self.next_dts += self.clip.durations[i]
             self.index = (i + 1) % len(self.clip.frames)
-        return max(1, math.ceil((self.next_dts - now) / Gst.MSECOND))
+        return max(1, math.ceil((self.next_dts - now) / 1_000_000))
 
 
-class LoopingCameraFactory(GstRtspServer.RTSPMediaFactory):
+class LoopingCameraFactory(GstRtspServer.RTSPMediaFactory):  # type: ignore[misc]
     """Shared media factory whose pipeline is fed by a :class:`Feeder`."""
 
     def __init__(self, clip: Clip, mount: str) -> None:
@@ -374,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _quit(loop: GLib.MainLoop) -> bool:
     loop.quit()
-    return GLib.SOURCE_REMOVE
+    return False  # GLib.SOURCE_REMOVE
 
 
 if __name__ == "__main__":
