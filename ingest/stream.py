@@ -120,7 +120,8 @@ class CameraStream:
         with self._lock:
             while self._frame_times and self._frame_times[0] < now - FPS_WINDOW_S:
                 self._frame_times.popleft()
-            fps = len(self._frame_times) / FPS_WINDOW_S
+            span = now - self._frame_times[0] if self._frame_times else FPS_WINDOW_S
+            fps = len(self._frame_times) / max(span, 1.0)
             state, error = self._state, self._error
             silent = now - self._last_packet_at
             if state == "online" and silent > self.settings.watchdog_s:
@@ -179,6 +180,8 @@ class CameraStream:
 
     def _read_once(self, backoff: Backoff) -> None:
         with self._open() as container:
+            if not container.streams.video:
+                raise ValueError("the source has no video stream")
             video = container.streams.video[0]
             video.codec_context.thread_count = 1  # one core decodes many cameras: no frame threads
             self._connections += 1

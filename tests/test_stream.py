@@ -101,3 +101,29 @@ def test_stalled_camera_is_detected_by_the_watchdog(vtest_h264: Path) -> None:
         stream.stop()
         stream.join()
         server.stop()
+
+
+def test_broken_source_reports_why_and_leaves_other_cameras_alone(
+    vtest_h264: Path, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 1000)
+    settings = IngestConfig(reconnect_min_s=0.2, reconnect_max_s=0.5)
+    good = CameraStream(
+        CameraConfig(id="good", site="lab", url=f"file://{vtest_h264}", loop=True),
+        settings, PacketRing(10), Frames(), sample_fps=1,
+    )  # fmt: skip
+    bad = CameraStream(
+        CameraConfig(id="bad", site="lab", url=f"file://{garbage}"),
+        settings, PacketRing(10), Frames(), sample_fps=1,
+    )  # fmt: skip
+    for stream in (good, bad):
+        stream.start()
+    time.sleep(3)
+    bad_status, good_status = bad.status(), good.status()
+    for stream in (good, bad):
+        stream.stop()
+        stream.join()
+    assert bad_status.state == "offline" and bad_status.reconnects >= 2
+    assert bad_status.error is not None and "InvalidDataError" in bad_status.error
+    assert good_status.state == "online" and good_status.fps >= 9
