@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.process import spawn_owned
 from storage.config import EmbeddedS3Config
 
 log = logging.getLogger(__name__)
@@ -124,12 +125,8 @@ class EmbeddedS3Server:
         }
         log_path = self.config.data_dir / "weed.log"
         with open(log_path, "ab") as log_file:
-            self.process = subprocess.Popen(
-                self.command(),
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+            self.process = spawn_owned(
+                self.command(), env=env, stdout=log_file, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:

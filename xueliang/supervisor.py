@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import signal
 import subprocess
@@ -15,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from common.process import spawn_owned
 from storage.config import EmbeddedS3Config
 from storage.embedded import EmbeddedS3Server
 from xueliang.config import Config
@@ -22,13 +21,6 @@ from xueliang.config import Config
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 20.0
 RESTART_DELAY_S = 2.0
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the supervisor dies, even by SIGKILL (Linux)."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -41,9 +33,7 @@ class Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            list(self.command), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
-        )
+        self.process = spawn_owned(self.command)
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
