@@ -64,5 +64,4 @@ class EventTimingConfig(StrictModel):
 
 
 class AnalyticsConfig(StrictModel):
-    detect_fps: float = Field(5.0, gt=0, le=60)
     events: EventTimingConfig = Field(default_factory=EventTimingConfig)

@@ -41,38 +41,41 @@ class AnalyticsLoop:
     camera's frame is logged and does not stop the loop.
     """
 
-    def __init__(
-        self,
-        detector: Detector,
-        cameras: Sequence[CameraRules],
-        timing: EventTimingConfig,
-        sink: EventSink,
-    ) -> None:
+    def __init__(self, detector: Detector, timing: EventTimingConfig, sink: EventSink) -> None:
         self.detector = detector
-        self._watches: dict[str, list[_ZoneWatch]] = {
-            camera.camera_id: [
-                _ZoneWatch(
-                    ZoneIntrusionRule(zone),
-                    EventLifecycle(
-                        camera.camera_id,
-                        camera.site,
-                        "zone_intrusion",
-                        zone.name,
-                        zone.severity,
-                        timing,
-                        sink,
-                    ),
-                )
-                for zone in camera.zones
-            ]
-            for camera in cameras
-        }
+        self.timing = timing
+        self.sink = sink
+        self._watches: dict[str, list[_ZoneWatch]] = {}
         self._pending: dict[str, Frame] = {}
         self._wake = threading.Condition()
+        self._busy = threading.Lock()  # held while lifecycles are touched
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="analytics", daemon=True)
         self.frames_analysed = 0
         self.frames_dropped = 0
+
+    def add_camera(self, camera: CameraRules) -> None:
+        watches = [
+            _ZoneWatch(
+                ZoneIntrusionRule(zone),
+                EventLifecycle(
+                    camera.camera_id, camera.site, "zone_intrusion", zone.name,
+                    zone.severity, self.timing, self.sink,
+                ),
+            )
+            for zone in camera.zones
+        ]  # fmt: skip
+        with self._wake:
+            self._watches[camera.camera_id] = watches
+
+    def remove_camera(self, camera_id: str) -> None:
+        """Stop analysing a camera; its open events end now."""
+        with self._busy:
+            with self._wake:
+                watches = self._watches.pop(camera_id, [])
+                self._pending.pop(camera_id, None)
+            for watch in watches:
+                watch.lifecycle.close()
 
     def submit(self, frame: Frame) -> None:
         """Called from ingest threads with each sampled frame."""
@@ -92,9 +95,8 @@ class AnalyticsLoop:
             self._stop = True
             self._wake.notify()
         self._thread.join()
-        for watches in self._watches.values():
-            for watch in watches:
-                watch.lifecycle.close()
+        for camera_id in list(self._watches):
+            self.remove_camera(camera_id)
 
     def _run(self) -> None:
         while True:
@@ -104,18 +106,24 @@ class AnalyticsLoop:
                 if self._stop:
                     return
                 frames, self._pending = list(self._pending.values()), {}
-            for frame in frames:
-                try:
-                    self._analyse(frame)
-                except Exception:
-                    log.exception("analytics failed on a frame of camera %s", frame.camera_id)
-            now = time.time()
-            for watches in self._watches.values():
-                for watch in watches:
+            with self._busy:
+                for frame in frames:
+                    try:
+                        self._analyse(frame)
+                    except Exception:
+                        log.exception("analytics failed on a frame of camera %s", frame.camera_id)
+                now = time.time()
+                with self._wake:
+                    every = [w for watches in self._watches.values() for w in watches]
+                for watch in every:
                     watch.lifecycle.tick(now)
 
     def _analyse(self, frame: Frame) -> None:
+        with self._wake:
+            watches = self._watches.get(frame.camera_id, [])
+        if not watches:
+            return
         detections = self.detector.detect(frame.image)
         self.frames_analysed += 1
-        for watch in self._watches[frame.camera_id]:
+        for watch in watches:
             watch.lifecycle.observe(frame, watch.rule.matches(detections))

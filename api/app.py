@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from api.config import ApiConfig
 from ingest.config import CameraConfig
-from storage.index import EventIndex, EventQuery, EventRow
+from storage.index import CameraStatusRow, EventIndex, EventQuery, EventRow
 from storage.objects import ObjectStore
 
 
@@ -72,14 +72,65 @@ class CameraOut(BaseModel):
     name: str
     site: str
     url: str
+    detect_url: str | None
     enabled: bool
-    state: Literal["connecting", "online", "offline", "unknown"]
-    fps: float
-    last_frame_at: datetime | None
-    reconnects: int
+    state: Literal["connecting", "online", "degraded", "offline", "unknown"]
+    reasons: str | None
+    input_fps: float
+    decode_fps: float
+    expected_fps: float | None
+    bitrate_kbps: float
+    decoded_frames: list[int]
+    corrupt_packets: int
     decode_errors: int
+    timestamp_jumps: int
+    reconnects: int
+    last_frame_at: datetime | None
+    offline_since: datetime | None
     error: str | None
+    worker_id: str | None
     heartbeat_at: datetime | None
+
+    @classmethod
+    def of(
+        cls, camera: CameraConfig, status: CameraStatusRow | None, stale_before: datetime
+    ) -> CameraOut:
+        """A configured camera with its last heartbeat; a stale heartbeat means offline."""
+        configured = {
+            "id": camera.id,
+            "name": camera.name,
+            "site": camera.site,
+            "url": camera.url,
+            "detect_url": camera.detect_url,
+            "enabled": camera.enabled,
+        }
+        if status is None:
+            return cls(
+                **configured, state="unknown", reasons=None, input_fps=0.0, decode_fps=0.0,
+                expected_fps=None, bitrate_kbps=0.0, decoded_frames=[], corrupt_packets=0,
+                decode_errors=0, timestamp_jumps=0, reconnects=0, last_frame_at=None,
+                offline_since=None, error=None, worker_id=None, heartbeat_at=None,
+            )  # fmt: skip
+        fresh = status.updated_at >= stale_before
+        return cls(
+            **configured,
+            state=status.state if fresh else "offline",
+            reasons=status.reasons if fresh else "no heartbeat from the camera's worker",
+            input_fps=status.input_fps if fresh else 0.0,
+            decode_fps=status.decode_fps if fresh else 0.0,
+            expected_fps=status.expected_fps,
+            bitrate_kbps=status.bitrate_kbps if fresh else 0.0,
+            decoded_frames=status.decoded_frames,
+            corrupt_packets=status.corrupt_packets,
+            decode_errors=status.decode_errors,
+            timestamp_jumps=status.timestamp_jumps,
+            reconnects=status.reconnects,
+            last_frame_at=status.last_frame_at,
+            offline_since=status.offline_since,
+            error=status.error,
+            worker_id=status.worker_id,
+            heartbeat_at=status.updated_at,
+        )
 
 
 class Health(BaseModel):
@@ -166,29 +217,6 @@ def create_app(
     def list_cameras() -> list[CameraOut]:
         statuses = index.camera_statuses()
         stale_before = datetime.now(UTC) - timedelta(seconds=heartbeat_stale_s)
-        out = []
-        for camera in cameras:
-            status = statuses.get(camera.id)
-            state: Literal["connecting", "online", "offline", "unknown"] = "unknown"
-            if status is not None:
-                fresh = status.updated_at >= stale_before
-                state = status.state if fresh else "offline"  # type: ignore[assignment]
-            out.append(
-                CameraOut(
-                    id=camera.id,
-                    name=camera.name,
-                    site=camera.site,
-                    url=camera.url,
-                    enabled=camera.enabled,
-                    state=state,
-                    fps=status.fps if status and state == "online" else 0.0,
-                    last_frame_at=status.last_frame_at if status else None,
-                    reconnects=status.reconnects if status else 0,
-                    decode_errors=status.decode_errors if status else 0,
-                    error=status.error if status else None,
-                    heartbeat_at=status.updated_at if status else None,
-                )
-            )
-        return out
+        return [CameraOut.of(c, statuses.get(c.id), stale_before) for c in cameras]
 
     return app

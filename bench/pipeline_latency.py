@@ -68,7 +68,7 @@ def main() -> None:
                 {"id": "walkway", "site": "bench", "url": camera.url("walkway"),
                  "zones": [{"name": "west", "points": ZONE}]},
             ],
-            analytics={"detect_fps": 5, "events": {"end_after_s": 2, "max_duration_s": 20}},
+            analytics={"events": {"end_after_s": 2, "max_duration_s": 20}},
             clips={"pre_roll_s": 3, "post_roll_s": POST_ROLL_S},
         )  # fmt: skip
         pipeline = Pipeline(workdir, config)

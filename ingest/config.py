@@ -19,8 +19,52 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DetectConfig(StrictModel):
+    """What the analytics stage gets of a camera: frame size, rate and which frames decode."""
+
+    width: int | None = Field(
+        640, gt=0, multiple_of=2, description="scaled in swscale; None keeps the stream's"
+    )
+    height: int | None = Field(None, gt=0, multiple_of=2, description="None keeps the aspect ratio")
+    fps: float = Field(5.0, gt=0, le=60, description="frames a second handed to analytics")
+    decode: Literal["all", "keyframes"] = Field(
+        "all", description="keyframes: decode only keyframes (health snapshots, cheap)"
+    )
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The detect size for a stream of `width` x `height`, aspect kept where not given.
+
+        Example:
+            >>> DetectConfig(width=640).size_for(1920, 1080)
+            (640, 360)
+        """
+        if self.width is None and self.height is None:
+            return width, height
+        if self.width is not None and self.height is not None:
+            return self.width, self.height
+        if self.width is not None:
+            return self.width, max(2, round(height * self.width / width / 2) * 2)
+        assert self.height is not None
+        return max(2, round(width * self.height / height / 2) * 2), self.height
+
+
+def _check_scheme(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ValueError(
+            f"unsupported URL scheme {scheme!r}; expected one of {', '.join(SUPPORTED_SCHEMES)}"
+        )
+    if scheme != "file" and not urlsplit(url).hostname:
+        raise ValueError("URL has no host")
+    return url
+
+
 class CameraConfig(StrictModel):
-    """One camera: where its stream is and how to log in (credentials kept out of the URL).
+    """One camera: its stream(s) and how to log in (credentials kept out of the URLs).
+
+    `url` is the main stream: it is recorded and, unless `detect_url` (the camera's
+    sub-stream) is given, also decoded for analytics. With `detect_url`, the main stream is
+    only demuxed (never decoded) and the sub-stream is decoded.
 
     Example:
         >>> cam = CameraConfig(id="gate", site="hq", url="rtsp://admin:pw@10.0.0.5/live")
@@ -32,19 +76,28 @@ class CameraConfig(StrictModel):
     name: str = ""
     site: str = Field(pattern=IDENTIFIER)
     url: str
+    detect_url: str | None = None
     username: str | None = None
     password: SecretStr | None = None
-    transport: Literal["tcp", "udp"] = "tcp"
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
+    buffer_size: int | None = Field(
+        None, gt=0, description="socket receive buffer in bytes (RTSP over UDP)"
+    )
     loop: bool = Field(False, description="replay a file source forever (demos)")
     enabled: bool = True
+    detect: DetectConfig = Field(default_factory=DetectConfig)
 
     @model_validator(mode="before")
     @classmethod
-    def _move_credentials_out_of_url(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("url"), str):
-            bare, user, password = strip_userinfo(data["url"])
+    def _move_credentials_out_of_urls(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key in ("url", "detect_url"):
+            if not isinstance(data.get(key), str):
+                continue
+            bare, user, password = strip_userinfo(data[key])
             if user is not None or password is not None:
-                data = {**data, "url": bare}
+                data = {**data, key: bare}
                 data.setdefault("username", user)
                 if password is not None:
                     data.setdefault("password", password)
@@ -53,32 +106,39 @@ class CameraConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in SUPPORTED_SCHEMES:
-            raise ValueError(
-                f"unsupported URL scheme {scheme!r}; expected one of {', '.join(SUPPORTED_SCHEMES)}"
-            )
-        if scheme != "file" and not urlsplit(url).hostname:
-            raise ValueError("URL has no host")
-        return url
+        return _check_scheme(url)
 
-    @property
-    def is_file(self) -> bool:
-        return urlsplit(self.url).scheme.lower() == "file"
+    @field_validator("detect_url")
+    @classmethod
+    def _check_detect_url(cls, url: str | None) -> str | None:
+        return None if url is None else _check_scheme(url)
 
-    def open_url(self) -> str:
-        """The URL to hand to the demuxer, credentials included. Never log it."""
-        parts = urlsplit(self.url)
-        if self.is_file:
+    def open_url(self, url: str) -> str:
+        """`url` (one of this camera's) with credentials, for the demuxer. Never log it."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() == "file":
             return parts.path
         if self.username is None:
-            return self.url
+            return url
         userinfo = quote(self.username, safe="")
         if self.password is not None:
             userinfo += ":" + quote(self.password.get_secret_value(), safe="")
         return urlunsplit(
             SplitResult(parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, parts.query, "")
         )
+
+    def demux_options(self, url: str, probe_s: float) -> dict[str, str]:
+        """FFmpeg options for opening `url`."""
+        options: dict[str, str] = {}
+        scheme = urlsplit(url).scheme.lower()
+        if scheme != "file":
+            # FFmpeg's default probe buffers ~3 s of a live stream before the first frame.
+            options["analyzeduration"] = str(int(probe_s * 1_000_000))
+        if scheme in ("rtsp", "rtsps"):
+            options["rtsp_transport"] = self.transport
+        if self.buffer_size is not None:
+            options["buffer_size"] = str(self.buffer_size)
+        return options
 
 
 class IngestConfig(StrictModel):
@@ -93,6 +153,18 @@ class IngestConfig(StrictModel):
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     heartbeat_s: float = Field(2.0, gt=0)
+    lease_s: float = Field(
+        10.0, gt=0, description="a worker that dies has its cameras taken over after this"
+    )
+    probe_s: float = Field(
+        1.0, gt=0, description="how much of a network stream FFmpeg reads to learn its format"
+    )
+    timestamp_jump_s: float = Field(
+        2.0, gt=0, description="a PTS step off real time by more than this is a jump"
+    )
+    degraded_fps_ratio: float = Field(
+        0.8, gt=0, le=1, description="input fps below this share of the stream's: degraded"
+    )
 
     @model_validator(mode="after")
     def _check_backoff(self) -> IngestConfig:

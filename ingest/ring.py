@@ -89,25 +89,29 @@ class PacketRing:
                 self._bytes -= sum(len(p.data) for p in self._gops.popleft())
 
     def window(self, start: float, end: float) -> list[EncodedPacket]:
-        """Packets from the last keyframe at or before `start` up to `end`, one connection only.
+        """Packets from the last keyframe at or before `start` up to `end`, of one connection.
 
-        If the window spans a reconnection, only the connection the window starts in is
-        returned, since its codec parameters may differ from the next one's.
+        A window that spans a reconnection gets the packets of the connection that covers
+        most of it: frames from before a gap are never glued to frames after it, since the
+        two connections' timestamps and even codec parameters may differ.
         """
         with self._lock:
             gops = list(self._gops)
-        first = 0
-        for index, gop in enumerate(gops):
-            if gop[0].wall_time <= start:
-                first = index
-        packets: list[EncodedPacket] = []
-        for gop in gops[first:]:
+        runs: dict[int, list[list[EncodedPacket]]] = {}
+        for gop in gops:
             if gop[0].wall_time > end:
                 break
-            if packets and gop[0].stream is not packets[0].stream:
-                break
-            packets.extend(p for p in gop if p.wall_time <= end)
-        return packets
+            runs.setdefault(gop[0].stream.connection, []).append(gop)
+
+        def from_start(run: list[list[EncodedPacket]]) -> list[EncodedPacket]:
+            first = max((i for i, gop in enumerate(run) if gop[0].wall_time <= start), default=0)
+            return [p for gop in run[first:] for p in gop if p.wall_time <= end]
+
+        def coverage(packets: list[EncodedPacket]) -> int:
+            return sum(1 for p in packets if p.wall_time >= start)
+
+        best = max((from_start(run) for run in runs.values()), key=coverage, default=[])
+        return best if coverage(best) else []
 
     @property
     def seconds(self) -> float:

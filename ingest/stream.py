@@ -1,4 +1,4 @@
-"""One thread per camera: demux with PyAV, keep packets in the ring, sample decoded frames."""
+"""One thread per stream URL: demux with PyAV, keep packets, decode and sample frames."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
+from urllib.parse import urlsplit
 
 import av
 import av.container
@@ -18,27 +19,15 @@ import av.video
 import numpy as np
 
 from common.types import Frame
-from ingest.config import CameraConfig, IngestConfig
+from ingest.clock import PtsClock
+from ingest.config import CameraConfig, DetectConfig, IngestConfig
 from ingest.redact import redact_text
 from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
 
 log = logging.getLogger(__name__)
 
-CameraState = Literal["connecting", "online", "offline"]
-FPS_WINDOW_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class CameraStatus:
-    """A point-in-time view of one camera's stream health."""
-
-    camera_id: str
-    state: CameraState
-    fps: float
-    last_frame_at: float | None
-    reconnects: int
-    decode_errors: int
-    error: str | None
+ConnectionState = Literal["connecting", "streaming", "offline"]
+RATE_WINDOW_S = 5.0
 
 
 class Backoff:
@@ -65,45 +54,116 @@ class Backoff:
         self._attempt = 0
 
 
-class CameraStream:
-    """Reads one camera until stopped, reconnecting with backoff when the stream fails.
-
-    Every video packet goes into `ring`; decoded frames are handed to `on_frame` at most
-    `sample_fps` times a second, as BGR arrays. Exceptions never leave the thread: a broken
-    camera only ever affects itself.
+class RateWindow:
+    """Events per second (and their summed sizes) over the last few seconds.
 
     Example:
-        >>> ring = PacketRing(max_seconds=30)
+        >>> window = RateWindow(seconds=5.0)
+        >>> for t in range(10):
+        ...     window.add(100.0 + t * 0.5, size=1000)
+        >>> window.rate(105.0), window.size_rate(105.0)
+        (2.0, 2000.0)
+    """
+
+    def __init__(self, seconds: float = RATE_WINDOW_S) -> None:
+        self.seconds = seconds
+        self._items: deque[tuple[float, int]] = deque()
+
+    def add(self, at: float, size: int = 0) -> None:
+        self._items.append((at, size))
+
+    def _trim(self, now: float) -> float:
+        while self._items and self._items[0][0] < now - self.seconds:
+            self._items.popleft()
+        return max(1.0, min(self.seconds, now - self._items[0][0])) if self._items else 1.0
+
+    def rate(self, now: float) -> float:
+        span = self._trim(now)
+        return len(self._items) / span
+
+    def size_rate(self, now: float) -> float:
+        span = self._trim(now)
+        return sum(size for _, size in self._items) / span
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """A point-in-time view of one stream connection's health and counters."""
+
+    state: ConnectionState
+    input_fps: float
+    decode_fps: float
+    bitrate_kbps: float
+    expected_fps: float | None
+    packets: int
+    decoded_frames: int
+    sampled_frames: int
+    corrupt_packets: int
+    decode_errors: int
+    timestamp_jumps: int
+    reconnects: int
+    last_packet_at: float | None
+    offline_since: float | None
+    online_since: float | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Decode this stream and hand frames at `detect.fps`, scaled to the detect size."""
+
+    detect: DetectConfig
+    on_frame: Callable[[Frame], None]
+
+
+class StreamReader:
+    """Reads one URL of a camera until stopped, reconnecting with backoff when it fails.
+
+    With a `ring`, every video packet is kept there (for clips); with `sampling`, packets are
+    decoded and frames handed on at the detect rate, scaled in swscale. A reader with only a
+    ring never decodes. Exceptions never leave the thread: a broken stream only ever affects
+    itself.
+
+    Example:
         >>> cam = CameraConfig(id="gate", site="hq", url="rtsp://127.0.0.1:8554/gate")
-        >>> stream = CameraStream(cam, IngestConfig(), ring, on_frame=print, sample_fps=5)
-        >>> stream.status().state
+        >>> reader = StreamReader(cam, cam.url, IngestConfig(), ring=PacketRing(30))
+        >>> reader.stats().state
         'connecting'
     """
 
     def __init__(
         self,
         camera: CameraConfig,
+        url: str,
         settings: IngestConfig,
-        ring: PacketRing,
-        on_frame: Callable[[Frame], None],
-        sample_fps: float,
+        ring: PacketRing | None = None,
+        sampling: Sampling | None = None,
     ) -> None:
         self.camera = camera
+        self.url = url
         self.settings = settings
         self.ring = ring
-        self.on_frame = on_frame
-        self.sample_interval = 1.0 / sample_fps
+        self.sampling = sampling
+        self.is_file = urlsplit(url).scheme.lower() == "file"
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"ingest-{camera.id}", daemon=True)
+        role = "detect" if ring is None else "record" if sampling is None else "main"
+        self._thread = threading.Thread(
+            target=self._run, name=f"ingest-{camera.id}-{role}", daemon=True
+        )
         self._lock = threading.Lock()
-        self._state: CameraState = "connecting"
-        self._frame_times: deque[float] = deque()
-        self._last_frame_at: float | None = None
-        self._last_packet_at = 0.0
-        self._reconnects = 0
-        self._decode_errors = 0
+        self._state: ConnectionState = "connecting"
         self._error: str | None = None
+        self._packets = RateWindow()
+        self._decoded = RateWindow()
+        self._counts = {"packets": 0, "decoded": 0, "sampled": 0, "corrupt": 0, "errors": 0}
+        self._jumps_before = 0  # timestamp jumps of earlier connections
+        self._clock = PtsClock(settings.timestamp_jump_s)
+        self._expected_fps: float | None = None
+        self._reconnects = 0
         self._connections = 0
+        self._last_packet_at: float | None = None
+        self._offline_since: float | None = None
+        self._online_since: float | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -115,34 +175,34 @@ class CameraStream:
     def join(self) -> None:
         self._thread.join(self.settings.watchdog_s + 2.0)
 
-    def status(self) -> CameraStatus:
+    def stats(self) -> StreamStats:
         now = time.time()
         with self._lock:
-            while self._frame_times and self._frame_times[0] < now - FPS_WINDOW_S:
-                self._frame_times.popleft()
-            span = now - self._frame_times[0] if self._frame_times else FPS_WINDOW_S
-            fps = len(self._frame_times) / max(span, 1.0)
             state, error = self._state, self._error
-            silent = now - self._last_packet_at
-            if state == "online" and silent > self.settings.watchdog_s:
+            offline_since = self._offline_since
+            silent = now - self._last_packet_at if self._last_packet_at is not None else 0.0
+            if state == "streaming" and silent > self.settings.watchdog_s:
                 # The blocked read ends by FFmpeg's timeout later; report the stall now.
                 state, error = "offline", f"stalled: no packet for {silent:.1f}s"
-            return CameraStatus(
-                self.camera.id,
-                state,
-                round(fps, 2),
-                self._last_frame_at,
-                self._reconnects,
-                self._decode_errors,
-                error,
+                offline_since = self._last_packet_at
+            return StreamStats(
+                state=state,
+                input_fps=round(self._packets.rate(now), 2),
+                decode_fps=round(self._decoded.rate(now), 2),
+                bitrate_kbps=round(self._packets.size_rate(now) * 8 / 1000, 1),
+                expected_fps=self._expected_fps,
+                packets=self._counts["packets"],
+                decoded_frames=self._counts["decoded"],
+                sampled_frames=self._counts["sampled"],
+                corrupt_packets=self._counts["corrupt"],
+                decode_errors=self._counts["errors"],
+                timestamp_jumps=self._jumps_before + self._clock.jumps,
+                reconnects=self._reconnects,
+                last_packet_at=self._last_packet_at,
+                offline_since=offline_since,
+                online_since=self._online_since,
+                error=error,
             )
-
-    def _set_state(self, state: CameraState, error: str | None = None) -> None:
-        with self._lock:
-            if state != self._state:
-                log.info("camera %s: %s -> %s", self.camera.id, self._state, state)
-            self._state = state
-            self._error = error
 
     def _run(self) -> None:
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
@@ -150,31 +210,36 @@ class CameraStream:
             try:
                 self._read_once(backoff)
                 error = "end of stream"
-            except Exception as exc:  # any failure of this camera stays with this camera
+            except Exception as exc:  # any failure of this stream stays with this stream
                 error = redact_text(f"{type(exc).__name__}: {exc}")
             if self._stop.is_set():
                 break
-            if self.camera.is_file and self.camera.loop and error == "end of stream":
+            if self.is_file and self.camera.loop and error == "end of stream":
                 continue
-            self._set_state("offline", error)
+            self._went_offline(error)
             delay = backoff.next_delay()
             log.warning(
-                "camera %s offline (%s); reconnecting in %.1fs", self.camera.id, error, delay
-            )
-            with self._lock:
-                self._reconnects += 1
+                "camera %s: %s offline (%s); reconnecting in %.1fs",
+                self.camera.id, urlsplit(self.url).path or self.url, error, delay,
+            )  # fmt: skip
             self._stop.wait(delay)
-        self._set_state("offline", "stopped")
+        with self._lock:
+            self._state, self._error = "offline", "stopped"
+
+    def _went_offline(self, error: str) -> None:
+        with self._lock:
+            if self._state != "offline":
+                self._offline_since = self._last_packet_at or time.time()
+                self._online_since = None
+            self._state, self._error = "offline", error
+            self._reconnects += 1
 
     def _open(self) -> av.container.InputContainer:
-        options: dict[str, str] = {}
-        if not self.camera.is_file and self.camera.url.lower().startswith("rtsp"):
-            options["rtsp_transport"] = self.camera.transport
         # On a read timeout FFmpeg's RTSP demuxer first hands out the frame it still held and
         # only the next read fails, so half the watchdog per read detects a stall in one.
         return av.open(
-            self.camera.open_url(),
-            options=options,
+            self.camera.open_url(self.url),
+            options=self.camera.demux_options(self.url, self.settings.probe_s),
             timeout=(self.settings.open_timeout_s, self.settings.watchdog_s / 2),
         )
 
@@ -183,56 +248,91 @@ class CameraStream:
             if not container.streams.video:
                 raise ValueError("the source has no video stream")
             video = container.streams.video[0]
-            video.codec_context.thread_count = 1  # one core decodes many cameras: no frame threads
+            context = video.codec_context
+            context.thread_count = 1  # one core decodes many cameras: no frame threads
+            if self.sampling is not None and self.sampling.detect.decode == "keyframes":
+                context.skip_frame = "NONKEY"
+            rate = video.average_rate or video.guessed_rate
             self._connections += 1
             info = StreamInfo(
-                codec=video.codec_context.name,
-                width=video.codec_context.width,
-                height=video.codec_context.height,
+                codec=context.name,
+                width=context.width,
+                height=context.height,
                 time_base=video.time_base or Fraction(1, 90000),
                 template=CodecTemplate(video),
                 connection=self._connections,
             )
-            pacer = _FilePacer() if self.camera.is_file else None
-            last_sample = 0.0
+            with self._lock:
+                self._expected_fps = float(rate) if rate else None
+                self._jumps_before += self._clock.jumps
+            self._clock = PtsClock(self.settings.timestamp_jump_s)
+            pacer = _FilePacer() if self.is_file else None
+            next_sample = 0.0
             for packet in container.demux(video):
                 if self._stop.is_set():
                     return
                 if packet.size == 0:
                     continue
-                now = time.time()
-                if pacer is not None:
-                    now = pacer.wait(packet, self._stop)
-                self._last_packet_at = now
-                self.ring.append(
-                    EncodedPacket(
-                        bytes(packet), packet.pts, packet.dts, packet.is_keyframe, now, info
-                    )
+                arrival = time.time() if pacer is None else pacer.wait(packet, self._stop)
+                pts = packet.pts if packet.pts is not None else packet.dts
+                wall = self._clock.map(
+                    float(pts * info.time_base) if pts is not None else None, arrival
                 )
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    with self._lock:
-                        self._decode_errors += 1
-                    continue
-                for frame in frames:
-                    last_sample = self._take_frame(frame, now, last_sample, backoff)
+                self._count_packet(packet, arrival, backoff)
+                if self.ring is not None:
+                    self.ring.append(
+                        EncodedPacket(
+                            bytes(packet), packet.pts, packet.dts, packet.is_keyframe, wall, info
+                        )
+                    )
+                if self.sampling is not None:
+                    next_sample = self._decode(packet, wall, next_sample)
 
-    def _take_frame(
-        self, frame: av.video.frame.VideoFrame, now: float, last_sample: float, backoff: Backoff
-    ) -> float:
+    def _count_packet(
+        self, packet: av.Packet[av.video.stream.VideoStream], arrival: float, backoff: Backoff
+    ) -> None:
         with self._lock:
-            self._frame_times.append(now)
-            self._last_frame_at = now
-            first = self._state != "online"
-        if first:
-            self._set_state("online")
-            backoff.reset()
-        if now - last_sample < self.sample_interval:
-            return last_sample
-        image = frame.to_ndarray(format="bgr24", threads=1)
-        self.on_frame(Frame(self.camera.id, image.astype(np.uint8, copy=False), now))
-        return now
+            self._last_packet_at = arrival
+            self._packets.add(arrival, packet.size)
+            self._counts["packets"] += 1
+            if packet.is_corrupt:
+                self._counts["corrupt"] += 1
+            if self._state != "streaming":
+                log.info("camera %s: %s streaming", self.camera.id, self.url.rsplit("/", 1)[-1])
+                self._state, self._error = "streaming", None
+                self._online_since = arrival
+                backoff.reset()
+
+    def _decode(
+        self, packet: av.Packet[av.video.stream.VideoStream], wall: float, next_sample: float
+    ) -> float:
+        assert self.sampling is not None
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            with self._lock:
+                self._counts["errors"] += 1
+            return next_sample
+        detect = self.sampling.detect
+        for frame in frames:
+            with self._lock:
+                self._counts["decoded"] += 1
+                self._decoded.add(wall)
+            if wall < next_sample:
+                continue  # not needed for analytics: never converted
+            width, height = detect.size_for(frame.width, frame.height)
+            image = frame.to_ndarray(
+                width=width,
+                height=height,
+                format="bgr24",
+                interpolation="FAST_BILINEAR",
+                threads=1,
+            ).astype(np.uint8, copy=False)
+            self.sampling.on_frame(Frame(self.camera.id, image, wall))
+            with self._lock:
+                self._counts["sampled"] += 1
+            next_sample = max(next_sample + 1.0 / detect.fps, wall)
+        return next_sample
 
 
 class _FilePacer:

@@ -13,6 +13,10 @@ PyGObject, so run it with the system interpreter (Debian packages
 It prints exactly one line ``READY rtsp://HOST:PORT`` to stdout once it is listening, serves
 ``rtsp://HOST:PORT/cam1`` etc. (RTP over TCP or UDP; optional basic auth for all mounts), and
 exits with code 0 on SIGTERM or SIGINT. Diagnostics go to stderr.
+
+A mount's pipeline starts (at the file's first keyframe) with its first client and stops when
+its last client leaves. A client that joins a running mount gets the live stream mid-GOP, so
+its decoder waits for the next keyframe: use test files with a short GOP (e.g. ``-g`` of 1 s).
 """
 
 from __future__ import annotations

@@ -87,17 +87,47 @@ class EventRow(Base):
 
 
 class CameraStatusRow(Base):
+    """A camera's latest heartbeat, written by the worker that holds its lease."""
+
     __tablename__ = "camera_status"
 
     camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     site: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
-    fps: Mapped[float] = mapped_column(Float, default=0.0)
-    last_frame_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    reconnects: Mapped[int] = mapped_column(Integer, default=0)
+    reasons: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    input_fps: Mapped[float] = mapped_column(Float, default=0.0)
+    decode_fps: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_fps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bitrate_kbps: Mapped[float] = mapped_column(Float, default=0.0)
+    decoded_frames: Mapped[list[int]] = mapped_column(JSON, default=list)
+    corrupt_packets: Mapped[int] = mapped_column(Integer, default=0)
     decode_errors: Mapped[int] = mapped_column(Integer, default=0)
+    timestamp_jumps: Mapped[int] = mapped_column(Integer, default=0)
+    reconnects: Mapped[int] = mapped_column(Integer, default=0)
+    last_frame_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    offline_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     error: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CameraLeaseRow(Base):
+    """Which worker runs a camera, until when. A lease not renewed in time is free to take."""
+
+    __tablename__ = "camera_leases"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WorkerRow(Base):
+    """A live worker process (any machine), seen at its last lease renewal."""
+
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import pytest
+
 from ingest.ring import EncodedPacket, PacketRing, StreamInfo
 
 
@@ -58,11 +60,14 @@ def test_window_starts_at_the_keyframe_before_start_and_ends_at_end() -> None:
     assert abs(held[-1].wall_time - 5.0) < 1e-9
 
 
-def test_window_stays_within_one_connection() -> None:
+def test_window_takes_the_connection_covering_most_of_it() -> None:
     ring = PacketRing(max_seconds=60)
-    for p in packets(0.0, 20, 10, info(1)) + packets(2.0, 20, 10, info(2)):
-        ring.append(p)
-    held = ring.window(0.5, 3.5)
-    assert {p.stream.connection for p in held} == {1}
-    later = ring.window(2.5, 3.5)
-    assert {p.stream.connection for p in later} == {2}
+    for p in packets(0.0, 20, 10, info(1)) + packets(2.5, 20, 10, info(2)):
+        ring.append(p)  # connection 1: 0.0-1.9 s; a gap; connection 2: 2.5-4.4 s
+    early = ring.window(0.5, 3.0)
+    assert {p.stream.connection for p in early} == {1}
+    assert early[0].wall_time == 0.0 and early[-1].wall_time == pytest.approx(1.9)
+    late = ring.window(1.5, 4.0)
+    assert {p.stream.connection for p in late} == {2}
+    assert late[0].wall_time == 2.5 and late[0].is_keyframe
+    assert ring.window(10.0, 11.0) == []

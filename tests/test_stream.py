@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from common.types import Frame
-from ingest.config import CameraConfig, IngestConfig
+from ingest.config import CameraConfig, DetectConfig, IngestConfig
 from ingest.ring import PacketRing
-from ingest.stream import CameraStream
+from ingest.camera import Camera
 from tests.servers import RtspCamera
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ class Frames:
             self.items.append(frame)
 
 
-def run_for(stream: CameraStream, seconds: float) -> None:
+def run_for(stream: Camera, seconds: float) -> None:
     stream.start()
     time.sleep(seconds)
     stream.stop()
@@ -38,8 +38,11 @@ def run_for(stream: CameraStream, seconds: float) -> None:
 def test_file_source_is_paced_like_a_camera_and_sampled(vtest_h264: Path) -> None:
     ring = PacketRing(max_seconds=30)
     frames = Frames()
-    camera = CameraConfig(id="file", site="lab", url=f"file://{vtest_h264}", loop=True)
-    stream = CameraStream(camera, IngestConfig(), ring, frames, sample_fps=2)
+    camera = CameraConfig(
+        id="file", site="lab", url=f"file://{vtest_h264}", loop=True,
+        detect=DetectConfig(fps=2, width=None),
+    )  # fmt: skip
+    stream = Camera(camera, IngestConfig(), ring, frames)
     run_for(stream, 4.0)
     held = ring.window(0, time.time())
     assert held[0].is_keyframe
@@ -56,15 +59,16 @@ def test_rtsp_stream_fills_the_ring_from_a_keyframe(vtest_h264: Path) -> None:
         ring = PacketRing(max_seconds=3)
         frames = Frames()
         camera = CameraConfig(id="cam", site="lab", url=server.url("cam"))
-        stream = CameraStream(camera, IngestConfig(), ring, frames, sample_fps=5)
+        stream = Camera(camera, IngestConfig(), ring, frames)
         stream.start()
         time.sleep(8)
-        status = stream.status()
+        status = stream.check()
         stream.stop()
         stream.join()
     finally:
         server.stop()
-    assert status.state == "online" and status.fps > 5
+    assert status.state == "online" and status.input_fps > 8
+    assert frames.items[0].image.shape == (480, 640, 3)  # scaled to the default detect width
     held = ring.window(0, time.time())
     assert held[0].is_keyframe
     assert 3.0 <= held[-1].wall_time - held[0].wall_time <= 3.0 + 2.0 + 0.5  # ring + one GOP
@@ -77,25 +81,25 @@ def test_stalled_camera_is_detected_by_the_watchdog(vtest_h264: Path) -> None:
     assert server.process is not None
     camera = CameraConfig(id="cam", site="lab", url=server.url("cam"))
     settings = IngestConfig(watchdog_s=2, reconnect_min_s=0.5, reconnect_max_s=1)
-    stream = CameraStream(camera, settings, PacketRing(10), Frames(), sample_fps=1)
+    stream = Camera(camera, settings, PacketRing(10), Frames())
     stream.start()
     try:
         deadline = time.monotonic() + 20
-        while stream.status().state != "online" and time.monotonic() < deadline:
+        while stream.check().state != "online" and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert stream.status().state == "online"
+        assert stream.check().state == "online"
         server.process.send_signal(signal.SIGSTOP)  # socket stays open, no data flows
         stalled = time.monotonic()
-        while stream.status().state == "online" and time.monotonic() - stalled < 15:
+        while stream.check().state == "online" and time.monotonic() - stalled < 15:
             time.sleep(0.2)
-        assert stream.status().state == "offline"
+        assert stream.check().state == "offline"
         assert time.monotonic() - stalled <= settings.watchdog_s + 2.0
         server.process.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + 30
-        while stream.status().state != "online" and time.monotonic() < deadline:
+        while stream.check().state != "online" and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert stream.status().state == "online"
-        assert stream.status().reconnects >= 1
+        assert stream.check().state == "online"
+        assert stream.check().reconnects >= 1
     finally:
         server.process.send_signal(signal.SIGCONT)
         stream.stop()
@@ -109,21 +113,21 @@ def test_broken_source_reports_why_and_leaves_other_cameras_alone(
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"this is not a video" * 1000)
     settings = IngestConfig(reconnect_min_s=0.2, reconnect_max_s=0.5)
-    good = CameraStream(
+    good = Camera(
         CameraConfig(id="good", site="lab", url=f"file://{vtest_h264}", loop=True),
-        settings, PacketRing(10), Frames(), sample_fps=1,
+        settings, PacketRing(10), Frames(),
     )  # fmt: skip
-    bad = CameraStream(
+    bad = Camera(
         CameraConfig(id="bad", site="lab", url=f"file://{garbage}"),
-        settings, PacketRing(10), Frames(), sample_fps=1,
+        settings, PacketRing(10), Frames(),
     )  # fmt: skip
     for stream in (good, bad):
         stream.start()
     time.sleep(3)
-    bad_status, good_status = bad.status(), good.status()
+    bad_status, good_status = bad.check(), good.check()
     for stream in (good, bad):
         stream.stop()
         stream.join()
     assert bad_status.state == "offline" and bad_status.reconnects >= 2
     assert bad_status.error is not None and "InvalidDataError" in bad_status.error
-    assert good_status.state == "online" and good_status.fps >= 9
+    assert good_status.state == "online" and good_status.input_fps >= 9

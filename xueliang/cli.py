@@ -62,11 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from xueliang.worker import run_worker
+    from xueliang.worker import Worker, new_worker_id
 
-    setup_logging("worker")
+    worker_id = new_worker_id()
+    setup_logging(f"worker {worker_id}")
     config = _load(args.config)
-    run_worker(config, _stop_on_signals())
+    Worker(config, worker_id).run(_stop_on_signals())
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ class Config(StrictModel):
     index: IndexConfig = Field(default_factory=IndexConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     data_dir: Path = Path("data")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="worker processes"
+    )
 
     @model_validator(mode="after")
     def _check_whole(self) -> Config:

@@ -68,7 +68,10 @@ class Supervisor:
         self.children = [
             *extra,
             Child("api", child_command("api", config_path)),
-            Child("worker", child_command("worker", config_path)),
+            *(
+                Child(f"worker-{n}", child_command("worker", config_path))
+                for n in range(1, config.workers + 1)
+            ),
         ]
         self.s3: EmbeddedS3Server | None = None
         if isinstance(config.storage, EmbeddedS3Config):

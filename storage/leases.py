@@ -1,0 +1,114 @@
+"""Camera -> worker assignment through leases in the index, so workers may span machines."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from storage.index import CameraLeaseRow, EventIndex, WorkerRow, utcnow
+
+
+class CameraLeases:
+    """Claims, renews and releases camera leases for one worker.
+
+    Each worker takes at most its fair share (cameras / live workers, rounded up), so a new
+    worker gets cameras as others release their surplus; a worker that dies stops renewing
+    and its cameras are free once their leases expire. Claims are conditional updates, so two
+    workers never hold the same camera.
+
+    Example:
+        >>> index = EventIndex.connect("sqlite://")
+        >>> leases = CameraLeases(index, "w1", lease_s=10)
+        >>> sorted(leases.balance(["a", "b"]))
+        ['a', 'b']
+    """
+
+    def __init__(self, index: EventIndex, worker_id: str, lease_s: float) -> None:
+        self.index = index
+        self.worker_id = worker_id
+        self.lease_s = lease_s
+
+    def _expiry(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.lease_s)
+
+    def balance(self, camera_ids: Iterable[str]) -> set[str]:
+        """Renew this worker's leases, take free ones up to a fair share; return those held."""
+        wanted = sorted(set(camera_ids))
+        now = utcnow()
+        self._ensure_rows(wanted, now)
+        with self.index.sessions.begin() as session:
+            session.merge(WorkerRow(worker_id=self.worker_id, seen_at=now))
+            session.execute(
+                delete(WorkerRow).where(WorkerRow.seen_at < now - timedelta(seconds=self.lease_s))
+            )
+        with self.index.sessions.begin() as session:
+            live = len(session.scalars(select(WorkerRow.worker_id)).all())
+            session.execute(
+                update(CameraLeaseRow)
+                .where(CameraLeaseRow.worker_id == self.worker_id)
+                .values(expires_at=self._expiry(now))
+            )
+            held = set(
+                session.scalars(
+                    select(CameraLeaseRow.camera_id).where(
+                        CameraLeaseRow.worker_id == self.worker_id
+                    )
+                ).all()
+            )
+        share = math.ceil(len(wanted) / max(1, live))
+        surplus = sorted(held - set(wanted)) + sorted(held & set(wanted))[share:]
+        if surplus:
+            self.release(surplus)
+            held -= set(surplus)
+        for camera_id in wanted:
+            if len(held) >= share:
+                break
+            if camera_id not in held and self._claim(camera_id, now):
+                held.add(camera_id)
+        return held
+
+    def _ensure_rows(self, camera_ids: list[str], now: datetime) -> None:
+        with self.index.sessions() as session:
+            known = set(session.scalars(select(CameraLeaseRow.camera_id)).all())
+        for camera_id in camera_ids:
+            if camera_id in known:
+                continue
+            try:
+                with self.index.sessions.begin() as session:
+                    session.add(CameraLeaseRow(camera_id=camera_id, worker_id=None, expires_at=now))
+            except IntegrityError:
+                pass  # another worker added it first
+
+    def _claim(self, camera_id: str, now: datetime) -> bool:
+        with self.index.sessions.begin() as session:
+            result = session.execute(
+                update(CameraLeaseRow)
+                .where(
+                    CameraLeaseRow.camera_id == camera_id,
+                    or_(CameraLeaseRow.worker_id.is_(None), CameraLeaseRow.expires_at < now),
+                )
+                .values(worker_id=self.worker_id, expires_at=self._expiry(now))
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def release(self, camera_ids: Iterable[str] | None = None) -> None:
+        """Give leases up now (all of this worker's by default), so others need not wait."""
+        statement = (
+            update(CameraLeaseRow)
+            .where(CameraLeaseRow.worker_id == self.worker_id)
+            .values(worker_id=None, expires_at=utcnow())
+        )
+        if camera_ids is not None:
+            statement = statement.where(CameraLeaseRow.camera_id.in_(list(camera_ids)))
+        with self.index.sessions.begin() as session:
+            session.execute(statement)
+
+    def leave(self) -> None:
+        """Release every lease and leave the live-worker list (clean shutdown)."""
+        self.release()
+        with self.index.sessions.begin() as session:
+            session.execute(delete(WorkerRow).where(WorkerRow.worker_id == self.worker_id))
