@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -39,9 +39,11 @@ DetectorConfig = SsdOnnxDetectorConfig
 class ZoneConfig(StrictModel):
     """A polygon in normalized image coordinates (0..1) and what may not enter it."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=64)
     points: list[tuple[float, float]] = Field(min_length=3)
-    labels: list[str] = Field(default_factory=lambda: ["person"], min_length=1)
+    labels: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        default_factory=lambda: ["person"], min_length=1
+    )
     severity: Literal["low", "medium", "high"] = "high"
 
     @field_validator("points")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
+import urllib3
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import RedirectResponse, StreamingResponse
+from minio.error import S3Error
 from pydantic import BaseModel
 
 from api.config import ApiConfig
 from ingest.config import CameraConfig
+from ingest.redact import redact_text
 from storage.index import CameraStatusRow, EventIndex, EventQuery, EventRow
 from storage.objects import ObjectStore
 
@@ -100,8 +103,8 @@ class CameraOut(BaseModel):
             "id": camera.id,
             "name": camera.name,
             "site": camera.site,
-            "url": camera.url,
-            "detect_url": camera.detect_url,
+            "url": redact_text(camera.url),
+            "detect_url": redact_text(camera.detect_url) if camera.detect_url else None,
             "enabled": camera.enabled,
         }
         if status is None:
@@ -141,7 +144,10 @@ def as_utc(moment: datetime | None) -> datetime | None:
     """Query times without a zone are taken as UTC."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise HTTPException(422, "time out of range") from None
 
 
 def create_app(
@@ -165,9 +171,16 @@ def create_app(
     ) -> StreamingResponse | RedirectResponse:
         if key is None:
             raise HTTPException(404, f"the event has no {what} (yet)")
-        if redirect:
-            return RedirectResponse(store.presigned_url(key), status_code=307)
-        chunks: Iterator[bytes] = store.stream(key)
+        try:
+            if redirect:
+                return RedirectResponse(store.presigned_url(key), status_code=307)
+            chunks = store.open(key)
+        except S3Error as exc:
+            if exc.code == "NoSuchKey":
+                raise HTTPException(404, f"the event's {what} is missing from storage") from None
+            raise HTTPException(503, "object storage refused the request") from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise HTTPException(503, "object storage is unreachable") from None
         return StreamingResponse(chunks, media_type=media_type)
 
     @app.get("/healthz")
@@ -183,7 +196,7 @@ def create_app(
             datetime | None, Query(description="started at or after (ISO 8601)")
         ] = None,
         end: Annotated[datetime | None, Query(description="started before (ISO 8601)")] = None,
-        cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+        cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
         limit: Annotated[int, Query(ge=1)] = 50,
     ) -> EventPage:
         limit = min(limit, settings.page_limit)

@@ -32,30 +32,37 @@ class DetectConfig(StrictModel):
     )
 
     def size_for(self, width: int, height: int) -> tuple[int, int]:
-        """The detect size for a stream of `width` x `height`, aspect kept where not given.
+        """The detect size for a stream of `width` x `height`: an exact size if both are
+        given, else scaled down (aspect kept) to fit the one given; never scaled up.
 
         Example:
-            >>> DetectConfig(width=640).size_for(1920, 1080)
-            (640, 360)
+            >>> DetectConfig(width=640).size_for(1920, 1080), DetectConfig().size_for(352, 288)
+            ((640, 360), (352, 288))
         """
-        if self.width is None and self.height is None:
-            return width, height
         if self.width is not None and self.height is not None:
             return self.width, self.height
-        if self.width is not None:
+        if self.width is not None and width > self.width:
             return self.width, max(2, round(height * self.width / width / 2) * 2)
-        assert self.height is not None
-        return max(2, round(width * self.height / height / 2) * 2), self.height
+        if self.height is not None and height > self.height:
+            return max(2, round(width * self.height / height / 2) * 2), self.height
+        return width, height  # never scaled up
 
 
 def _check_scheme(url: str) -> str:
-    scheme = urlsplit(url).scheme.lower()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     if scheme not in SUPPORTED_SCHEMES:
         raise ValueError(
             f"unsupported URL scheme {scheme!r}; expected one of {', '.join(SUPPORTED_SCHEMES)}"
         )
-    if scheme != "file" and not urlsplit(url).hostname:
+    if scheme != "file" and not parts.hostname:
         raise ValueError("URL has no host")
+    if scheme != "file" and "@" in parts.path + parts.query + parts.fragment:
+        # Most likely a password with an unencoded '/', '?' or '#': it would stay in the URL.
+        raise ValueError(
+            "URL has '@' after its host: percent-encode special characters of the user name "
+            "and password, or give them as username and password"
+        )
     return url
 
 

@@ -7,6 +7,11 @@ import re
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# Some cameras take credentials as query parameters (?user=admin&password=...).
+_SECRET_PARAMETER = re.compile(
+    r"(?P<key>[?&;](?:user(?:name)?|pass(?:word)?|pwd|token|key|auth|secret)=)[^&#\s'\"]+",
+    re.IGNORECASE,
+)
 
 
 def redact_text(text: str) -> str:
@@ -15,8 +20,10 @@ def redact_text(text: str) -> str:
     Example:
         >>> redact_text("cannot open rtsp://admin:hunter2@10.0.0.5/live")
         'cannot open rtsp://***@10.0.0.5/live'
+        >>> redact_text("http://cam/snap.cgi?channel=1&user=admin&pwd=hunter2")
+        'http://cam/snap.cgi?channel=1&user=***&pwd=***'
     """
-    return _USERINFO.sub(r"\g<scheme>***@", text)
+    return _SECRET_PARAMETER.sub(r"\g<key>***", _USERINFO.sub(r"\g<scheme>***@", text))
 
 
 def strip_userinfo(url: str) -> tuple[str, str | None, str | None]:

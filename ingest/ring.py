@@ -87,13 +87,20 @@ class PacketRing:
                 self._gops[1][0].wall_time <= horizon or self._bytes > self.max_bytes
             ):
                 self._bytes -= sum(len(p.data) for p in self._gops.popleft())
+            only = self._gops[0]
+            if self._bytes > self.max_bytes or only[0].wall_time < horizon - self.max_seconds:
+                # One GOP beyond every bound (a camera that hardly sends keyframes): memory
+                # stays bounded; the ring refills from the next keyframe.
+                self._gops.clear()
+                self._bytes = 0
 
-    def window(self, start: float, end: float) -> list[EncodedPacket]:
+    def window(self, start: float, end: float, anchor: float | None = None) -> list[EncodedPacket]:
         """Packets from the last keyframe at or before `start` up to `end`, of one connection.
 
-        A window that spans a reconnection gets the packets of the connection that covers
-        most of it: frames from before a gap are never glued to frames after it, since the
-        two connections' timestamps and even codec parameters may differ.
+        Frames from before a reconnection are never glued to frames after it: their
+        timestamps and even codec parameters may differ. When the window spans one, the
+        connection holding `anchor` (an event's start) is taken, else the one that covers
+        most of the window.
         """
         with self._lock:
             gops = list(self._gops)
@@ -107,11 +114,16 @@ class PacketRing:
             first = max((i for i, gop in enumerate(run) if gop[0].wall_time <= start), default=0)
             return [p for gop in run[first:] for p in gop if p.wall_time <= end]
 
-        def coverage(packets: list[EncodedPacket]) -> int:
-            return sum(1 for p in packets if p.wall_time >= start)
+        def score(packets: list[EncodedPacket]) -> tuple[bool, int]:
+            holds_anchor = (
+                anchor is not None
+                and bool(packets)
+                and packets[0].wall_time <= anchor <= packets[-1].wall_time
+            )
+            return holds_anchor, sum(1 for p in packets if p.wall_time >= start)
 
-        best = max((from_start(run) for run in runs.values()), key=coverage, default=[])
-        return best if coverage(best) else []
+        best = max((from_start(run) for run in runs.values()), key=score, default=[])
+        return best if score(best)[1] else []
 
     @property
     def seconds(self) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 from common.types import Frame
 from ingest.clock import PtsClock
 from ingest.config import CameraConfig, DetectConfig, IngestConfig
+from ingest.ffmpeg_log import count_errors_of_this_thread, stop_counting_this_thread
 from ingest.redact import redact_text
 from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
 
@@ -46,7 +47,7 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.minimum * 2**self._attempt)
+        ceiling = min(self.maximum, self.minimum * 2 ** min(self._attempt, 32))
         self._attempt += 1
         return float(ceiling * self._rng.uniform(0.5, 1.0))
 
@@ -206,25 +207,48 @@ class StreamReader:
 
     def _run(self) -> None:
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
-        while not self._stop.is_set():
-            try:
-                self._read_once(backoff)
-                error = "end of stream"
-            except Exception as exc:  # any failure of this stream stays with this stream
-                error = redact_text(f"{type(exc).__name__}: {exc}")
-            if self._stop.is_set():
-                break
-            if self.is_file and self.camera.loop and error == "end of stream":
-                continue
-            self._went_offline(error)
-            delay = backoff.next_delay()
-            log.warning(
-                "camera %s: %s offline (%s); reconnecting in %.1fs",
-                self.camera.id, urlsplit(self.url).path or self.url, error, delay,
-            )  # fmt: skip
-            self._stop.wait(delay)
+        count_errors_of_this_thread(self._count_decoder_error)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._connect_once(backoff)
+                except Exception:  # never let the thread die: the camera would be lost for good
+                    log.exception("camera %s: reader failed; retrying", self.camera.id)
+                    self._stop.wait(self.settings.reconnect_max_s)
+        finally:
+            stop_counting_this_thread()
         with self._lock:
             self._state, self._error = "offline", "stopped"
+
+    def _count_decoder_error(self) -> None:
+        with self._lock:
+            self._counts["errors"] += 1
+
+    def _connect_once(self, backoff: Backoff) -> None:
+        started = time.monotonic()
+        try:
+            self._read_once(backoff)
+            error = "end of stream"
+        except Exception as exc:  # any failure of this stream stays with this stream
+            error = redact_text(f"{type(exc).__name__}: {exc}")
+        if self._stop.is_set():
+            return
+        if self.is_file and error == "end of stream":
+            if not self.camera.loop:
+                with self._lock:
+                    self._state, self._error = "offline", "end of file"
+                self._stop.set()
+                return
+            if time.monotonic() - started < 1.0:
+                self._stop.wait(1.0)  # an empty file must not loop at full speed
+            return
+        self._went_offline(error)
+        delay = backoff.next_delay()
+        log.warning(
+            "camera %s: %s offline (%s); reconnecting in %.1fs",
+            self.camera.id, urlsplit(self.url).path or "stream", error, delay,
+        )  # fmt: skip
+        self._stop.wait(delay)
 
     def _went_offline(self, error: str) -> None:
         with self._lock:

@@ -81,6 +81,10 @@ class EmbeddedS3Server:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.config.port}"
 

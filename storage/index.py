@@ -21,6 +21,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from common.types import Event
@@ -178,30 +179,43 @@ class EventIndex:
     @classmethod
     def connect(cls, url: str) -> EventIndex:
         index = cls(create_index_engine(url))
-        Base.metadata.create_all(index.engine)
+        for attempt in range(3):
+            try:
+                Base.metadata.create_all(index.engine)
+                break
+            except (OperationalError, ProgrammingError):
+                # Another process created the tables between our check and our CREATE.
+                if attempt == 2:
+                    raise
         return index
+
+    @staticmethod
+    def _new_row(event: Event) -> EventRow:
+        return EventRow(
+            id=event.id,
+            site=event.site,
+            camera_id=event.camera_id,
+            type=event.type,
+            label=event.label,
+            zone=event.zone,
+            severity=event.severity,
+            state="active",
+            started_at=to_datetime(event.started_at),
+            score=event.best_score,
+            box=event.best_box.to_list() if event.best_box else None,
+        )
 
     def add_event(self, event: Event) -> None:
         with self.sessions.begin() as session:
-            session.add(
-                EventRow(
-                    id=event.id,
-                    site=event.site,
-                    camera_id=event.camera_id,
-                    type=event.type,
-                    label=event.label,
-                    zone=event.zone,
-                    severity=event.severity,
-                    state="active",
-                    started_at=to_datetime(event.started_at),
-                    score=event.best_score,
-                    box=event.best_box.to_list() if event.best_box else None,
-                )
-            )
+            session.add(self._new_row(event))
 
-    def update_event(self, event_id: str, **values: Any) -> None:
+    def finish_event(self, event: Event, **values: Any) -> None:
+        """Set `values` on the event's row, creating the row if its start was never indexed."""
         with self.sessions.begin() as session:
-            row = session.scalars(select(EventRow).where(EventRow.id == event_id)).one()
+            row = session.scalars(select(EventRow).where(EventRow.id == event.id)).one_or_none()
+            if row is None:
+                row = self._new_row(event)
+                session.add(row)
             for name, value in values.items():
                 setattr(row, name, value)
 

@@ -8,12 +8,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import urllib3
 from minio import Minio
 
 from storage.config import EmbeddedS3Config, ExternalS3Config
 from storage.embedded import load_or_create_credentials
 
 SHA256_META = "sha256"
+
+
+def _http_client() -> urllib3.PoolManager:
+    """Short timeouts and few retries: an unreachable S3 must fail fast, not stall uploads
+    for minutes (the SDK's default) while clip windows age out of the packet ring."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=5.0, read=30.0),
+        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        maxsize=10,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,7 @@ class ObjectStore:
                 access_key=credentials.access_key,
                 secret_key=credentials.secret_key,
                 secure=False,
+                http_client=_http_client(),
             )
         else:
             client = Minio(
@@ -58,6 +70,7 @@ class ObjectStore:
                 secret_key=config.secret_key.get_secret_value(),
                 secure=config.secure,
                 region=config.region,
+                http_client=_http_client(),
             )
         return cls(client, config.bucket)
 
@@ -79,16 +92,22 @@ class ObjectStore:
         )
         return StoredObject(key, len(data), digest)
 
-    def stream(self, key: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+    def open(self, key: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        """The object's bytes in chunks. The request is made now, so a missing object or an
+        unreachable server raises here, before the caller has promised anything."""
         response = self.client.get_object(self.bucket, key)
-        try:
-            yield from response.stream(chunk_size)
-        finally:
-            response.close()
-            response.release_conn()
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(chunk_size)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return chunks()
 
     def read(self, key: str) -> bytes:
-        return b"".join(self.stream(key))
+        return b"".join(self.open(key))
 
     def presigned_url(self, key: str, expires_s: int = 300) -> str:
         return self.client.presigned_get_object(

@@ -45,25 +45,23 @@ class EventRecorder:
         self.rings = rings
         self.clips = clips
         self.work_dir = work_dir
-        self._due: list[tuple[float, int, Event]] = []
+        self._due: list[tuple[float, int, str, Event]] = []
         self._counter = 0
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
 
     def event_started(self, event: Event) -> None:
-        try:
-            self.index.add_event(event)
-        except Exception:
-            log.exception("could not index event %s of camera %s", event.id, event.camera_id)
+        self._schedule(0.0, "start", event)  # indexed by the recorder thread, not analytics
 
     def event_ended(self, event: Event) -> None:
         assert event.ended_at is not None
+        self._schedule(event.ended_at + self.clips.post_roll_s, "end", event)
+
+    def _schedule(self, due: float, kind: str, event: Event) -> None:
         with self._wake:
             self._counter += 1
-            heapq.heappush(
-                self._due, (event.ended_at + self.clips.post_roll_s, self._counter, event)
-            )
+            heapq.heappush(self._due, (due, self._counter, kind, event))
             self._wake.notify()
 
     def start(self) -> None:
@@ -85,11 +83,28 @@ class EventRecorder:
                     self._wake.wait(timeout)
                 if not self._due:
                     return
-                _, _, event = heapq.heappop(self._due)
+                _, _, kind, event = heapq.heappop(self._due)
             try:
-                self._finish(event)
-            except Exception:
+                if kind == "start":
+                    self.index.add_event(event)
+                else:
+                    self._finish(event)
+            except Exception as exc:
                 log.exception("could not store event %s of camera %s", event.id, event.camera_id)
+                if kind == "end":
+                    self._record_failure(event, exc)
+
+    def _record_failure(self, event: Event, error: Exception) -> None:
+        assert event.ended_at is not None
+        try:
+            self.index.finish_event(
+                event,
+                state="ended",
+                ended_at=to_datetime(event.ended_at),
+                clip_error=f"clip not stored: {type(error).__name__}"[:256],
+            )
+        except Exception:
+            log.exception("event %s could not be marked as failed", event.id)
 
     def _finish(self, event: Event) -> None:
         assert event.ended_at is not None
@@ -111,7 +126,7 @@ class EventRecorder:
             values.update(snapshot_key=stored.key, snapshot_sha256=stored.sha256)
         clip_start = event.started_at - self.clips.pre_roll_s
         clip_end = event.ended_at + self.clips.post_roll_s
-        packets = self.rings[event.camera_id].window(clip_start, clip_end)
+        packets = self.rings[event.camera_id].window(clip_start, clip_end, anchor=event.started_at)
         if packets:
             with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch:
                 path = Path(scratch) / f"{event.id}.mp4"
@@ -126,5 +141,5 @@ class EventRecorder:
             )
         else:
             values["clip_error"] = "no packets of the clip window were still in the ring"
-        self.index.update_event(event.id, **values)
+        self.index.finish_event(event, **values)
         log.info("event %s stored (clip %s)", event.id, values.get("clip_key"))

@@ -46,6 +46,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    try:
+        from analytics.detectors import create_detector
+
+        create_detector(config.detector)
+    except Exception as exc:
+        print(f"{args.config}: invalid configuration", file=sys.stderr)
+        print(f"  detector.model: cannot be loaded: {type(exc).__name__}", file=sys.stderr)
+        return 2
     print(f"{args.config}: OK ({len(config.cameras)} camera(s))")
     return 0
 

@@ -43,13 +43,18 @@ class Config(StrictModel):
             if camera.id in seen:
                 raise ValueError(f"camera id {camera.id!r} is used twice")
             seen.add(camera.id)
+        events = self.analytics.events
+        # A clip is cut once the event has ended (end_after_s after its last sighting) and its
+        # post-roll has passed; the ring must still hold its pre-roll then.
         longest = (
-            self.clips.pre_roll_s + self.analytics.events.max_duration_s + self.clips.post_roll_s
+            self.clips.pre_roll_s
+            + events.max_duration_s
+            + max(self.clips.post_roll_s, events.end_after_s)
         )
         if self.ingest.ring_s < longest:
             raise ValueError(
-                f"ingest.ring_s ({self.ingest.ring_s:g}) must cover the longest clip: "
-                f"pre_roll + max_duration + post_roll = {longest:g} s"
+                f"ingest.ring_s ({self.ingest.ring_s:g}) must cover the longest clip: pre_roll "
+                f"+ max_duration + max(post_roll, end_after) = {longest:g} s"
             )
         return self
 
@@ -100,10 +105,23 @@ def load_config(path: Path) -> Config:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), ["cannot read: not UTF-8 text"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+        # Only where and what: the offending line itself may hold a password.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(str(path), [f"not valid YAML{where}: {problem}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["(top level): expected a mapping of sections"])
+    for key in ("data_dir",):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(str(path), [f"{key}: expected a path (text)"])
+    for section, key in (("storage", "data_dir"), ("detector", "model"), ("index", "url")):
+        value = raw.get(section)
+        if isinstance(value, dict) and key in value and not isinstance(value[key], str):
+            raise ConfigError(str(path), [f"{section}.{key}: expected text"])
     base = path.resolve().parent
     raw = _resolve_paths(raw, base)
     raw.setdefault("data_dir", str(base / "data"))

@@ -16,11 +16,14 @@ from types import FrameType
 from common.process import spawn_owned
 from storage.config import EmbeddedS3Config
 from storage.embedded import EmbeddedS3Server
+from storage.index import EventIndex
 from xueliang.config import Config
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 20.0
 RESTART_DELAY_S = 2.0
+RESTART_MAX_DELAY_S = 60.0
+STABLE_S = 60.0  # a child that ran this long before dying starts the delay over
 
 
 @dataclass
@@ -31,11 +34,19 @@ class Child:
     command: Sequence[str]
     process: subprocess.Popen[bytes] | None = None
     started_at: float = field(default=0.0)
+    failures: int = 0  # quick deaths in a row: the restart delay doubles with each
 
     def start(self) -> None:
         self.process = spawn_owned(self.command)
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    def restart_due(self, now: float) -> bool:
+        """Dead and waited long enough: RESTART_DELAY_S, doubling per quick death, capped."""
+        if self.process is None or self.process.poll() is None:
+            return False
+        delay = min(RESTART_MAX_DELAY_S, RESTART_DELAY_S * 2 ** min(self.failures, 10))
+        return bool(now - self.started_at > delay)
 
     def terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -88,6 +99,7 @@ class Supervisor:
         try:
             if self.s3 is not None:
                 self.s3.start()
+            EventIndex.connect(self.config.index.url)  # the schema, once, before any child
             for child in self.children:
                 child.start()
             for line in on_ready:
@@ -99,12 +111,23 @@ class Supervisor:
         return 0
 
     def _restart_dead(self) -> None:
+        now = time.monotonic()
         for child in self.children:
-            assert child.process is not None
-            code = child.process.poll()
-            if code is not None and time.monotonic() - child.started_at > RESTART_DELAY_S:
-                log.error("%s exited with code %s; restarting it", child.name, code)
+            if child.restart_due(now):
+                assert child.process is not None
+                ran = now - child.started_at
+                child.failures = 0 if ran > STABLE_S else child.failures + 1
+                log.error(
+                    "%s exited with code %s after %.0fs; restarting it",
+                    child.name, child.process.returncode, ran,
+                )  # fmt: skip
                 child.start()
+        if self.s3 is not None and not self.s3.running:
+            log.error("the embedded S3 server exited; restarting it")
+            try:
+                self.s3.start()
+            except (RuntimeError, TimeoutError) as exc:
+                log.error("embedded S3 server did not restart: %s", exc)
 
     def shutdown(self) -> None:
         for child in reversed(self.children):
