@@ -76,8 +76,32 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
         ),
         ({**good_config(), "storage": {"type": "ftp"}}, "storage: Input tag 'ftp'"),
         ({"cameras": []}, "cameras: List should have at least 1 item"),
+        (
+            broken(["cameras", 0, "url"], f"rtsp://admin:{PASSWORD}/x@10.0.0.1/live"),
+            "cameras.0.url: URL has '@' after its host",
+        ),
+        ({**good_config(), "data_dir": 5}, "data_dir: expected a path"),
+        (
+            {
+                **good_config(),
+                "clips": {"pre_roll_s": 5, "post_roll_s": 5},
+                "analytics": {"events": {"max_duration_s": 60, "end_after_s": 30}},
+                "ingest": {"ring_s": 80},
+            },
+            "must cover the longest clip",
+        ),
     ],
-    ids=["unknown-key", "bad-scheme", "zone-point", "model-file", "storage-type", "no-camera"],
+    ids=[
+        "unknown-key",
+        "bad-scheme",
+        "zone-point",
+        "model-file",
+        "storage-type",
+        "no-camera",
+        "unencoded-password",
+        "data-dir-type",
+        "ring-too-short",
+    ],
 )
 def test_bad_config_names_the_key_path(
     tmp_path: Path, config: dict[str, Any], expected: str
@@ -97,9 +121,9 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     assert "cameras.0.zones.0.points: point 0 (-0.1, 0.0) is outside 0..1" in result.stderr
 
 
-def test_unreadable_yaml_is_a_clear_error(tmp_path: Path) -> None:
+def test_unreadable_yaml_is_a_clear_error_without_the_line(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("cameras: [unclosed\n")
+    path.write_text(f"cameras:\n  - url: rtsp://admin:{PASSWORD}: x@10.0.0.1/\n")
     result = subprocess.run(
         [sys.executable, "-m", "xueliang", "check-config", str(path)],
         capture_output=True,
@@ -107,4 +131,12 @@ def test_unreadable_yaml_is_a_clear_error(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode != 0
-    assert "not valid YAML" in result.stderr
+    assert "not valid YAML at line 2" in result.stderr
+    assert PASSWORD not in result.stderr
+
+
+def test_a_model_file_that_is_not_onnx_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    result = check(tmp_path, {**good_config(), "detector": {"model": "broken.onnx"}})
+    assert result.returncode != 0
+    assert "detector.model: cannot be loaded" in result.stderr
