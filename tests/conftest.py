@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.media import corrupt_copy
 from tests.servers import CHECKOUT, RtspCamera
-from xueliang.samples import encode_h264
+from xueliang.samples import encode, encode_h264
 
 SAMPLES = CHECKOUT / "data" / "samples"
 
@@ -33,3 +34,26 @@ def rtsp_camera(vtest_h264: Path) -> Iterator[RtspCamera]:
     camera.start()
     yield camera
     camera.stop()
+
+
+@pytest.fixture(scope="session")
+def footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("more-footage")
+
+
+@pytest.fixture(scope="session")
+def vtest_small_h264(vtest_avi: Path, footage: Path) -> Path:
+    """The same scene at 384x288: a camera's sub-stream."""
+    return encode(vtest_avi, footage / "vtest-384.mp4", size=(384, 288))
+
+
+@pytest.fixture(scope="session")
+def vtest_h265(vtest_avi: Path, footage: Path) -> Path:
+    """The first 30 s of vtest.avi in H.265."""
+    return encode(vtest_avi, footage / "vtest-h265.mp4", codec="libx265", frames=300)
+
+
+@pytest.fixture(scope="session")
+def vtest_corrupt(vtest_h264: Path, footage: Path) -> Path:
+    """vtest with random bytes spliced into every fifth packet."""
+    return corrupt_copy(vtest_h264, footage / "vtest-corrupt.mp4")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import av
@@ -23,3 +24,28 @@ def frame_at(path: Path, number: int) -> BGRImage:
             if index == number:
                 return frame.to_ndarray(format="bgr24").astype(np.uint8, copy=False)
     raise AssertionError(f"{path} has fewer than {number + 1} frames")
+
+
+def corrupt_copy(source: Path, target: Path, every: int = 5, seed: int = 1) -> Path:
+    """`source` remuxed with random bytes spliced into every `every`-th video packet (not
+    keyframes, so the stream stays joinable): damage a decoder must survive."""
+    rng = random.Random(seed)
+    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
+        video_in = src.streams.video[0]
+        video_out = dst.add_stream_from_template(video_in)
+        for index, packet in enumerate(src.demux(video_in)):
+            if packet.size == 0:
+                continue
+            if index % every == every - 1 and not packet.is_keyframe:
+                data = bytearray(bytes(packet))
+                cut = rng.randrange(4, len(data))
+                data[cut:cut] = rng.randbytes(rng.randrange(16, 256))
+                damaged = av.Packet(bytes(data))
+                damaged.pts, damaged.dts = packet.pts, packet.dts
+                damaged.time_base = packet.time_base
+                damaged.stream = video_out
+                dst.mux(damaged)
+            else:
+                packet.stream = video_out
+                dst.mux(packet)
+    return target

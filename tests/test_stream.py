@@ -7,12 +7,14 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 from common.types import Frame
+from ingest.camera import Camera, CameraHealth
 from ingest.config import CameraConfig, DetectConfig, IngestConfig
 from ingest.ring import PacketRing
-from ingest.camera import Camera
+from storage.clips import remux_to_mp4
 from tests.servers import RtspCamera
 
 pytestmark = pytest.mark.integration
@@ -131,3 +133,104 @@ def test_broken_source_reports_why_and_leaves_other_cameras_alone(
     assert bad_status.state == "offline" and bad_status.reconnects >= 2
     assert bad_status.error is not None and "InvalidDataError" in bad_status.error
     assert good_status.state == "online" and good_status.input_fps >= 9
+
+
+Watched = tuple[CameraHealth, Frames, PacketRing]
+
+
+def watch_all(cameras: list[CameraConfig], seconds: float) -> list[Watched]:
+    """Run `cameras` together for `seconds`: each one's health at the end, frames, ring."""
+    runs = [(config, Frames(), PacketRing(30)) for config in cameras]
+    runners = [Camera(config, IngestConfig(), ring, frames) for config, frames, ring in runs]
+    for runner in runners:
+        runner.start()
+    try:
+        time.sleep(seconds)
+        healths = [runner.check() for runner in runners]
+    finally:
+        for runner in runners:
+            runner.stop()
+        for runner in runners:
+            runner.join()
+    return [(health, frames, ring) for health, (_, frames, ring) in zip(healths, runs, strict=True)]
+
+
+def watch(camera: CameraConfig, seconds: float) -> Watched:
+    return watch_all([camera], seconds)[0]
+
+
+def test_rtsp_over_udp(rtsp_camera: RtspCamera) -> None:
+    camera = CameraConfig(id="udp", site="lab", url=rtsp_camera.url("walkway"), transport="udp")
+    health, frames, ring = watch(camera, 6)
+    assert health.state == "online" and health.input_fps >= 9
+    assert len(frames.items) >= 15
+    assert ring.window(0, time.time())[0].is_keyframe
+
+
+def test_h265_over_rtsp_and_its_clip(vtest_h265: Path, tmp_path: Path) -> None:
+    server = RtspCamera({"hevc": vtest_h265})
+    server.start()
+    try:
+        camera = CameraConfig(id="hevc", site="lab", url=server.url("hevc"))
+        health, frames, ring = watch(camera, 7)
+    finally:
+        server.stop()
+    assert health.state == "online" and health.decode_errors == 0
+    assert frames.items and frames.items[-1].image.shape == (480, 640, 3)
+    packets = ring.window(0, time.time())
+    assert packets[0].stream.codec == "hevc" and packets[0].is_keyframe
+    remux_to_mp4(packets, tmp_path / "clip.mp4")
+    with av.open(str(tmp_path / "clip.mp4")) as clip:
+        assert clip.streams.video[0].codec_context.name == "hevc"
+        assert sum(1 for _ in clip.decode(video=0)) == len(packets)
+
+
+def test_dual_stream_decodes_only_the_detect_stream(
+    vtest_h264: Path, vtest_small_h264: Path
+) -> None:
+    server = RtspCamera({"main": vtest_h264, "sub": vtest_small_h264})
+    server.start()
+    try:
+        camera = CameraConfig(
+            id="dual", site="lab", url=server.url("main"), detect_url=server.url("sub")
+        )
+        health, frames, ring = watch(camera, 7)
+    finally:
+        server.stop()
+    assert health.state == "online"
+    main_decoded, sub_decoded = health.decoded_frames
+    assert main_decoded == 0 and sub_decoded >= 40  # main: demuxed only; sub: every frame
+    assert frames.items[0].image.shape == (288, 384, 3)  # the sub-stream, not scaled up
+    packets = ring.window(0, time.time())
+    assert (packets[0].stream.width, packets[0].stream.height) == (768, 576)  # clips: main
+
+
+def test_keyframe_mode_decodes_only_keyframes(vtest_h264: Path) -> None:
+    camera = CameraConfig(
+        id="kf", site="lab", url=f"file://{vtest_h264}", loop=True,
+        detect=DetectConfig(decode="keyframes", fps=5),
+    )  # fmt: skip
+    health, frames, _ = watch(camera, 6.5)
+    assert health.input_fps >= 9
+    (decoded,) = health.decoded_frames
+    assert 2 <= decoded <= 5  # a keyframe every 2 s, not 10 frames a second
+    assert len(frames.items) == decoded
+
+
+def test_corrupt_stream_counts_errors_and_stays_up(vtest_corrupt: Path, vtest_h264: Path) -> None:
+    server = RtspCamera({"bad": vtest_corrupt, "good": vtest_h264})
+    server.start()
+    try:
+        (bad, _, _), (good, _, _) = watch_all(
+            [
+                CameraConfig(id="bad", site="lab", url=server.url("bad")),
+                CameraConfig(id="good", site="lab", url=server.url("good")),
+            ],
+            8,
+        )
+    finally:
+        server.stop()
+    assert bad.decode_errors > 0
+    assert bad.state == "degraded" and bad.reconnects == 0
+    assert good.state == "online" and good.decode_errors == 0
+    assert good.input_fps >= 9 and good.decode_fps >= 9
