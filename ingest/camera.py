@@ -109,7 +109,7 @@ class Camera:
         config: CameraConfig,
         settings: IngestConfig,
         ring: PacketRing,
-        on_frame: Callable[[Frame], None],
+        on_frame: Callable[[Frame], None] | None,
         on_change: Callable[[StateChange], None] | None = None,
     ) -> None:
         self.config = config

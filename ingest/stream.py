@@ -111,10 +111,11 @@ class StreamStats:
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    """Decode this stream and hand frames at `detect.fps`, scaled to the detect size."""
+    """Decode this stream and hand frames at `detect.fps`, scaled to the detect size, to
+    `on_frame`; without `on_frame` frames are decoded (for health) but never converted."""
 
     detect: DetectConfig
-    on_frame: Callable[[Frame], None]
+    on_frame: Callable[[Frame], None] | None
 
 
 class StreamReader:
@@ -342,7 +343,7 @@ class StreamReader:
             with self._lock:
                 self._counts["decoded"] += 1
                 self._decoded.add(wall)
-            if wall < next_sample:
+            if wall < next_sample or self.sampling.on_frame is None:
                 continue  # not needed for analytics: never converted
             width, height = detect.size_for(frame.width, frame.height)
             image = frame.to_ndarray(

@@ -88,7 +88,8 @@ class Worker:
         ring = PacketRing(self.config.ingest.ring_s, self.config.ingest.ring_max_bytes)
         self.rings[camera_id] = ring
         self.analytics.add_camera(CameraRules(camera_id, config.site, config.zones))
-        camera = Camera(config, self.config.ingest, ring, self.analytics.submit, self._on_change)
+        on_frame = self.analytics.submit if config.zones else None  # no rules: no frames
+        camera = Camera(config, self.config.ingest, ring, on_frame, self._on_change)
         camera.start()
         self.running[camera_id] = camera
         log.info("worker %s took camera %s", self.worker_id, camera_id)
