@@ -91,6 +91,9 @@ class CameraConfig(StrictModel):
         None, gt=0, description="socket receive buffer in bytes (RTSP over UDP)"
     )
     loop: bool = Field(False, description="replay a file source forever (demos)")
+    realtime: bool = Field(
+        True, description="release a file's frames at their own pace, as a camera would"
+    )
     enabled: bool = True
     detect: DetectConfig = Field(default_factory=DetectConfig)
 

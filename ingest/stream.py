@@ -291,7 +291,7 @@ class StreamReader:
                 self._expected_fps = float(rate) if rate else None
                 self._jumps_before += self._clock.jumps
             self._clock = PtsClock(self.settings.timestamp_jump_s)
-            pacer = _FilePacer() if self.is_file else None
+            pacer = _FilePacer() if self.is_file and self.camera.realtime else None
             next_sample = 0.0
             for packet in container.demux(video):
                 if self._stop.is_set():
