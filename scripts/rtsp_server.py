@@ -8,10 +8,10 @@ PyGObject, so run it with the system interpreter (Debian packages
 
     /usr/bin/python3 scripts/rtsp_server.py --port 8554 \\
         --mount /cam1=videos/a.mp4 [--mount /cam2=videos/b.mp4 ...] \\
-        [--host 127.0.0.1] [--user U --password P]
+        [--host 127.0.0.1] [--user U --password P [--auth basic|digest]]
 
 It prints exactly one line ``READY rtsp://HOST:PORT`` to stdout once it is listening, serves
-``rtsp://HOST:PORT/cam1`` etc. (RTP over TCP or UDP; optional basic auth for all mounts), and
+``rtsp://HOST:PORT/cam1`` etc. (RTP over TCP or UDP; optional basic or digest auth for all mounts), and
 exits with code 0 on SIGTERM or SIGINT. Diagnostics go to stderr.
 
 A mount's pipeline starts (at the file's first keyframe) with its first client and stops when
@@ -311,16 +311,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--user", help="require RTSP basic auth with this user name")
     parser.add_argument("--password", help="password for --user")
+    parser.add_argument(
+        "--auth", choices=("basic", "digest"), default="basic", help="auth scheme for --user"
+    )
     return parser
 
 
 def make_auth(
-    user: str, password: str
+    user: str, password: str, scheme: str = "basic"
 ) -> tuple[GstRtspServer.RTSPAuth, GstRtspServer.RTSPPermissions]:
     auth = GstRtspServer.RTSPAuth()
     token = GstRtspServer.RTSPToken()
     token.set_string("media.factory.role", "camera-user")
-    auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    if scheme == "digest":
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        auth.add_digest(user, password, token)
+    else:
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
     permissions = GstRtspServer.RTSPPermissions()
     permissions.add_permission_for_role("camera-user", "media.factory.access", True)
     permissions.add_permission_for_role("camera-user", "media.factory.construct", True)
@@ -344,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
-    auth_perms = make_auth(args.user, args.password) if args.user is not None else None
+    auth_perms = (
+        make_auth(args.user, args.password, args.auth) if args.user is not None else None
+    )
     if auth_perms is not None:
         server.set_auth(auth_perms[0])
     mount_points = server.get_mount_points()

@@ -33,12 +33,17 @@ class RtspCamera:
     """scripts/rtsp_server.py serving MP4 files as live RTSP mounts (GStreamer)."""
 
     def __init__(
-        self, mounts: dict[str, Path], user: str | None = None, password: str | None = None
+        self,
+        mounts: dict[str, Path],
+        user: str | None = None,
+        password: str | None = None,
+        auth: str = "basic",
     ) -> None:
         self.mounts = mounts
         self.port = free_port()
         self.user = user
         self.password = password
+        self.auth = auth
         self.process: subprocess.Popen[str] | None = None
 
     def url(self, mount: str, with_credentials: bool = False) -> str:
@@ -55,7 +60,7 @@ class RtspCamera:
         for mount, path in self.mounts.items():
             command += ["--mount", f"/{mount.strip('/')}={path}"]
         if self.user:
-            command += ["--user", self.user, "--password", self.password or ""]
+            command += ["--user", self.user, "--password", self.password or "", "--auth", self.auth]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)

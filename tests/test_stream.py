@@ -234,3 +234,22 @@ def test_corrupt_stream_counts_errors_and_stays_up(vtest_corrupt: Path, vtest_h2
     assert bad.state == "degraded" and bad.reconnects == 0
     assert good.state == "online" and good.decode_errors == 0
     assert good.input_fps >= 9 and good.decode_fps >= 9
+
+
+def test_digest_auth(vtest_h264: Path) -> None:
+    server = RtspCamera({"cam": vtest_h264}, user="viewer", password="s/ecr@t", auth="digest")
+    server.start()
+    try:
+        right = CameraConfig(
+            id="right", site="lab", url=server.url("cam"), username="viewer", password="s/ecr@t"
+        )
+        wrong = CameraConfig(
+            id="wrong", site="lab", url=server.url("cam"), username="viewer", password="guess"
+        )
+        (good, _, _), (bad, _, _) = watch_all([right, wrong], 5)
+    finally:
+        server.stop()
+    assert good.state == "online" and good.input_fps >= 9
+    assert bad.state == "offline" and bad.error is not None
+    assert "401" in bad.error or "Unauthorized" in bad.error or "authoriz" in bad.error.lower()
+    assert "guess" not in bad.error
