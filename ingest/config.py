@@ -94,6 +94,9 @@ class CameraConfig(StrictModel):
     realtime: bool = Field(
         True, description="release a file's frames at their own pace, as a camera would"
     )
+    watchdog_s: float | None = Field(
+        None, gt=0, description="overrides ingest.watchdog_s; HLS needs more than a segment"
+    )
     enabled: bool = True
     detect: DetectConfig = Field(default_factory=DetectConfig)
 

@@ -147,6 +147,7 @@ class StreamReader:
         self.ring = ring
         self.sampling = sampling
         self.is_file = urlsplit(url).scheme.lower() == "file"
+        self.watchdog_s = camera.watchdog_s or settings.watchdog_s
         self._stop = threading.Event()
         role = "detect" if ring is None else "record" if sampling is None else "main"
         self._thread = threading.Thread(
@@ -175,7 +176,7 @@ class StreamReader:
         self._stop.set()
 
     def join(self) -> None:
-        self._thread.join(self.settings.watchdog_s + 2.0)
+        self._thread.join(self.watchdog_s + 2.0)
 
     def stats(self) -> StreamStats:
         now = time.time()
@@ -183,7 +184,7 @@ class StreamReader:
             state, error = self._state, self._error
             offline_since = self._offline_since
             silent = now - self._last_packet_at if self._last_packet_at is not None else 0.0
-            if state == "streaming" and silent > self.settings.watchdog_s:
+            if state == "streaming" and silent > self.watchdog_s:
                 # The blocked read ends by FFmpeg's timeout later; report the stall now.
                 state, error = "offline", f"stalled: no packet for {silent:.1f}s"
                 offline_since = self._last_packet_at
@@ -265,7 +266,7 @@ class StreamReader:
         return av.open(
             self.camera.open_url(self.url),
             options=self.camera.demux_options(self.url, self.settings.probe_s),
-            timeout=(self.settings.open_timeout_s, self.settings.watchdog_s / 2),
+            timeout=(self.settings.open_timeout_s, self.watchdog_s / 2),
         )
 
     def _read_once(self, backoff: Backoff) -> None:
