@@ -92,7 +92,9 @@ class CameraConfig(StrictModel):
     )
     loop: bool = Field(False, description="replay a file source forever (demos)")
     realtime: bool = Field(
-        True, description="release a file's frames at their own pace, as a camera would"
+        True,
+        description="release a file's frames at their own pace, as a camera would; false: "
+        "as fast as they decode (frames are still timed and sampled by media time)",
     )
     watchdog_s: float | None = Field(
         None, gt=0, description="overrides ingest.watchdog_s; HLS needs more than a segment"

@@ -175,8 +175,14 @@ class StreamReader:
         """Ask the thread to finish; `join` waits for it (a blocked read ends by the watchdog)."""
         self._stop.set()
 
-    def join(self) -> None:
-        self._thread.join(self.watchdog_s + 2.0)
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread: by default up to the watchdog time (a blocked read ends)."""
+        self._thread.join(self.watchdog_s + 2.0 if timeout is None else timeout)
+
+    @property
+    def finished(self) -> bool:
+        """The thread has ended (stopped, or a file without loop was read to its end)."""
+        return not self._thread.is_alive()
 
     def stats(self) -> StreamStats:
         now = time.time()
@@ -220,7 +226,8 @@ class StreamReader:
         finally:
             stop_counting_this_thread()
         with self._lock:
-            self._state, self._error = "offline", "stopped"
+            if self._state != "offline":
+                self._state, self._error = "offline", "stopped"
 
     def _count_decoder_error(self) -> None:
         with self._lock:
@@ -292,14 +299,17 @@ class StreamReader:
                 self._expected_fps = float(rate) if rate else None
                 self._jumps_before += self._clock.jumps
             self._clock = PtsClock(self.settings.timestamp_jump_s)
-            pacer = _FilePacer() if self.is_file and self.camera.realtime else None
+            file_clock = _FileClock(self.camera.realtime) if self.is_file else None
             next_sample = 0.0
             for packet in container.demux(video):
                 if self._stop.is_set():
                     return
                 if packet.size == 0:
                     continue
-                arrival = time.time() if pacer is None else pacer.wait(packet, self._stop)
+                if file_clock is None:
+                    arrival = time.time()
+                else:
+                    arrival = file_clock.arrival(packet, self._stop)
                 pts = packet.pts if packet.pts is not None else packet.dts
                 wall = self._clock.map(
                     float(pts * info.time_base) if pts is not None else None, arrival
@@ -361,18 +371,23 @@ class StreamReader:
         return next_sample
 
 
-class _FilePacer:
-    """Releases a file's packets at their own pace, as a live camera would send them."""
+class _FileClock:
+    """Times a file's packets by their media time from the moment it was opened; when
+    `realtime`, also releases each only at that time, as a live camera would send it."""
 
-    def __init__(self) -> None:
+    def __init__(self, realtime: bool) -> None:
+        self.realtime = realtime
         self._origin: tuple[float, float] | None = None
 
-    def wait(self, packet: av.Packet[av.video.stream.VideoStream], stop: threading.Event) -> float:
+    def arrival(
+        self, packet: av.Packet[av.video.stream.VideoStream], stop: threading.Event
+    ) -> float:
         if packet.pts is None or packet.time_base is None:
             return time.time()
         media_time = float(packet.pts * packet.time_base)
         if self._origin is None:
             self._origin = (time.time(), media_time)
         due = self._origin[0] + media_time - self._origin[1]
-        stop.wait(max(0.0, due - time.time()))
+        if self.realtime:
+            stop.wait(max(0.0, due - time.time()))
         return due

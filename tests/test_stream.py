@@ -253,3 +253,23 @@ def test_digest_auth(vtest_h264: Path) -> None:
     assert bad.state == "offline" and bad.error is not None
     assert "401" in bad.error or "Unauthorized" in bad.error or "authoriz" in bad.error.lower()
     assert "guess" not in bad.error
+
+
+def test_file_read_as_fast_as_it_decodes_is_sampled_by_media_time(vtest_h264: Path) -> None:
+    frames = Frames()
+    camera = CameraConfig(
+        id="import", site="lab", url=f"file://{vtest_h264}", realtime=False,
+        detect=DetectConfig(fps=2),
+    )  # fmt: skip
+    runner = Camera(camera, IngestConfig(), PacketRing(120), frames)
+    started = time.monotonic()
+    runner.start()
+    for reader in runner.readers:
+        reader.join(timeout=60)
+    took = time.monotonic() - started
+    assert all(reader.finished for reader in runner.readers)
+    assert took < 79.5 / 2  # far faster than the footage's own 79.5 s
+    assert 155 <= len(frames.items) <= 161  # 2 a second of the footage's time
+    times = [f.wall_time for f in frames.items]
+    assert times[-1] - times[0] == pytest.approx(79.0, abs=0.6)
+    assert runner.check().error == "end of file"

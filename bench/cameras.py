@@ -1,0 +1,225 @@
+"""How many cameras one core sustains in real time, from the CPU cost of each piece, one JSON line.
+
+A camera here is a 1920x1080 25 fps main stream (recorded: demuxed into the packet ring, never
+decoded) with a 640x360 25 fps sub-stream (decoded, sampled at 5 fps to 640x360 BGR) and
+person detection at 5 fps. Each piece is measured on its own, on one thread, in CPU seconds
+(medians of a few repetitions), beside the native tool on the same input:
+
+- (a) `demux_us_per_packet`: `ingest.stream.StreamReader` with only a `PacketRing`
+  (`realtime: false`) over the main stream; native: `ffmpeg -i X -c copy -f null -`;
+- (b) `decode_us_per_frame`: a StreamReader sampling the sub-stream at 5 fps to an `on_frame`
+  (as in `bench/decode.py`: sampled by media time, no pacing sleeps), per input frame;
+  native: `ffmpeg -threads 1 -i X -f null -`; both less ffmpeg's own start-up cost;
+- (c) `detect_ms_per_call`: `create_detector(SsdOnnxDetectorConfig()).detect(image)` on
+  640x360 frames of vtest.avi at 5 fps; native: a bare onnxruntime loop (one intra-op thread)
+  on the same model with the same frames already resized to 300x300 RGB.
+
+CPU per camera-second = 25 a + 25 b + 5 c; `cameras_per_core` = 1 / that, `share_*` is where
+that time goes, `native_cameras_per_core` the same sum from the native figures, and
+`cameras_per_core_without_detector` the ceiling set by ingest alone. Not counted: rules and
+event bookkeeping, RTSP reception (network reads cost more than a file's), clip uploads.
+
+Usage: .venv/bin/python bench/cameras.py [--repetitions 3] [--detect-calls 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from decode import (
+    FPS,
+    VTEST,
+    child_cpu,
+    encode_camera,
+    ffmpeg,
+    log,
+    remux,
+    run_reader,
+    versions,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analytics.config import SsdOnnxDetectorConfig
+from analytics.detectors import create_detector
+from ingest.config import DetectConfig
+
+DETECT_FPS = 5
+MAIN_SECONDS = 20  # encoded once, then demuxed as DEMUX_LOOPS copies in a row
+DEMUX_LOOPS = 10
+SUB_SECONDS = 60
+FIRST_DETECT_FRAME = 280  # vtest.avi frame: people on the walkway from here on
+WARMUP_CALLS = 5
+
+Image = npt.NDArray[np.uint8]
+
+
+def net_per_item(raw: list[float], startup: float, items: int) -> float:
+    """Median CPU seconds per item of a native run, less the native tool's fixed cost."""
+    return max(1e-9, statistics.median(raw) - startup) / (items - 1)
+
+
+def measure_demux(main: Path, packets: int, repetitions: int) -> tuple[float, float]:
+    """(a) CPU seconds per main-stream packet: ours (ring only), ffmpeg stream copy."""
+    ours: list[float] = []
+    native: list[float] = []
+    startup: list[float] = []
+    copy = ("-map", "0:v", "-c", "copy", "-f", "null", "-")
+    for repetition in range(repetitions):
+        run = run_reader(main, ring=True)
+        if run.packets != packets or run.decoded:
+            raise RuntimeError(f"demux: {run.packets} packets, {run.decoded} decoded")
+        ours.append(run.cpu_s)
+        native.append(child_cpu(ffmpeg("-i", str(main), *copy)))
+        startup.append(child_cpu(ffmpeg("-i", str(main), "-frames:v", "1", *copy)))
+        log(f"demux #{repetition + 1}: ours {ours[-1]:.3f}s, ffmpeg copy {native[-1]:.3f}s")
+    return statistics.median(ours) / packets, net_per_item(
+        native, statistics.median(startup), packets
+    )
+
+
+def measure_sub_decode(sub: Path, frames: int, repetitions: int) -> tuple[float, float, int]:
+    """(b) CPU seconds per sub-stream frame: ours (decode, sample 5 fps), ffmpeg decode; and
+    how many frames ours handed on in the last run."""
+    detect = DetectConfig(fps=DETECT_FPS, width=640)
+    ours: list[float] = []
+    native: list[float] = []
+    startup: list[float] = []
+    sampled = 0
+    for repetition in range(repetitions):
+        run = run_reader(sub, detect=detect, count_frames=True)
+        if run.packets != frames or run.decoded != frames:
+            raise RuntimeError(f"sub decode: {run.packets} packets, {run.decoded} decoded")
+        if abs(run.sampled - frames * DETECT_FPS / FPS) > 2:
+            raise RuntimeError(f"sub decode: {run.sampled} frames sampled, not 1 in 5")
+        ours.append(run.cpu_s)
+        sampled = run.sampled
+        decode = ("-threads", "1", "-i", str(sub))
+        native.append(child_cpu(ffmpeg(*decode, "-f", "null", "-")))
+        startup.append(child_cpu(ffmpeg(*decode, "-frames:v", "1", "-f", "null", "-")))
+        log(f"sub decode #{repetition + 1}: ours {ours[-1]:.3f}s, ffmpeg {native[-1]:.3f}s")
+    per_frame = statistics.median(ours) / frames
+    return per_frame, net_per_item(native, statistics.median(startup), frames), sampled
+
+
+def detect_frames(count: int) -> list[Image]:
+    """`count` frames of vtest.avi (10 fps) at 5 fps, as the 640x360 BGR the reader hands on."""
+    images: list[Image] = []
+    with av.open(str(VTEST)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index >= FIRST_DETECT_FRAME and index % 2 == 0:
+                image = frame.to_ndarray(width=640, height=360, format="bgr24")
+                images.append(image.astype(np.uint8, copy=False))
+            if len(images) == count:
+                break
+    if len(images) < count:
+        raise RuntimeError(f"vtest.avi gave only {len(images)} frames")
+    return images
+
+
+def measure_detector(calls: int, repetitions: int) -> tuple[float, float, float, float]:
+    """(c) CPU seconds per call of our detector and of a bare onnxruntime loop, then the wall
+    seconds per call of each."""
+    config = SsdOnnxDetectorConfig()
+    detector = create_detector(config)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(config.model), options, providers=["CPUExecutionProvider"])
+    images = detect_frames(calls)
+    size = (config.input_size, config.input_size)
+    tensors = [cv2.cvtColor(cv2.resize(image, size), cv2.COLOR_BGR2RGB)[None] for image in images]
+    for image, tensor in zip(images[:WARMUP_CALLS], tensors[:WARMUP_CALLS], strict=True):
+        detector.detect(image)
+        session.run(None, {"image_tensor:0": tensor})
+    cpu: dict[str, list[float]] = {"ours": [], "bare": []}
+    wall: dict[str, list[float]] = {"ours": [], "bare": []}
+    found = 0
+
+    def ours() -> None:
+        nonlocal found
+        found = sum(len(detector.detect(image)) for image in images)
+
+    def bare() -> None:
+        for tensor in tensors:
+            session.run(None, {"image_tensor:0": tensor})
+
+    for repetition in range(repetitions):
+        order = [("ours", ours), ("bare", bare)]
+        for name, loop in order if repetition % 2 == 0 else order[::-1]:
+            started, before = time.perf_counter(), time.process_time()
+            loop()
+            cpu[name].append(time.process_time() - before)
+            wall[name].append(time.perf_counter() - started)
+        log(
+            f"detector #{repetition + 1}: ours {cpu['ours'][-1]:.3f}s, "
+            f"bare onnxruntime {cpu['bare'][-1]:.3f}s for {calls} calls; {found} people found"
+        )
+    if found == 0:
+        raise RuntimeError("the detector found no one in vtest.avi")
+    per_call = {name: statistics.median(values) / calls for name, values in cpu.items()}
+    wall_per_call = {name: statistics.median(values) / calls for name, values in wall.items()}
+    return per_call["ours"], per_call["bare"], wall_per_call["ours"], wall_per_call["bare"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--detect-calls", type=int, default=60)
+    args = parser.parse_args()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="xueliang-bench-") as scratch:
+        workdir = Path(scratch)
+        log("encoding the main stream and the sub-stream")
+        main_frames, sub_frames = MAIN_SECONDS * FPS, SUB_SECONDS * FPS
+        one_main = encode_camera(workdir / "main-once.mp4", 1920, 1080, main_frames)
+        main = remux(one_main, workdir / "main.mp4", "-stream_loop", str(DEMUX_LOOPS - 1))
+        sub = encode_camera(workdir / "sub.mp4", 640, 360, sub_frames, loops=1)
+        demux, demux_native = measure_demux(main, main_frames * DEMUX_LOOPS, args.repetitions)
+        decode, decode_native, sampled = measure_sub_decode(sub, sub_frames, args.repetitions)
+    detect, detect_native, detect_wall, detect_native_wall = measure_detector(
+        args.detect_calls, args.repetitions
+    )
+    pieces = {"demux": FPS * demux, "decode": FPS * decode, "detect": DETECT_FPS * detect}
+    native = FPS * demux_native + FPS * decode_native + DETECT_FPS * detect_native
+    total = sum(pieces.values())
+    result: dict[str, object] = {
+        "bench": "cameras",
+        "repetitions": args.repetitions,
+        "camera": f"1920x1080@{FPS} main + 640x360@{FPS} sub, detect {DETECT_FPS} fps",
+        "cameras_per_core": round(1 / total, 2),
+        "native_cameras_per_core": round(1 / native, 2),
+        "ratio": round(native / total, 3),
+        "cameras_per_core_without_detector": round(1 / (pieces["demux"] + pieces["decode"]), 1),
+        "cpu_ms_per_camera_second": round(total * 1e3, 2),
+        **{f"share_{name}": round(value / total, 3) for name, value in pieces.items()},
+        **{f"{name}_ms_per_camera_second": round(v * 1e3, 2) for name, v in pieces.items()},
+        "demux_us_per_packet": round(demux * 1e6, 1),
+        "ffmpeg_demux_us_per_packet": round(demux_native * 1e6, 1),
+        "decode_us_per_frame": round(decode * 1e6, 1),
+        "ffmpeg_decode_us_per_frame": round(decode_native * 1e6, 1),
+        "sub_sampled_frames": f"{sampled}/{sub_frames}",
+        "detect_ms_per_call": round(detect * 1e3, 2),
+        "ort_bare_ms_per_call": round(detect_native * 1e3, 2),
+        "detect_wall_ms_per_call": round(detect_wall * 1e3, 2),
+        "ort_bare_wall_ms_per_call": round(detect_native_wall * 1e3, 2),
+        "onnxruntime": ort.__version__,
+        **versions(),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
