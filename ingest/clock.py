@@ -7,9 +7,9 @@ class PtsClock:
     """Maps a stream's PTS (in seconds) to wall-clock time, one instance per connection.
 
     The camera's own clock is never trusted; the mapping is `pts + offset`, where the offset
-    is the smallest `arrival - pts` seen: the least-delayed packet. So a burst of buffered
-    packets (FFmpeg's probe, network jitter) keeps its real spacing instead of all getting
-    the same arrival time. A timestamp jump (PTS wrap, a camera resetting its clock, a long
+    is the smallest `arrival - pts` seen: the least-delayed packet. So packets that arrive in
+    a burst after a network hiccup keep their real spacing instead of all getting the same
+    arrival time. A timestamp jump (PTS wrap, a camera resetting its clock, a long
     stall) shows as an offset change of more than `jump_s`: the clock re-anchors on the
     packet's arrival and counts the jump (not during the first `warmup_s`, while FFmpeg's
     probe buffer drains in a burst). Slow drift between the camera's clock and ours is

@@ -11,8 +11,8 @@ PyGObject, so run it with the system interpreter (Debian packages
         [--host 127.0.0.1] [--user U --password P [--auth basic|digest]]
 
 It prints exactly one line ``READY rtsp://HOST:PORT`` to stdout once it is listening, serves
-``rtsp://HOST:PORT/cam1`` etc. (RTP over TCP or UDP; optional basic or digest auth for all mounts), and
-exits with code 0 on SIGTERM or SIGINT. Diagnostics go to stderr.
+``rtsp://HOST:PORT/cam1`` etc. (RTP over TCP or UDP; optional basic or digest auth for all
+mounts), and exits with code 0 on SIGTERM or SIGINT. Diagnostics go to stderr.
 
 A mount's pipeline starts (at the file's first keyframe) with its first client and stops when
 its last client leaves. A client that joins a running mount gets the live stream mid-GOP, so
