@@ -351,9 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
-    auth_perms = (
-        make_auth(args.user, args.password, args.auth) if args.user is not None else None
-    )
+    auth_perms = make_auth(args.user, args.password, args.auth) if args.user is not None else None
     if auth_perms is not None:
         server.set_auth(auth_perms[0])
     mount_points = server.get_mount_points()
