@@ -110,16 +110,16 @@ class MotionDetector:
         return boxes
 
 
-def merge_regions(boxes: Sequence[Box], min_size: float) -> list[Box]:
-    """Grow each box to at least `min_size` (normalized side) and merge the ones that overlap,
-    so the detector sees each moving object whole, in as few crops as possible.
+def merge_regions(boxes: Sequence[Box], min_width: float, min_height: float) -> list[Box]:
+    """Grow each box to at least `min_width` x `min_height` (normalized) and merge the ones
+    that overlap, so the detector sees each moving object whole, in as few crops as possible.
 
     Example:
         >>> [round(v, 3) for v in merge_regions(
-        ...     [Box(0.1, 0.1, 0.12, 0.12), Box(0.15, 0.1, 0.2, 0.2)], 0.2)[0].to_list()]
+        ...     [Box(0.1, 0.1, 0.12, 0.12), Box(0.15, 0.1, 0.2, 0.2)], 0.2, 0.2)[0].to_list()]
         [0.01, 0.01, 0.275, 0.25]
     """
-    grown = [_grow(box, min_size) for box in boxes]
+    grown = [_grow(box, min_width, min_height) for box in boxes]
     merged = True
     while merged:
         merged = False
@@ -138,10 +138,10 @@ def merge_regions(boxes: Sequence[Box], min_size: float) -> list[Box]:
     return grown
 
 
-def _grow(box: Box, size: float) -> Box:
-    """`box` widened about its centre to at least `size` on each side, kept inside 0..1."""
+def _grow(box: Box, min_width: float, min_height: float) -> Box:
+    """`box` widened about its centre to at least the given size, kept inside 0..1."""
 
-    def span(low: float, high: float) -> tuple[float, float]:
+    def span(low: float, high: float, size: float) -> tuple[float, float]:
         if high - low >= size:
             return low, high
         centre = (low + high) / 2
@@ -149,6 +149,6 @@ def _grow(box: Box, size: float) -> Box:
         shift = max(0.0, -low) - max(0.0, high - 1.0)
         return max(0.0, low + shift), min(1.0, high + shift)
 
-    x1, x2 = span(box.x1, box.x2)
-    y1, y2 = span(box.y1, box.y2)
+    x1, x2 = span(box.x1, box.x2, min_width)
+    y1, y2 = span(box.y1, box.y2, min_height)
     return Box(x1, y1, x2, y2)

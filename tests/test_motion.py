@@ -43,7 +43,7 @@ def test_sensor_noise_is_not_motion() -> None:
 
 
 def test_regions_grow_to_the_crop_size_and_merge() -> None:
-    merged = merge_regions([Box(0.1, 0.1, 0.12, 0.12), Box(0.8, 0.8, 0.82, 0.82)], 0.3)
+    merged = merge_regions([Box(0.1, 0.1, 0.12, 0.12), Box(0.8, 0.8, 0.82, 0.82)], 0.3, 0.3)
     assert len(merged) == 2 and all(b.x2 - b.x1 >= 0.3 - 1e-9 for b in merged)
-    together = merge_regions([Box(0.1, 0.1, 0.12, 0.12), Box(0.3, 0.1, 0.32, 0.12)], 0.3)
+    together = merge_regions([Box(0.1, 0.1, 0.12, 0.12), Box(0.3, 0.1, 0.32, 0.12)], 0.3, 0.3)
     assert len(together) == 1
