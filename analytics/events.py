@@ -1,29 +1,34 @@
-"""The event lifecycle: start on the first match, keep the best snapshot, end when gone."""
+"""The event lifecycle: a finding that appears starts an event, which keeps its best snapshot
+and ends once the finding has been gone for a while."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 
 from analytics.config import EventTimingConfig
-from common.types import Detection, Event, EventSink, Frame
+from analytics.rules import Finding
+from common.types import Box, Event, EventSink, Frame
 
 BOX_COLOUR = (0, 0, 255)
 BOX_MARGIN_PX = 3  # outline just outside the object, so the evidence itself stays unpainted
 JPEG_QUALITY = 85
 
 
-def render_snapshot(frame: Frame, detections: list[Detection]) -> bytes:
-    """The frame as JPEG with the matching detections outlined."""
+def render_snapshot(frame: Frame, boxes: Sequence[Box], caption: str) -> bytes:
+    """The frame as JPEG with the evidence outlined and captioned."""
     image = frame.image.copy()
     height, width = frame.shape
-    for d in detections:
-        top_left = (int(d.box.x1 * width) - BOX_MARGIN_PX, int(d.box.y1 * height) - BOX_MARGIN_PX)
+    for box in boxes:
+        top_left = (int(box.x1 * width) - BOX_MARGIN_PX, int(box.y1 * height) - BOX_MARGIN_PX)
         bottom_right = (
-            int(d.box.x2 * width) + BOX_MARGIN_PX,
-            int(d.box.y2 * height) + BOX_MARGIN_PX,
+            int(box.x2 * width) + BOX_MARGIN_PX,
+            int(box.y2 * height) + BOX_MARGIN_PX,
         )
         cv2.rectangle(image, top_left, bottom_right, BOX_COLOUR, 2)
-        label = f"{d.label} {d.score:.2f}"
+        label = caption
         cv2.putText(
             image,
             label,
@@ -40,24 +45,35 @@ def render_snapshot(frame: Frame, detections: list[Detection]) -> bytes:
     return encoded.tobytes()
 
 
-class EventLifecycle:
-    """One camera's events of one rule and zone: at most one open at a time.
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    """What a rule's events are: type, place (zone, line or check), severity, GB/T alarm."""
 
-    `observe` is called with each analysed frame and the detections that matched the rule;
-    `tick` ends the open event once nothing matched for `end_after_s`. An event that reaches
-    `max_duration_s` ends and, if the matches go on, a new one continues it.
+    type: str
+    place: str
+    severity: str
+    alarm: tuple[int, int] | None = None
+
+
+class EventLifecycle:
+    """One camera's events of one rule: one open event per finding key.
+
+    `observe` is called with each analysed frame and the rule's findings; a new key starts an
+    event (unless the same key ended less than `cooldown_s` ago: de-duplication), a known key
+    updates it and keeps the best snapshot (score x box area), and `tick` ends events whose
+    key has been absent for `end_after_s`. An event that reaches `max_duration_s` ends and,
+    if its finding goes on, a new one continues it.
 
     Example:
         >>> import numpy as np
-        >>> from common.types import Box
         >>> class Printer:
-        ...     def event_started(self, e): print("start", e.started_at)
+        ...     def event_started(self, e): print("start", e.type, e.started_at)
         ...     def event_ended(self, e): print("end", e.ended_at)
-        >>> life = EventLifecycle("gate", "hq", "zone_intrusion", "door", "high",
+        >>> life = EventLifecycle("gate", "hq", EventKind("zone_intrusion", "door", "high"),
         ...                       EventTimingConfig(end_after_s=2), Printer())
         >>> frame = Frame("gate", np.zeros((4, 4, 3), np.uint8), wall_time=10.0)
-        >>> life.observe(frame, [Detection(Box(0, 0, 1, 1), 0.9, "person")])
-        start 10.0
+        >>> life.observe(frame, [Finding("track:1", "person", 0.9, (Box(0, 0, 1, 1),))])
+        start zone_intrusion 10.0
         >>> life.tick(now=11.0); life.tick(now=12.5)
         end 10.0
     """
@@ -66,69 +82,78 @@ class EventLifecycle:
         self,
         camera_id: str,
         site: str,
-        event_type: str,
-        zone: str,
-        severity: str,
+        kind: EventKind,
         timing: EventTimingConfig,
         sink: EventSink,
     ) -> None:
         self.camera_id = camera_id
         self.site = site
-        self.event_type = event_type
-        self.zone = zone
-        self.severity = severity
+        self.kind = kind
         self.timing = timing
         self.sink = sink
-        self.current: Event | None = None
+        self.open: dict[str, Event] = {}
+        self._ended: dict[str, float] = {}  # key -> when its last event ended
 
-    def observe(self, frame: Frame, matches: list[Detection]) -> None:
-        if not matches:
-            return
-        event = self.current
-        if event is not None and frame.wall_time - event.started_at >= self.timing.max_duration_s:
-            self._end()
-            event = None
-        best = max(matches, key=lambda d: d.score * d.box.area)
-        if event is None:
-            event = Event(
-                camera_id=self.camera_id,
-                site=self.site,
-                type=self.event_type,
-                label=best.label,
-                zone=self.zone,
-                severity=self.severity,
-                started_at=frame.wall_time,
-                last_seen_at=frame.wall_time,
-            )
-            self._keep_best(event, frame, matches, best)
-            self.current = event
-            self.sink.event_started(event)
-            return
-        event.last_seen_at = frame.wall_time
-        if best.score * best.box.area > event.best_score * (
-            event.best_box.area if event.best_box else 0
-        ):
-            self._keep_best(event, frame, matches, best)
+    def observe(self, frame: Frame, findings: Sequence[Finding]) -> None:
+        t = frame.wall_time
+        for finding in findings:
+            event = self.open.get(finding.key)
+            if event is not None and t - event.started_at >= self.timing.max_duration_s:
+                self._end(finding.key)
+                self._ended.pop(finding.key, None)  # a continuation is no duplicate
+                event = None
+            if event is None:
+                if t - self._ended.get(finding.key, float("-inf")) < self.timing.cooldown_s:
+                    continue
+                event = self._start(finding, t)
+            event.last_seen_at = t
+            self._keep_best(event, frame, finding)
+
+    def _start(self, finding: Finding, t: float) -> Event:
+        event = Event(
+            camera_id=self.camera_id,
+            site=self.site,
+            type=self.kind.type,
+            label=finding.label,
+            zone=self.kind.place,
+            severity=self.kind.severity,
+            started_at=t,
+            last_seen_at=t,
+            detail=finding.detail,
+            alarm=self.kind.alarm,
+        )
+        self.open[finding.key] = event
+        self.sink.event_started(event)
+        return event
 
     def tick(self, now: float) -> None:
-        if self.current is not None and now - self.current.last_seen_at >= self.timing.end_after_s:
-            self._end()
+        for key, event in list(self.open.items()):
+            if now - event.last_seen_at >= self.timing.end_after_s:
+                self._end(key)
+        horizon = now - self.timing.cooldown_s
+        self._ended = {k: t for k, t in self._ended.items() if t >= horizon}
 
     def close(self) -> None:
-        """End the open event, if any (shutdown)."""
-        if self.current is not None:
-            self._end()
+        """End every open event (shutdown, or the camera moved to another worker)."""
+        for key in list(self.open):
+            self._end(key)
 
-    def _end(self) -> None:
-        assert self.current is not None
-        self.current.ended_at = self.current.last_seen_at
-        ended, self.current = self.current, None
-        self.sink.event_ended(ended)
+    def _end(self, key: str) -> None:
+        event = self.open.pop(key)
+        event.ended_at = event.last_seen_at
+        self._ended[key] = event.ended_at
+        self.sink.event_ended(event)
 
     @staticmethod
-    def _keep_best(event: Event, frame: Frame, matches: list[Detection], best: Detection) -> None:
-        event.best_score = best.score
-        event.best_box = best.box
-        event.label = best.label
-        event.snapshot = render_snapshot(frame, matches)
+    def _keep_best(event: Event, frame: Frame, finding: Finding) -> None:
+        box = finding.boxes[0] if finding.boxes else None
+        value = finding.score * (box.area if box else 1.0)
+        best = event.best_score * (event.best_box.area if event.best_box else 1.0)
+        if event.snapshot is not None and value <= best:
+            return
+        event.best_score = finding.score
+        event.best_box = box
+        event.label = finding.label
+        caption = f"{finding.label} {finding.score:.2f} {finding.detail}".strip()
+        event.snapshot = render_snapshot(frame, finding.boxes, caption)
         event.snapshot_at = frame.wall_time

@@ -1,56 +1,87 @@
-"""Video-loss events: a camera going offline starts one, coming back ends it."""
+"""Condition events: a camera condition (video loss, a bad picture) starting and ending."""
 
 from __future__ import annotations
 
 import threading
 
-from common.types import Event, EventSink
+from analytics.events import render_snapshot
+from common.types import Event, EventSink, Frame
 from ingest.camera import StateChange
 
 VIDEO_LOSS = "video_loss"
+# GB/T 28181 (AlarmMethod, AlarmType): device alarm / video loss; video alarm / video anomaly
+VIDEO_LOSS_ALARM = (2, 1)
+PICTURE_ALARM = (5, 11)
 
 
-class VideoLossEvents:
-    """Turns a camera's offline / back-online changes into `video_loss` events.
-
-    The event starts at the camera's last packet and ends at its first packet after the gap.
+class ConditionEvents:
+    """Turns a camera's conditions starting and ending into events, one open per condition.
 
     Example:
         >>> class Printer:
         ...     def event_started(self, e): print("start", e.type, e.started_at)
-        ...     def event_ended(self, e): print("end", e.ended_at)
-        >>> losses = VideoLossEvents(Printer())
-        >>> losses.changed(StateChange("gate", "online", "offline", 10.0), site="hq")
-        start video_loss 10.0
-        >>> losses.changed(StateChange("gate", "offline", "online", 25.0), site="hq")
-        end 25.0
+        ...     def event_ended(self, e): print("end", e.type, e.ended_at)
+        >>> conditions = ConditionEvents(Printer())
+        >>> conditions.changed("gate", "hq", "frozen_frame", True, 10.0)
+        start frozen_frame 10.0
+        >>> conditions.changed("gate", "hq", "frozen_frame", False, 25.0)
+        end frozen_frame 25.0
     """
 
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
-        self._open: dict[str, Event] = {}
+        self._open: dict[tuple[str, str], Event] = {}
         self._lock = threading.Lock()
 
-    def changed(self, change: StateChange, site: str) -> None:
+    def changed(
+        self,
+        camera_id: str,
+        site: str,
+        condition: str,
+        started: bool,
+        at: float,
+        frame: Frame | None = None,
+    ) -> None:
+        key = (camera_id, condition)
         with self._lock:
-            if change.new == "offline":
-                if change.camera_id in self._open:
+            if started:
+                if key in self._open:
                     return
                 event = Event(
-                    camera_id=change.camera_id,
+                    camera_id=camera_id,
                     site=site,
-                    type=VIDEO_LOSS,
-                    label="signal",
+                    type=condition,
+                    label="camera",
                     zone="",
                     severity="high",
-                    started_at=change.at,
-                    last_seen_at=change.at,
+                    started_at=at,
+                    last_seen_at=at,
+                    alarm=VIDEO_LOSS_ALARM if condition == VIDEO_LOSS else PICTURE_ALARM,
                 )
-                self._open[change.camera_id] = event
+                if frame is not None:
+                    event.snapshot = render_snapshot(frame, (), condition.replace("_", " "))
+                    event.snapshot_at = frame.wall_time
+                self._open[key] = event
                 self.sink.event_started(event)
-            elif change.old == "offline":
-                ended = self._open.pop(change.camera_id, None)
+            else:
+                ended = self._open.pop(key, None)
                 if ended is None:
                     return
-                ended.ended_at = ended.last_seen_at = change.at
+                ended.ended_at = ended.last_seen_at = at
                 self.sink.event_ended(ended)
+
+    def video_changed(self, change: StateChange, site: str) -> None:
+        """A camera went offline (video loss starts) or came back (it ends)."""
+        if change.new == "offline":
+            self.changed(change.camera_id, site, VIDEO_LOSS, True, change.at)
+        elif change.old == "offline":
+            self.changed(change.camera_id, site, VIDEO_LOSS, False, change.at)
+
+    def close(self, camera_id: str) -> None:
+        """End a camera's open conditions now (it moved to another worker, or shutdown)."""
+        with self._lock:
+            keys = [k for k in self._open if k[0] == camera_id]
+            events = [self._open.pop(k) for k in keys]
+        for event in events:
+            event.ended_at = event.last_seen_at
+            self.sink.event_ended(event)

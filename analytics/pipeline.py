@@ -1,4 +1,5 @@
-"""One analytics loop per worker: detection and rules for all of the worker's cameras."""
+"""One analytics loop per worker: for each camera the gate, detector, tracker, rules, picture
+checks and event lifecycles."""
 
 from __future__ import annotations
 
@@ -6,31 +7,100 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from analytics.config import EventTimingConfig, ZoneConfig
 from analytics.detectors.base import Detector
-from analytics.events import EventLifecycle
-from analytics.zones import ZoneIntrusionRule
-from common.types import EventSink, Frame
+from analytics.events import EventKind, EventLifecycle
+from analytics.gate import DetectionGate, GateConfig, detect_regions
+from analytics.health import ConditionEvents
+from analytics.quality import CheckConfig, QualityConfig, VideoQualityMonitor
+from analytics.rules import LineConfig, LineCrossingRule, Rule, zone_rule
+from analytics.tracker import Tracker, TrackerConfig
+from common.types import EventSink, Frame, Track
 
 log = logging.getLogger(__name__)
 IDLE_TICK_S = 0.25
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CameraRules:
     """What the analytics loop watches for on one camera."""
 
     camera_id: str
     site: str
-    zones: Sequence[ZoneConfig]
+    zones: Sequence[ZoneConfig] = ()
+    lines: Sequence[LineConfig] = ()
+    gate: GateConfig = field(default_factory=GateConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+    @property
+    def needs_frames(self) -> bool:
+        checks = (value for _, value in self.quality)
+        return bool(self.zones or self.lines) or any(
+            isinstance(check, CheckConfig) and check.enabled for check in checks
+        )
 
 
-class _ZoneWatch:
-    def __init__(self, rule: ZoneIntrusionRule, lifecycle: EventLifecycle) -> None:
-        self.rule = rule
-        self.lifecycle = lifecycle
+class CameraAnalytics:
+    """Everything analytics keeps for one camera, and one frame's worth of work on it."""
+
+    def __init__(
+        self,
+        setup: CameraRules,
+        tracker: TrackerConfig,
+        timing: EventTimingConfig,
+        sink: EventSink,
+        conditions: ConditionEvents,
+    ) -> None:
+        self.setup = setup
+        self.gate = DetectionGate(setup.gate)
+        self.tracker = Tracker(tracker)
+        self.tracks: list[Track] = []
+        self.quality = VideoQualityMonitor(setup.quality)
+        self.conditions = conditions
+        rules: list[Rule] = [
+            zone_rule(zone.name, zone.points, rule) for zone in setup.zones for rule in zone.rules
+        ]
+        rules += [LineCrossingRule(line) for line in setup.lines]
+        self.watches = [
+            (
+                rule,
+                EventLifecycle(
+                    setup.camera_id, setup.site,
+                    EventKind(rule.event_type, rule.place, rule.severity, rule.gbt_alarm),
+                    timing, sink,
+                ),
+            )
+            for rule in rules
+        ]  # fmt: skip
+
+    def analyse(self, frame: Frame, detector: Detector) -> None:
+        for change in self.quality.update(frame):
+            self.conditions.changed(
+                self.setup.camera_id, self.setup.site, change.condition, change.started,
+                change.at, frame,
+            )  # fmt: skip
+        if not self.watches:
+            return
+        expected = self.tracker.predict(frame.wall_time)
+        decision = self.gate.decide(frame.image, expected, frame.wall_time)
+        if not decision.regions:
+            self.tracks = expected
+            return
+        detections = detect_regions(detector, frame.image, decision.regions)
+        self.tracks = self.tracker.update(detections, frame.wall_time)
+        for rule, lifecycle in self.watches:
+            lifecycle.observe(frame, rule.update(self.tracks, frame.wall_time))
+
+    def tick(self, now: float) -> None:
+        for _, lifecycle in self.watches:
+            lifecycle.tick(now)
+
+    def close(self) -> None:
+        for _, lifecycle in self.watches:
+            lifecycle.close()
+        self.conditions.close(self.setup.camera_id)
 
 
 class AnalyticsLoop:
@@ -41,47 +111,46 @@ class AnalyticsLoop:
     camera's frame is logged and does not stop the loop.
     """
 
-    def __init__(self, detector: Detector, timing: EventTimingConfig, sink: EventSink) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        tracker: TrackerConfig,
+        timing: EventTimingConfig,
+        sink: EventSink,
+    ) -> None:
         self.detector = detector
+        self.tracker = tracker
         self.timing = timing
         self.sink = sink
-        self._watches: dict[str, list[_ZoneWatch]] = {}
+        self.conditions = ConditionEvents(sink)
+        self._cameras: dict[str, CameraAnalytics] = {}
         self._pending: dict[str, Frame] = {}
         self._wake = threading.Condition()
-        self._busy = threading.Lock()  # held while lifecycles are touched
+        self._busy = threading.Lock()  # held while a camera's analytics state is touched
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="analytics", daemon=True)
         self.frames_analysed = 0
         self.frames_dropped = 0
 
-    def add_camera(self, camera: CameraRules) -> None:
-        watches = [
-            _ZoneWatch(
-                ZoneIntrusionRule(zone),
-                EventLifecycle(
-                    camera.camera_id, camera.site, "zone_intrusion", zone.name,
-                    zone.severity, self.timing, self.sink,
-                ),
-            )
-            for zone in camera.zones
-        ]  # fmt: skip
+    def add_camera(self, setup: CameraRules) -> None:
+        camera = CameraAnalytics(setup, self.tracker, self.timing, self.sink, self.conditions)
         with self._wake:
-            self._watches[camera.camera_id] = watches
+            self._cameras[setup.camera_id] = camera
 
     def remove_camera(self, camera_id: str) -> None:
         """Stop analysing a camera; its open events end now."""
         with self._busy:
             with self._wake:
-                watches = self._watches.pop(camera_id, [])
+                camera = self._cameras.pop(camera_id, None)
                 self._pending.pop(camera_id, None)
-            for watch in watches:
-                watch.lifecycle.close()
+            if camera is not None:
+                camera.close()
 
     def submit(self, frame: Frame) -> None:
         """Called from ingest threads with each sampled frame."""
-        if not self._watches.get(frame.camera_id):
-            return
         with self._wake:
+            if frame.camera_id not in self._cameras:
+                return
             if frame.camera_id in self._pending:
                 self.frames_dropped += 1
             self._pending[frame.camera_id] = frame
@@ -95,7 +164,7 @@ class AnalyticsLoop:
             self._stop = True
             self._wake.notify()
         self._thread.join()
-        for camera_id in list(self._watches):
+        for camera_id in list(self._cameras):
             self.remove_camera(camera_id)
 
     def _run(self) -> None:
@@ -108,22 +177,14 @@ class AnalyticsLoop:
                 frames, self._pending = list(self._pending.values()), {}
             with self._busy:
                 for frame in frames:
+                    camera = self._cameras.get(frame.camera_id)
+                    if camera is None:
+                        continue
                     try:
-                        self._analyse(frame)
+                        camera.analyse(frame, self.detector)
+                        self.frames_analysed += 1
                     except Exception:
                         log.exception("analytics failed on a frame of camera %s", frame.camera_id)
                 now = time.time()
-                with self._wake:
-                    every = [w for watches in self._watches.values() for w in watches]
-                for watch in every:
-                    watch.lifecycle.tick(now)
-
-    def _analyse(self, frame: Frame) -> None:
-        with self._wake:
-            watches = self._watches.get(frame.camera_id, [])
-        if not watches:
-            return
-        detections = self.detector.detect(frame.image)
-        self.frames_analysed += 1
-        for watch in watches:
-            watch.lifecycle.observe(frame, watch.rule.matches(detections))
+                for camera in list(self._cameras.values()):
+                    camera.tick(now)

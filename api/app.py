@@ -27,6 +27,9 @@ class EventOut(BaseModel):
     label: str
     zone: str
     severity: str
+    detail: str
+    alarm_method: int | None
+    alarm_type: int | None
     state: str
     started_at: datetime
     ended_at: datetime | None
@@ -50,6 +53,9 @@ class EventOut(BaseModel):
             label=row.label,
             zone=row.zone,
             severity=row.severity,
+            detail=row.detail,
+            alarm_method=row.alarm_method,
+            alarm_type=row.alarm_type,
             state=row.state,
             started_at=row.started_at,
             ended_at=row.ended_at,

@@ -96,6 +96,8 @@ class Event:
     snapshot: bytes | None = None
     snapshot_at: float | None = None
     ended_at: float | None = None
+    detail: str = ""
+    alarm: tuple[int, int] | None = None  # GB/T 28181 (AlarmMethod, AlarmType)
     id: str = field(default_factory=new_event_id)
 
 
@@ -105,3 +107,39 @@ class EventSink(Protocol):
     def event_started(self, event: Event) -> None: ...
 
     def event_ended(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One object followed across a camera's frames: its smoothed box now and where it was.
+
+    `id` is stable for as long as the camera's tracker follows the object; `box` is smoothed
+    by the tracker and `score` is the latest detection's. `history` holds the (time, box) of
+    the latest sightings, oldest first, as many as the tracker keeps.
+
+    Example:
+        >>> before, now = Box(0.0, 0.25, 0.25, 0.75), Box(0.25, 0.25, 0.5, 0.75)
+        >>> track = Track(7, "person", now, 0.9, first_seen=3.0, last_seen=3.5, hits=2,
+        ...               history=((3.0, before), (3.5, now)))
+        >>> track.age, track.path
+        (0.5, ((3.0, (0.125, 0.75)), (3.5, (0.375, 0.75))))
+    """
+
+    id: int
+    label: str
+    box: Box
+    score: float
+    first_seen: float
+    last_seen: float
+    hits: int
+    history: tuple[tuple[float, Box], ...]
+
+    @property
+    def age(self) -> float:
+        """Seconds from the first sighting to the latest."""
+        return self.last_seen - self.first_seen
+
+    @property
+    def path(self) -> tuple[tuple[float, tuple[float, float]], ...]:
+        """Where the object stood over time: (time, bottom-centre) of each `history` entry."""
+        return tuple((t, box.bottom_centre) for t, box in self.history)

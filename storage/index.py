@@ -65,6 +65,9 @@ class EventRow(Base):
     label: Mapped[str] = mapped_column(String(32))
     zone: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(8))
+    detail: Mapped[str] = mapped_column(String(64), default="")
+    alarm_method: Mapped[int | None] = mapped_column(Integer, nullable=True)  # GB/T 28181
+    alarm_type: Mapped[int | None] = mapped_column(Integer, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="active")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -199,6 +202,9 @@ class EventIndex:
             label=event.label,
             zone=event.zone,
             severity=event.severity,
+            detail=event.detail[:64],
+            alarm_method=event.alarm[0] if event.alarm else None,
+            alarm_type=event.alarm[1] if event.alarm else None,
             state="active",
             started_at=to_datetime(event.started_at),
             score=event.best_score,

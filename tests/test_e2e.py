@@ -48,7 +48,7 @@ def pipeline(camera: RtspCamera, tmp_path_factory: pytest.TempPathFactory) -> It
                 "name": "Walkway",
                 "site": "campus",
                 "url": camera.url("walkway", with_credentials=True),
-                "zones": [{"name": "west", "points": WEST_WALKWAY, "labels": ["person"]}],
+                "zones": [{"name": "west", "points": WEST_WALKWAY}],  # default rule: intrusion
             }
         ],
         analytics={"events": {"end_after_s": 2, "max_duration_s": 20}},
@@ -85,6 +85,7 @@ def test_intrusion_event_with_clip_and_snapshot(pipeline: Pipeline) -> None:
     event = pipeline.wait_for("/api/events", first_event, timeout=60)  # raises after 60 s
     assert event["type"] == "zone_intrusion" and event["label"] == "person"
     assert (event["camera_id"], event["site"], event["zone"]) == ("walkway", "campus", "west")
+    assert (event["alarm_method"], event["alarm_type"]) == (5, 6)  # GB/T 28181: intrusion
 
     event = pipeline.wait_for("/api/events?camera=walkway", stored_event, timeout=90)
     assert event["state"] == "ended" and event["clip_sha256"]
@@ -165,6 +166,7 @@ def test_camera_goes_offline_and_comes_back(pipeline: Pipeline, camera: RtspCame
     loss = pipeline.wait_for("/api/events?type=video_loss", video_loss, timeout=30)
     assert killed_at - 1.5 <= when(loss["started_at"]) <= killed_at + 0.2
     assert restarted_at <= when(loss["ended_at"]) <= back_at
+    assert (loss["alarm_method"], loss["alarm_type"]) == (2, 1)  # GB/T 28181: video loss
     # Its clip holds one side of the gap only: no frames glued across it.
     clip = httpx.get(f"{pipeline.api}/api/events/{loss['id']}/clip", timeout=30).content
     with av.open(io.BytesIO(clip), "r") as container:

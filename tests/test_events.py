@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.config import EventTimingConfig, ZoneConfig
-from analytics.events import EventLifecycle
-from analytics.zones import ZoneIntrusionRule
-from common.types import Box, Detection, Event, Frame
+from analytics.config import EventTimingConfig
+from analytics.events import EventKind, EventLifecycle
+from analytics.rules import Finding, Polygon
+from common.types import Box, Event, Frame
 from tests.media import decode_jpeg
 
 
@@ -27,14 +27,13 @@ def frame(t: float) -> Frame:
     return Frame("gate", np.zeros((120, 160, 3), np.uint8), t)
 
 
-def person(score: float, size: float = 0.2) -> Detection:
-    return Detection(Box(0.4, 0.4, 0.4 + size, 0.4 + size), score, "person")
+def person(score: float, size: float = 0.2, key: str = "track:1") -> Finding:
+    return Finding(key, "person", score, (Box(0.4, 0.4, 0.4 + size, 0.4 + size),))
 
 
 def lifecycle(sink: Collected, **timing: float) -> EventLifecycle:
-    return EventLifecycle(
-        "gate", "hq", "zone_intrusion", "door", "high", EventTimingConfig(**timing), sink
-    )
+    kind = EventKind("zone_intrusion", "door", "high", (5, 6))
+    return EventLifecycle("gate", "hq", kind, EventTimingConfig(**timing), sink)
 
 
 def test_event_ends_once_the_object_is_gone_for_end_after() -> None:
@@ -76,11 +75,20 @@ def test_long_event_is_continued_by_a_new_one_at_max_duration() -> None:
     assert [(e.started_at, e.ended_at) for e in sink.ended] == [(0.0, 4.0), (5.0, 9.0)]
 
 
+def test_each_finding_key_is_its_own_event_and_cooldown_dedupes() -> None:
+    sink = Collected()
+    life = lifecycle(sink, end_after_s=1.0, cooldown_s=5.0)
+    life.observe(frame(0.0), [person(0.8, key="track:1"), person(0.7, key="track:2")])
+    assert len(sink.started) == 2 and sink.started[0].alarm == (5, 6)
+    life.tick(1.5)
+    assert len(sink.ended) == 2
+    life.observe(frame(3.0), [person(0.8, key="track:1")])  # within the cooldown: no event
+    assert len(sink.started) == 2
+    life.observe(frame(7.0), [person(0.8, key="track:1")])  # after it: a new event
+    assert len(sink.started) == 3
+
+
 def test_zone_uses_where_the_object_stands() -> None:
-    zone = ZoneIntrusionRule(
-        ZoneConfig(name="lawn", points=[(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)])
-    )
-    feet_in = Detection(Box(0.2, 0.1, 0.3, 0.6), 0.9, "person")  # mostly above, feet inside
-    feet_out = Detection(Box(0.2, 0.1, 0.3, 0.45), 0.9, "person")
-    car = Detection(Box(0.5, 0.6, 0.7, 0.9), 0.9, "car")
-    assert zone.matches([feet_in, feet_out, car]) == [feet_in]
+    lawn = Polygon([(0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)])
+    assert lawn.contains(Box(0.2, 0.1, 0.3, 0.6).bottom_centre)  # mostly above, feet inside
+    assert not lawn.contains(Box(0.2, 0.1, 0.3, 0.45).bottom_centre)

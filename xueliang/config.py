@@ -9,7 +9,11 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from analytics.config import AnalyticsConfig, DetectorConfig, ZoneConfig
+from analytics.config import AnalyticsConfig, DetectorConfig, SsdOnnxDetectorConfig, ZoneConfig
+from analytics.gate import GateConfig
+from analytics.pipeline import CameraRules
+from analytics.quality import QualityConfig
+from analytics.rules import LineConfig
 from api.config import ApiConfig
 from ingest.config import CameraConfig as StreamCameraConfig
 from ingest.config import IngestConfig, StrictModel
@@ -20,12 +24,19 @@ class CameraConfig(StreamCameraConfig):
     """A camera's stream (ingest) and what to watch for on it (analytics)."""
 
     zones: list[ZoneConfig] = Field(default_factory=list)
+    lines: list[LineConfig] = Field(default_factory=list)
+    motion: GateConfig = Field(default_factory=GateConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+
+    def rules(self) -> CameraRules:
+        """What analytics watches for on this camera."""
+        return CameraRules(self.id, self.site, self.zones, self.lines, self.motion, self.quality)
 
 
 class Config(StrictModel):
     cameras: list[CameraConfig] = Field(min_length=1)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    detector: DetectorConfig = Field(default_factory=SsdOnnxDetectorConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     clips: ClipConfig = Field(default_factory=ClipConfig)
     storage: S3Config = Field(default_factory=EmbeddedS3Config)

@@ -10,8 +10,7 @@ import threading
 import time
 
 from analytics.detectors import create_detector
-from analytics.health import VideoLossEvents
-from analytics.pipeline import AnalyticsLoop, CameraRules
+from analytics.pipeline import AnalyticsLoop
 from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.ring import PacketRing
 from storage.index import CameraStatusRow, EventIndex, to_datetime, utcnow
@@ -76,19 +75,23 @@ class Worker:
             self.index, self.store, self.rings, config.clips, config.data_dir / "work"
         )
         self.analytics = AnalyticsLoop(
-            create_detector(config.detector), config.analytics.events, self.recorder
+            create_detector(config.detector),
+            config.analytics.tracker,
+            config.analytics.events,
+            self.recorder,
         )
-        self.video_loss = VideoLossEvents(self.recorder)
 
     def _on_change(self, change: StateChange) -> None:
-        self.video_loss.changed(change, self.cameras_by_id[change.camera_id].site)
+        site = self.cameras_by_id[change.camera_id].site
+        self.analytics.conditions.video_changed(change, site)
 
     def start_camera(self, camera_id: str) -> None:
         config = self.cameras_by_id[camera_id]
         ring = PacketRing(self.config.ingest.ring_s, self.config.ingest.ring_max_bytes)
         self.rings[camera_id] = ring
-        self.analytics.add_camera(CameraRules(camera_id, config.site, config.zones))
-        on_frame = self.analytics.submit if config.zones else None  # no rules: no frames
+        rules = config.rules()
+        self.analytics.add_camera(rules)
+        on_frame = self.analytics.submit if rules.needs_frames else None
         camera = Camera(config, self.config.ingest, ring, on_frame, self._on_change)
         camera.start()
         self.running[camera_id] = camera

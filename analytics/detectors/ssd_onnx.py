@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from analytics.config import SsdOnnxDetectorConfig
 from analytics.detectors.base import Detector
+from analytics.detectors.providers import create_session
 from common.types import BGRImage, Box, Detection
 
 
@@ -26,12 +26,8 @@ class SsdOnnxDetector(Detector):
 
     def __init__(self, config: SsdOnnxDetectorConfig) -> None:
         self.config = config
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(config.model), options, providers=["CPUExecutionProvider"]
-        )
+        self.labels = config.reported_labels()
+        self.session = create_session(config)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [
             "detection_boxes:0",
@@ -50,7 +46,7 @@ class SsdOnnxDetector(Detector):
         found: list[Detection] = []
         for index in range(int(count[0])):
             score = float(scores[0, index])
-            label = self.config.labels.get(int(classes[0, index]))
+            label = self.labels.get(int(classes[0, index]))
             if label is None or score < self.config.min_score:
                 continue
             y1, x1, y2, x2 = (float(v) for v in np.clip(boxes[0, index], 0.0, 1.0))

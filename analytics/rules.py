@@ -1,0 +1,451 @@
+"""Anomaly rules over a camera's tracks: each a small class with one `update(tracks, t)`.
+
+A rule reports what it sees now as findings; the event lifecycle turns a finding that
+appears into an event start, keeps its best evidence while it lasts, and ends the event when
+the finding has been gone for a while. Geometry is in normalized image coordinates, and an
+object is where it stands: its box's bottom-centre.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Annotated, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import cv2
+import numpy as np
+from pydantic import Field, field_validator
+
+from common.types import Box, Track
+from ingest.config import StrictModel
+
+Point = tuple[float, float]
+Label = Annotated[str, Field(min_length=1, max_length=32)]
+VEHICLES = ["car", "truck", "bus", "motorcycle"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+FORGET_S = 10.0  # a track unseen this long is forgotten by rules that remember tracks
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """An ongoing condition a rule sees: `key` names it (the same key, the same event)."""
+
+    key: str
+    label: str
+    score: float
+    boxes: tuple[Box, ...]
+    detail: str = ""
+
+
+# ---- config: one model per rule type, chosen by `type` ----
+
+
+class _TrackRuleConfig(StrictModel):
+    labels: list[Label] = Field(default_factory=lambda: ["person"], min_length=1)
+    severity: Literal["low", "medium", "high"] = "high"
+
+
+class IntrusionConfig(_TrackRuleConfig):
+    """An object of `labels` inside the zone for at least `min_dwell_s`."""
+
+    type: Literal["intrusion"] = "intrusion"
+    min_dwell_s: float = Field(0.0, ge=0)
+
+
+class LoiteringConfig(_TrackRuleConfig):
+    """An object staying in the zone longer than `dwell_s`."""
+
+    type: Literal["loitering"] = "loitering"
+    dwell_s: float = Field(60.0, gt=0)
+    severity: Literal["low", "medium", "high"] = "medium"
+
+
+class CrowdConfig(_TrackRuleConfig):
+    """At least `min_count` objects in the zone for at least `duration_s`."""
+
+    type: Literal["crowd"] = "crowd"
+    min_count: int = Field(5, ge=2)
+    duration_s: float = Field(10.0, ge=0)
+    severity: Literal["low", "medium", "high"] = "medium"
+
+
+class WrongWayConfig(_TrackRuleConfig):
+    """An object in the zone moving against `direction` (a vector in image coordinates)."""
+
+    type: Literal["wrong_way"] = "wrong_way"
+    direction: tuple[float, float]
+    min_distance: float = Field(0.05, gt=0, description="travel (normalized) before judging")
+    window_s: float = Field(2.0, gt=0)
+
+    @field_validator("direction")
+    @classmethod
+    def _not_zero(cls, direction: tuple[float, float]) -> tuple[float, float]:
+        if math.hypot(*direction) == 0:
+            raise ValueError("direction must not be the zero vector")
+        return direction
+
+
+class IllegalParkingConfig(_TrackRuleConfig):
+    """A vehicle standing still in the zone for at least `stationary_s`."""
+
+    type: Literal["illegal_parking"] = "illegal_parking"
+    labels: list[Label] = Field(default_factory=lambda: list(VEHICLES), min_length=1)
+    stationary_s: float = Field(60.0, gt=0)
+    max_movement: float = Field(0.02, gt=0, description="normalized drift still 'standing'")
+    severity: Literal["low", "medium", "high"] = "low"
+
+
+class Period(StrictModel):
+    """Days of the week and a daily time range (end before start: through midnight)."""
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    start: time
+    end: time
+
+    def contains(self, moment: datetime) -> bool:
+        now, day = moment.time(), WEEKDAYS[moment.weekday()]
+        if self.start <= self.end:
+            return day in self.days and self.start <= now < self.end
+        yesterday = WEEKDAYS[(moment.weekday() - 1) % 7]
+        return (day in self.days and now >= self.start) or (
+            yesterday in self.days and now < self.end
+        )
+
+
+class AfterHoursConfig(_TrackRuleConfig):
+    """Presence in the zone outside the `open` periods, in the site's `timezone`."""
+
+    type: Literal["after_hours"] = "after_hours"
+    open: list[Period] = Field(min_length=1)
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {name!r}") from None
+        return name
+
+
+ZoneRuleConfig = Annotated[
+    IntrusionConfig
+    | LoiteringConfig
+    | CrowdConfig
+    | WrongWayConfig
+    | IllegalParkingConfig
+    | AfterHoursConfig,
+    Field(discriminator="type"),
+]
+
+
+class LineConfig(StrictModel):
+    """A tripwire from point A to point B; crossings are counted per direction.
+
+    Walking from A to B, side "left" is to the left. `direction` a_to_b means crossing from
+    the left side to the right side.
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    points: tuple[Point, Point]
+    direction: Literal["a_to_b", "b_to_a", "both"] = "both"
+    labels: list[Label] = Field(default_factory=lambda: ["person"], min_length=1)
+    severity: Literal["low", "medium", "high"] = "medium"
+    margin: float = Field(
+        0.01, ge=0, lt=0.5, description="distance from the line that counts as a side"
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _normalized(cls, points: tuple[Point, Point]) -> tuple[Point, Point]:
+        if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in points):
+            raise ValueError("line points must be within 0..1")
+        if points[0] == points[1]:
+            raise ValueError("a line needs two different points")
+        return points
+
+
+# ---- geometry ----
+
+
+class Polygon:
+    """A zone's polygon, testing where objects stand.
+
+    Example:
+        >>> Polygon([(0, 0.5), (1, 0.5), (1, 1), (0, 1)]).contains((0.5, 0.9))
+        True
+    """
+
+    def __init__(self, points: Sequence[Point]) -> None:
+        self._contour = np.array(points, dtype=np.float32).reshape(-1, 1, 2)
+
+    def contains(self, point: Point) -> bool:
+        return bool(cv2.pointPolygonTest(self._contour, point, False) >= 0)
+
+    def holds(self, track: Track) -> bool:
+        return self.contains(track.box.bottom_centre)
+
+    def entered_at(self, track: Track) -> float | None:
+        """When the track last came into the zone (from its history), if it is inside now."""
+        since = None
+        for t, point in reversed(track.path):
+            if not self.contains(point):
+                break
+            since = t
+        return since
+
+
+# ---- rules ----
+
+
+class Rule(ABC):
+    """One anomaly rule of one zone or line. `event_type` names its events; `gbt_alarm` is
+    its GB/T 28181 alarm (AlarmMethod, AlarmType) where one fits."""
+
+    event_type: ClassVar[str]
+    gbt_alarm: ClassVar[tuple[int, int] | None] = None
+
+    def __init__(self, place: str, severity: str) -> None:
+        self.place = place
+        self.severity = severity
+
+    @abstractmethod
+    def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        """What the rule sees at time `t` among the camera's current tracks."""
+
+
+def _track_finding(track: Track, detail: str = "") -> Finding:
+    return Finding(f"track:{track.id}", track.label, track.score, (track.box,), detail)
+
+
+class ZoneTrackRule(Rule, ABC):
+    """A rule about each object of `labels` standing in a polygon."""
+
+    def __init__(self, place: str, polygon: Polygon, config: _TrackRuleConfig) -> None:
+        super().__init__(place, config.severity)
+        self.polygon = polygon
+        self.labels = frozenset(config.labels)
+
+    def inside(self, tracks: Sequence[Track]) -> list[Track]:
+        return [tr for tr in tracks if tr.label in self.labels and self.polygon.holds(tr)]
+
+
+class IntrusionRule(ZoneTrackRule):
+    """Example:
+    >>> rule = IntrusionRule("door", Polygon([(0, .5), (1, .5), (1, 1), (0, 1)]), IntrusionConfig())
+    >>> box = Box(0.4, 0.4, 0.5, 0.8)
+    >>> [f.key for f in rule.update([Track(3, "person", box, 0.9, 0, 1, 5, ((1, box),))], 1)]
+    ['track:3']
+    """
+
+    event_type = "zone_intrusion"
+    gbt_alarm = (5, 6)
+
+    def __init__(self, place: str, polygon: Polygon, config: IntrusionConfig) -> None:
+        super().__init__(place, polygon, config)
+        self.min_dwell_s = config.min_dwell_s
+
+    def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        found = []
+        for track in self.inside(tracks):
+            entered = self.polygon.entered_at(track)
+            if entered is not None and t - entered >= self.min_dwell_s:
+                found.append(_track_finding(track))
+        return found
+
+
+class LoiteringRule(ZoneTrackRule):
+    event_type = "loitering"
+    gbt_alarm = (5, 8)
+
+    def __init__(self, place: str, polygon: Polygon, config: LoiteringConfig) -> None:
+        super().__init__(place, polygon, config)
+        self.dwell_s = config.dwell_s
+        self._since: dict[int, tuple[float, float]] = {}  # id -> (inside since, last seen)
+
+    def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        inside = self.inside(tracks)
+        for tr in inside:
+            since = self._since.get(tr.id, (tr.first_seen, t))[0]
+            self._since[tr.id] = (since, t)
+        # A track missed by a frame or two keeps its dwell; one gone for long is forgotten.
+        self._since = {i: s for i, s in self._since.items() if t - s[1] <= FORGET_S}
+        found = []
+        for tr in inside:
+            dwell = t - self._since[tr.id][0]
+            if dwell > self.dwell_s:
+                found.append(_track_finding(tr, f"{dwell:.0f}s"))
+        return found
+
+
+class CrowdRule(ZoneTrackRule):
+    event_type = "crowd"
+    gbt_alarm = (5, 10)
+
+    def __init__(self, place: str, polygon: Polygon, config: CrowdConfig) -> None:
+        super().__init__(place, polygon, config)
+        self.min_count = config.min_count
+        self.duration_s = config.duration_s
+        self._since: float | None = None
+
+    def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        inside = self.inside(tracks)
+        if len(inside) < self.min_count:
+            self._since = None
+            return []
+        if self._since is None:
+            self._since = t
+        if t - self._since < self.duration_s:
+            return []
+        boxes = tuple(tr.box for tr in inside)
+        score = sum(tr.score for tr in inside) / len(inside)
+        return [Finding("crowd", inside[0].label, score, boxes, f"{len(inside)} objects")]
+
+
+class WrongWayRule(ZoneTrackRule):
+    event_type = "wrong_way"
+    gbt_alarm = (5, 7)
+
+    def __init__(self, place: str, polygon: Polygon, config: WrongWayConfig) -> None:
+        super().__init__(place, polygon, config)
+        length = math.hypot(*config.direction)
+        self.direction = (config.direction[0] / length, config.direction[1] / length)
+        self.min_distance = config.min_distance
+        self.window_s = config.window_s
+
+    def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        found = []
+        for track in self.inside(tracks):
+            recent = [(when, p) for when, p in track.path if when >= t - self.window_s]
+            if len(recent) < 2:
+                continue
+            dx = recent[-1][1][0] - recent[0][1][0]
+            dy = recent[-1][1][1] - recent[0][1][1]
+            travel = math.hypot(dx, dy)
+            along = (dx * self.direction[0] + dy * self.direction[1]) / travel if travel else 0
+            if travel >= self.min_distance and along < -0.5:  # more than 120 degrees off
+                found.append(_track_finding(track))
+        return found
+
+
+class IllegalParkingRule(ZoneTrackRule):
+    event_type = "illegal_parking"
+
+    def __init__(self, place: str, polygon: Polygon, config: IllegalParkingConfig) -> None:
+        super().__init__(place, polygon, config)
+        self.stationary_s = config.stationary_s
+        self.max_movement = config.max_movement
+        self._anchor: dict[int, tuple[float, Point, float]] = {}  # since, where, last seen
+
+    def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        found = []
+        for track in self.inside(tracks):
+            here = track.box.bottom_centre
+            since, where, _ = self._anchor.get(track.id, (t, here, t))
+            if math.dist(here, where) > self.max_movement:
+                since, where = t, here  # it moved: standing starts again
+            self._anchor[track.id] = (since, where, t)
+            if t - since >= self.stationary_s:
+                found.append(_track_finding(track, f"{t - since:.0f}s"))
+        self._anchor = {i: a for i, a in self._anchor.items() if t - a[2] <= FORGET_S}
+        return found
+
+
+class AfterHoursRule(ZoneTrackRule):
+    event_type = "after_hours"
+    gbt_alarm = (5, 6)
+
+    def __init__(self, place: str, polygon: Polygon, config: AfterHoursConfig) -> None:
+        super().__init__(place, polygon, config)
+        self.open = config.open
+        self.zone = ZoneInfo(config.timezone)
+
+    def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        local = datetime.fromtimestamp(t, self.zone)
+        if any(period.contains(local) for period in self.open):
+            return []
+        return [_track_finding(tr) for tr in self.inside(tracks)]
+
+
+class LineCrossingRule(Rule):
+    """Counts crossings of a tripwire per direction; each crossing is a finding once.
+
+    An object has crossed when where it stands goes from at least `margin` on one side of the
+    line to at least `margin` on the other, beside the segment: a box jittering on the line
+    is not counted again and again.
+
+    Example:
+        >>> line = LineCrossingRule(LineConfig(name="gate", points=((0.5, 0), (0.5, 1))))
+        >>> a, b = Box(0.3, 0.2, 0.4, 0.6), Box(0.6, 0.2, 0.7, 0.6)
+        >>> walker = Track(1, "person", b, 0.9, 0.0, 1.0, 3, ((0.0, a), (1.0, b)))
+        >>> [f.detail for f in line.update([walker], 1.0)], line.counts
+        (['b_to_a'], {'a_to_b': 0, 'b_to_a': 1})
+    """
+
+    event_type = "line_crossing"
+    gbt_alarm = (5, 5)
+
+    def __init__(self, config: LineConfig) -> None:
+        super().__init__(config.name, config.severity)
+        self.a, self.b = config.points
+        self.direction = config.direction
+        self.labels = frozenset(config.labels)
+        self.margin = config.margin
+        self.counts = {"a_to_b": 0, "b_to_a": 0}
+        self._length = math.dist(self.a, self.b)
+        self._side: dict[int, tuple[int, float]] = {}  # id -> (side, time of the last point)
+
+    def _place(self, point: Point) -> tuple[float, float]:
+        """Signed distance from the line (positive: the right side of A->B, image y down)
+        and position along it (0 at A, 1 at B)."""
+        (ax, ay), (bx, by) = self.a, self.b
+        dx, dy = bx - ax, by - ay
+        across = (dx * (point[1] - ay) - dy * (point[0] - ax)) / self._length
+        along = (dx * (point[0] - ax) + dy * (point[1] - ay)) / self._length**2
+        return across, along
+
+    def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        found = []
+        for track in tracks:
+            if track.label not in self.labels:
+                continue
+            side, seen = self._side.get(track.id, (0, float("-inf")))
+            for when, point in track.path:
+                if when <= seen:
+                    continue
+                seen = when
+                across, along = self._place(point)
+                if abs(across) < self.margin or not -0.05 <= along <= 1.05:
+                    continue
+                now = 1 if across > 0 else -1
+                if side and now != side:
+                    way = "a_to_b" if now > 0 else "b_to_a"
+                    self.counts[way] += 1
+                    if self.direction in (way, "both"):
+                        key = f"track:{track.id}:{way}:{self.counts[way]}"
+                        found.append(Finding(key, track.label, track.score, (track.box,), way))
+                side = now
+            self._side[track.id] = (side, seen)
+        self._side = {i: s for i, s in self._side.items() if t - s[1] <= FORGET_S}
+        return found
+
+
+ZONE_RULES: dict[str, type[ZoneTrackRule]] = {
+    "intrusion": IntrusionRule,
+    "loitering": LoiteringRule,
+    "crowd": CrowdRule,
+    "wrong_way": WrongWayRule,
+    "illegal_parking": IllegalParkingRule,
+    "after_hours": AfterHoursRule,
+}
+
+
+def zone_rule(place: str, points: Sequence[Point], config: ZoneRuleConfig) -> ZoneTrackRule:
+    """The rule `config.type` names, for the zone `place` with polygon `points`."""
+    return ZONE_RULES[config.type](place, Polygon(points), config)
