@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,12 @@ class GateConfig(MotionConfig):
     )
     full_frame_share: float = Field(
         0.5, gt=0, le=1, description="crops covering more of the image than this: whole frame"
+    )
+    tile_px: int | None = Field(
+        None,
+        ge=32,
+        description="split crops (and the whole frame) into tiles at most this big: small "
+        "objects reach the detector at their own scale, at the cost of more detector calls",
     )
     tracked_every: int = Field(
         1, ge=1, description="when all motion is on known tracks, detect every n-th frame"
@@ -63,6 +70,31 @@ def _covered(region: Box, tracks: Sequence[Track], margin: float = 0.5) -> bool:
         if region.area and width * height >= 0.6 * region.area:
             return True
     return False
+
+
+def split(region: Box, max_width: float, max_height: float, overlap: float = 0.15) -> list[Box]:
+    """`region` cut into a grid of equal tiles no bigger than the given size, each overlapping
+    its neighbours by `overlap` of a tile, so an object on a seam is whole in one of them.
+
+    Example:
+        >>> [[round(v, 2) for v in b.to_list()] for b in split(Box(0.0, 0.0, 1.0, 0.5), 0.6, 0.6)]
+        [[0.0, 0.0, 0.54, 0.5], [0.46, 0.0, 1.0, 0.5]]
+    """
+
+    def cuts(low: float, high: float, most: float) -> list[tuple[float, float]]:
+        span = high - low
+        count = max(1, math.ceil((span - most * overlap) / (most * (1 - overlap))))
+        if count == 1:
+            return [(low, high)]
+        size = span / (count - (count - 1) * overlap)
+        step = size * (1 - overlap)
+        return [(low + k * step, low + k * step + size) for k in range(count)]
+
+    return [
+        Box(x1, y1, x2, y2)
+        for y1, y2 in cuts(region.y1, region.y2, max_height)
+        for x1, x2 in cuts(region.x1, region.x2, max_width)
+    ]
 
 
 def _inside_any(region: Box, boxes: Sequence[Box]) -> bool:
@@ -123,6 +155,9 @@ class DetectionGate:
         )
         if sum(c.area for c in crops) > self.config.full_frame_share:
             crops = [FULL_FRAME]
+        if self.config.tile_px is not None:
+            size = (self.config.tile_px / width, self.config.tile_px / height)
+            crops = [tile for crop in crops for tile in split(crop, *size)]
         return self._detect(tuple(crops), reason, t)
 
     def _detect(self, regions: tuple[Box, ...], reason: str, t: float) -> GateDecision:
