@@ -68,6 +68,14 @@ class NginxRtmp:
     def hls_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/hls/{name}.m3u8"
 
+    @property
+    def files_dir(self) -> Path:
+        """Files here are served over plain HTTP at `file_url(name)`."""
+        return self.workdir / "files"
+
+    def file_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}/files/{name}"
+
     def config(self) -> str:
         root = self.workdir
         # As root the master switches its workers to `user`; keep them as whoever runs us so
@@ -112,6 +120,12 @@ http {{
         location = /ready {{
             return 200 "{self.ready_token}";
         }}
+        location /files/ {{
+            alias {self.workdir}/files/;
+            types {{
+                video/x-flv flv;
+            }}
+        }}
         location /hls/ {{
             alias {self.hls_dir}/;
             types {{
@@ -127,6 +141,7 @@ http {{
 
     def start(self, timeout: float = 15.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.files_dir.mkdir(exist_ok=True)
         self.hls_dir.mkdir(exist_ok=True)
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.workdir / "temp" / kind).mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -128,4 +129,17 @@ def test_hls_stream_is_read_in_segment_bursts(nginx: NginxRtmp) -> None:
     assert seen.decoded_frames >= 0.5 * FOOTAGE_FPS * WATCH_S, seen
     assert seen.reconnects == 0, seen
     assert_whole_gops_of_the_footage(seen.packets)
+    assert seen.frames and seen.frames[0].image.shape == (HEIGHT, WIDTH, 3)
+
+
+def test_http_flv_is_read(nginx: NginxRtmp, vtest_h264: Path) -> None:
+    flv = nginx.files_dir / "cam.flv"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(vtest_h264), "-c", "copy", str(flv)],
+        check=True,
+    )
+    seen = watch_camera(nginx.file_url("cam.flv"), seconds=2.0)
+    # a finished file served over HTTP: read at network speed, then reopened
+    assert_whole_gops_of_the_footage(seen.packets)
+    assert len(seen.packets) >= 795
     assert seen.frames and seen.frames[0].image.shape == (HEIGHT, WIDTH, 3)
