@@ -15,7 +15,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from analytics.rules import IntrusionConfig, ZoneRuleConfig
+from analytics.objects import StaticObjectConfig
+from analytics.rules import IntrusionConfig, TrackRuleConfig
 from analytics.tracker import TrackerConfig
 from ingest.config import StrictModel
 
@@ -177,6 +178,9 @@ DetectorConfig = Annotated[
     WrapValidator(_plugin_config),
 ]
 """The `detector` section: one plugin's config, chosen by its `type` (default `ssd_onnx`)."""
+
+
+ZoneRuleConfig = Annotated[TrackRuleConfig | StaticObjectConfig, Field(discriminator="type")]
 
 
 def _intrusion() -> list[ZoneRuleConfig]:

@@ -14,8 +14,9 @@ from analytics.detectors.base import Detector
 from analytics.events import EventKind, EventLifecycle
 from analytics.gate import DetectionGate, GateConfig, detect_regions
 from analytics.health import ConditionEvents
+from analytics.objects import STATIC_RULES, StaticObjectConfig, StaticObjectRule
 from analytics.quality import CheckConfig, QualityConfig, VideoQualityMonitor
-from analytics.rules import LineConfig, LineCrossingRule, Rule, zone_rule
+from analytics.rules import LineConfig, LineCrossingRule, Polygon, Rule, zone_rule
 from analytics.tracker import Tracker, TrackerConfig
 from common.types import EventSink, Frame, Track
 
@@ -59,9 +60,16 @@ class CameraAnalytics:
         self.tracks: list[Track] = []
         self.quality = VideoQualityMonitor(setup.quality)
         self.conditions = conditions
-        rules: list[Rule] = [
-            zone_rule(zone.name, zone.points, rule) for zone in setup.zones for rule in zone.rules
-        ]
+        self.static_rules: list[StaticObjectRule] = []
+        rules: list[Rule] = []
+        for zone in setup.zones:
+            for config in zone.rules:
+                if isinstance(config, StaticObjectConfig):
+                    static = STATIC_RULES[config.type](zone.name, Polygon(zone.points), config)
+                    self.static_rules.append(static)
+                    rules.append(static)
+                else:
+                    rules.append(zone_rule(zone.name, zone.points, config))
         rules += [LineCrossingRule(line) for line in setup.lines]
         self.watches = [
             (
@@ -83,6 +91,8 @@ class CameraAnalytics:
             )  # fmt: skip
         if not self.watches:
             return
+        for static in self.static_rules:
+            static.see(frame.image, frame.wall_time)
         expected = self.tracker.predict(frame.wall_time)
         decision = self.gate.decide(frame.image, expected, frame.wall_time)
         if not decision.regions:

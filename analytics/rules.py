@@ -134,15 +134,14 @@ class AfterHoursConfig(_TrackRuleConfig):
         return name
 
 
-ZoneRuleConfig = Annotated[
+TrackRuleConfig = (
     IntrusionConfig
     | LoiteringConfig
     | CrowdConfig
     | WrongWayConfig
     | IllegalParkingConfig
-    | AfterHoursConfig,
-    Field(discriminator="type"),
-]
+    | AfterHoursConfig
+)
 
 
 class LineConfig(StrictModel):
@@ -446,6 +445,6 @@ ZONE_RULES: dict[str, type[ZoneTrackRule]] = {
 }
 
 
-def zone_rule(place: str, points: Sequence[Point], config: ZoneRuleConfig) -> ZoneTrackRule:
+def zone_rule(place: str, points: Sequence[Point], config: TrackRuleConfig) -> ZoneTrackRule:
     """The rule `config.type` names, for the zone `place` with polygon `points`."""
     return ZONE_RULES[config.type](place, Polygon(points), config)
