@@ -3,23 +3,28 @@ and ends once the finding has been gone for a while."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
 
 from analytics.config import EventTimingConfig
 from analytics.rules import Finding
-from common.types import Box, Event, EventSink, Frame
+from common.types import BGRImage, Box, Event, EventSink, Frame
 
 BOX_COLOUR = (0, 0, 255)
 BOX_MARGIN_PX = 3  # outline just outside the object, so the evidence itself stays unpainted
 JPEG_QUALITY = 85
 
 
-def render_snapshot(frame: Frame, boxes: Sequence[Box], caption: str) -> bytes:
-    """The frame as JPEG with the evidence outlined and captioned."""
-    image = frame.image.copy()
+Mask = Callable[[BGRImage], BGRImage]  # a copy of a picture with something hidden (faces)
+
+
+def render_snapshot(
+    frame: Frame, boxes: Sequence[Box], caption: str, mask: Mask | None = None
+) -> bytes:
+    """The frame as JPEG with the evidence outlined and captioned, `mask` applied first."""
+    image = mask(frame.image) if mask is not None else frame.image.copy()
     height, width = frame.shape
     for box in boxes:
         top_left = (int(box.x1 * width) - BOX_MARGIN_PX, int(box.y1 * height) - BOX_MARGIN_PX)
@@ -85,12 +90,14 @@ class EventLifecycle:
         kind: EventKind,
         timing: EventTimingConfig,
         sink: EventSink,
+        mask: Mask | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.site = site
         self.kind = kind
         self.timing = timing
         self.sink = sink
+        self.mask = mask
         self.open: dict[str, Event] = {}
         self._ended: dict[str, float] = {}  # key -> when its last event ended
 
@@ -107,7 +114,7 @@ class EventLifecycle:
                     continue
                 event = self._start(finding, t)
             event.last_seen_at = t
-            self._keep_best(event, frame, finding)
+            self._keep_best(event, frame, finding, self.mask)
 
     def _start(self, finding: Finding, t: float) -> Event:
         event = Event(
@@ -145,7 +152,7 @@ class EventLifecycle:
         self.sink.event_ended(event)
 
     @staticmethod
-    def _keep_best(event: Event, frame: Frame, finding: Finding) -> None:
+    def _keep_best(event: Event, frame: Frame, finding: Finding, mask: Mask | None) -> None:
         box = finding.boxes[0] if finding.boxes else None
         value = finding.score * (box.area if box else 1.0)
         best = event.best_score * (event.best_box.area if event.best_box else 1.0)
@@ -155,5 +162,5 @@ class EventLifecycle:
         event.best_box = box
         event.label = finding.label
         caption = f"{finding.label} {finding.score:.2f} {finding.detail}".strip()
-        event.snapshot = render_snapshot(frame, finding.boxes, caption)
+        event.snapshot = render_snapshot(frame, finding.boxes, caption, mask)
         event.snapshot_at = frame.wall_time

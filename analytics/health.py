@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from analytics.events import render_snapshot
+from analytics.events import Mask, render_snapshot
 from common.types import Event, EventSink, Frame
 from ingest.camera import StateChange
 
@@ -41,6 +41,7 @@ class ConditionEvents:
         started: bool,
         at: float,
         frame: Frame | None = None,
+        mask: Mask | None = None,
     ) -> None:
         key = (camera_id, condition)
         with self._lock:
@@ -59,7 +60,8 @@ class ConditionEvents:
                     alarm=VIDEO_LOSS_ALARM if condition == VIDEO_LOSS else PICTURE_ALARM,
                 )
                 if frame is not None:
-                    event.snapshot = render_snapshot(frame, (), condition.replace("_", " "))
+                    caption = condition.replace("_", " ")
+                    event.snapshot = render_snapshot(frame, (), caption, mask)
                     event.snapshot_at = frame.wall_time
                 self._open[key] = event
                 self.sink.event_started(event)

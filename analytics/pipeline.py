@@ -15,6 +15,7 @@ from analytics.events import EventKind, EventLifecycle
 from analytics.gate import DetectionGate, GateConfig, detect_regions
 from analytics.health import ConditionEvents
 from analytics.objects import STATIC_RULES, StaticObjectConfig, StaticObjectRule
+from analytics.privacy import FaceMasker, PrivacyConfig
 from analytics.quality import CheckConfig, QualityConfig, VideoQualityMonitor
 from analytics.rules import LineConfig, LineCrossingRule, Polygon, Rule, zone_rule
 from analytics.tracker import Tracker, TrackerConfig
@@ -34,6 +35,7 @@ class CameraRules:
     lines: Sequence[LineConfig] = ()
     gate: GateConfig = field(default_factory=GateConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @property
     def needs_frames(self) -> bool:
@@ -60,6 +62,7 @@ class CameraAnalytics:
         self.tracks: list[Track] = []
         self.quality = VideoQualityMonitor(setup.quality)
         self.conditions = conditions
+        self.mask = FaceMasker(setup.privacy) if setup.privacy.enabled else None
         self.static_rules: list[StaticObjectRule] = []
         rules: list[Rule] = []
         for zone in setup.zones:
@@ -77,7 +80,7 @@ class CameraAnalytics:
                 EventLifecycle(
                     setup.camera_id, setup.site,
                     EventKind(rule.event_type, rule.place, rule.severity, rule.gbt_alarm),
-                    timing, sink,
+                    timing, sink, self.mask,
                 ),
             )
             for rule in rules
@@ -87,7 +90,7 @@ class CameraAnalytics:
         for change in self.quality.update(frame):
             self.conditions.changed(
                 self.setup.camera_id, self.setup.site, change.condition, change.started,
-                change.at, frame,
+                change.at, frame, self.mask,
             )  # fmt: skip
         if not self.watches:
             return

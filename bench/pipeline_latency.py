@@ -70,6 +70,7 @@ def main() -> None:
             ],
             analytics={"events": {"end_after_s": 2, "max_duration_s": 20}},
             clips={"pre_roll_s": 3, "post_roll_s": POST_ROLL_S},
+            workers=1,  # the one worker's CPU is what is measured
         )  # fmt: skip
         pipeline = Pipeline(workdir, config)
         pipeline.start()

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, model_validator
 from analytics.config import AnalyticsConfig, DetectorConfig, SsdOnnxDetectorConfig, ZoneConfig
 from analytics.gate import GateConfig
 from analytics.pipeline import CameraRules
+from analytics.privacy import PrivacyConfig
 from analytics.quality import QualityConfig
 from analytics.rules import LineConfig
 from api.config import ApiConfig
@@ -27,10 +28,13 @@ class CameraConfig(StreamCameraConfig):
     lines: list[LineConfig] = Field(default_factory=list)
     motion: GateConfig = Field(default_factory=GateConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     def rules(self) -> CameraRules:
         """What analytics watches for on this camera."""
-        return CameraRules(self.id, self.site, self.zones, self.lines, self.motion, self.quality)
+        return CameraRules(
+            self.id, self.site, self.zones, self.lines, self.motion, self.quality, self.privacy
+        )
 
 
 class Config(StrictModel):
