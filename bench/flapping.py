@@ -65,7 +65,13 @@ def main() -> None:
         before = usage(me)
         deadline = time.monotonic() + args.minutes * 60
         cycles = 0
+        rss_by_quarter: list[int] = []
+        quarter = args.minutes * 60 / 4
+        next_quarter = time.monotonic() + quarter
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_quarter:  # does memory keep growing, or level off?
+                rss_by_quarter.append(usage(me)["rss_kib"])
+                next_quarter += quarter
             cycles += 1
             assert server.process is not None
             if cycles % 4 == 0:  # a frozen server: the socket stays open, data stops
@@ -95,6 +101,7 @@ def main() -> None:
                 "frames": frames[0],
                 "before": before,
                 "after": after,
+                "rss_kib_by_quarter": rss_by_quarter,
             }
         )
     )
