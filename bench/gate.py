@@ -1,0 +1,116 @@
+"""The detection gate on vtest.avi at 5 fps: how much it sends to the detector, at what cost
+in people found. One JSON line.
+
+For each setting, the camera's analytics (gate, detector, tracker) run over the footage;
+`frames` and `pixels` are the shares of frames, and of frame area, handed to the detector
+(tiles count their own area, so pixels may exceed frames), `calls` the detector calls per
+analysed frame, and `track_recall` the share of the hand-labelled people (tests/data,
+difficult ones left out) that a track covers (IoU >= 0.3) at their frame. The comparison is
+the detector on every whole frame (`gate off`) in the same run.
+
+Usage: .venv/bin/python bench/gate.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analytics.config import EventTimingConfig, SsdOnnxDetectorConfig, ZoneConfig
+from analytics.detectors import create_detector
+from analytics.gate import GateConfig
+from analytics.health import ConditionEvents
+from analytics.pipeline import CameraAnalytics, CameraRules
+from analytics.quality import QualityConfig
+from analytics.tracker import TrackerConfig
+from common.types import BGRImage, Box, Event, Frame
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+WHOLE_VIEW = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+SETTINGS: dict[str, dict[str, Any]] = {
+    "gate off": {"enabled": False},
+    "gate (default)": {},
+    "gate, known motion every 3rd frame": {"tracked_every": 3},
+    "gate, 300 px tiles": {"tile_px": 300},
+}
+
+
+class Discard:
+    def event_started(self, event: Event) -> None:
+        pass
+
+    def event_ended(self, event: Event) -> None:
+        pass
+
+
+def iou(a: Box, b: Box) -> float:
+    width = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    height = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter = width * height
+    union = a.area + b.area - inter
+    return inter / union if union else 0.0
+
+
+def main() -> None:
+    labels = json.loads((CHECKOUT / "tests" / "data" / "vtest_people.json").read_text())
+    width, height = labels["size"]
+    people = {
+        int(number): [
+            Box(p["box"][0] / width, p["box"][1] / height, p["box"][2] / width,
+                p["box"][3] / height)
+            for p in found if not p["difficult"]
+        ]
+        for number, found in labels["frames"].items()
+    }  # fmt: skip
+    pictures: list[tuple[int, BGRImage]] = []
+    with av.open(str(CHECKOUT / "data" / "samples" / "vtest.avi")) as container:
+        for number, frame in enumerate(container.decode(video=0)):
+            if number % 2 == 0:  # 10 fps footage analysed at 5 fps
+                image = frame.to_ndarray(format="bgr24", width=640, height=480)
+                pictures.append((number, image.astype(np.uint8, copy=False)))
+    detector = create_detector(SsdOnnxDetectorConfig())
+    calls = [0]
+    detect = detector.detect
+
+    def counted(image: BGRImage) -> list[Any]:
+        calls[0] += 1
+        return detect(image)
+
+    detector.detect = counted  # type: ignore[method-assign]
+    results = {}
+    for name, gate in SETTINGS.items():
+        setup = CameraRules(
+            "vtest", "bench", [ZoneConfig(name="view", points=WHOLE_VIEW)], (),
+            GateConfig(**gate), QualityConfig(),
+        )  # fmt: skip
+        camera = CameraAnalytics(
+            setup, TrackerConfig(), EventTimingConfig(), Discard(), ConditionEvents(Discard())
+        )
+        calls[0], covered, labelled = 0, 0, 0
+        started = time.process_time()
+        for number, image in pictures:
+            camera.analyse(Frame("vtest", image, number / 10), detector)
+            for person in people.get(number, []):
+                labelled += 1
+                covered += any(iou(person, t.box) >= 0.3 for t in camera.tracks)
+        stats = camera.gate.stats
+        results[name] = {
+            "frames": round(stats.detected / stats.frames, 3),
+            "pixels": round(stats.pixels / stats.frames, 3),
+            "calls": round(calls[0] / stats.frames, 2),
+            "track_recall": round(covered / labelled, 3),
+            "cpu_ms_per_frame": round((time.process_time() - started) * 1000 / len(pictures), 1),
+        }
+    print(json.dumps({"bench": "gate", "footage": "vtest.avi at 5 fps, 640x480", **results}))
+
+
+if __name__ == "__main__":
+    main()
