@@ -191,17 +191,9 @@ def detect_regions(detector: Detector, image: BGRImage, regions: Sequence[Box]) 
     return _dedupe(found)
 
 
-def _iou(a: Box, b: Box) -> float:
-    width = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
-    height = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
-    inter = width * height
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _dedupe(detections: list[Detection], iou: float = 0.5) -> list[Detection]:
     kept: list[Detection] = []
     for d in sorted(detections, key=lambda d: d.score, reverse=True):
-        if all(k.label != d.label or _iou(k.box, d.box) < iou for k in kept):
+        if all(k.label != d.label or k.box.iou(d.box) < iou for k in kept):
             kept.append(d)
     return kept

@@ -51,14 +51,6 @@ class Discard:
         pass
 
 
-def iou(a: Box, b: Box) -> float:
-    width = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
-    height = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
-    inter = width * height
-    union = a.area + b.area - inter
-    return inter / union if union else 0.0
-
-
 def main() -> None:
     labels = json.loads((CHECKOUT / "tests" / "data" / "vtest_people.json").read_text())
     width, height = labels["size"]
@@ -100,7 +92,7 @@ def main() -> None:
             camera.analyse(Frame("vtest", image, number / 10), detector)
             for person in people.get(number, []):
                 labelled += 1
-                covered += any(iou(person, t.box) >= 0.3 for t in camera.tracks)
+                covered += any(person.iou(t.box) >= 0.3 for t in camera.tracks)
         stats = camera.gate.stats
         results[name] = {
             "frames": round(stats.detected / stats.frames, 3),

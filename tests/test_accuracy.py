@@ -21,13 +21,6 @@ from tests.media import frame_at
 LABELS = Path(__file__).parent / "data" / "vtest_people.json"
 
 
-def iou(a: Box, b: Box) -> float:
-    width = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
-    height = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
-    inter = width * height
-    return inter / (a.area + b.area - inter)
-
-
 @pytest.fixture(scope="module")
 def labelled() -> dict[int, list[tuple[Box, bool]]]:
     data = json.loads(LABELS.read_text())
@@ -56,8 +49,8 @@ def test_recall_and_precision_at_iou_half(
         detections = detect_regions(detector, frame_at(vtest_avi, number), tiles)
         unmatched = list(range(len(people)))
         for d in sorted(detections, key=lambda d: d.score, reverse=True):
-            best = max(unmatched, key=lambda k: iou(d.box, people[k][0]), default=None)
-            if best is None or iou(d.box, people[best][0]) < 0.5:
+            best = max(unmatched, key=lambda k: d.box.iou(people[k][0]), default=None)
+            if best is None or d.box.iou(people[best][0]) < 0.5:
                 false += 1
                 continue
             unmatched.remove(best)

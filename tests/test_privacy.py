@@ -66,11 +66,6 @@ def detail(picture: BGRImage) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def iou(a: Box, b: Box) -> float:
-    overlap = Box(max(a.x1, b.x1), max(a.y1, b.y1), min(a.x2, b.x2), min(a.y2, b.y2)).area
-    return overlap / (a.area + b.area - overlap)
-
-
 def test_the_model_matches_its_checksum() -> None:
     line = FACE_MODEL.with_name(FACE_MODEL.name + ".sha256").read_text(encoding="utf-8")
     digest = hashlib.sha256(FACE_MODEL.read_bytes()).hexdigest()
@@ -102,7 +97,7 @@ def test_the_face_is_found_in_every_frame_where_the_skin_is(
 
 def test_the_face_box_follows_the_face_steadily(faces: list[list[Detection]]) -> None:
     boxes = [found[0].box for found in faces]
-    assert all(iou(a, b) > 0.5 for a, b in itertools.pairwise(boxes))  # 1/3 s apart
+    assert all(a.iou(b) > 0.5 for a, b in itertools.pairwise(boxes))  # 1/3 s apart
 
 
 def test_a_reduced_detect_width_finds_the_same_face(
@@ -112,7 +107,7 @@ def test_a_reduced_detect_width_finds_the_same_face(
     large = np.asarray(cv2.resize(carphone[0], None, fx=8, fy=8), np.uint8)
     assert detector.input_size(large.shape[1], large.shape[0]) == (640, 544)
     (face,) = detector.detect(large)
-    assert iou(face.box, faces[0][0].box) > 0.8
+    assert face.box.iou(faces[0][0].box) > 0.8
 
 
 def test_the_empty_walkway_has_no_face(
