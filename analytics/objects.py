@@ -143,7 +143,6 @@ class StaticObjectRule(Rule, ABC):
         self._image: BGRImage | None = None
 
     def see(self, image: BGRImage, t: float) -> None:
-        """Every analysed frame, whether or not the detector ran on it."""
         self.change.update(image, t)
         self._image = image
 

@@ -14,7 +14,7 @@ from analytics.detectors.base import Detector
 from analytics.events import EventKind, EventLifecycle
 from analytics.gate import DetectionGate, GateConfig, detect_regions
 from analytics.health import ConditionEvents
-from analytics.objects import STATIC_RULES, StaticObjectConfig, StaticObjectRule
+from analytics.objects import STATIC_RULES, StaticObjectConfig
 from analytics.privacy import FaceMasker, PrivacyConfig
 from analytics.quality import CheckConfig, QualityConfig, VideoQualityMonitor
 from analytics.rules import LineConfig, LineCrossingRule, Polygon, Rule, zone_rule
@@ -63,14 +63,11 @@ class CameraAnalytics:
         self.quality = VideoQualityMonitor(setup.quality)
         self.conditions = conditions
         self.mask = FaceMasker(setup.privacy) if setup.privacy.enabled else None
-        self.static_rules: list[StaticObjectRule] = []
         rules: list[Rule] = []
         for zone in setup.zones:
             for config in zone.rules:
                 if isinstance(config, StaticObjectConfig):
-                    static = STATIC_RULES[config.type](zone.name, Polygon(zone.points), config)
-                    self.static_rules.append(static)
-                    rules.append(static)
+                    rules.append(STATIC_RULES[config.type](zone.name, Polygon(zone.points), config))
                 else:
                     rules.append(zone_rule(zone.name, zone.points, config))
         rules += [LineCrossingRule(line) for line in setup.lines]
@@ -94,8 +91,8 @@ class CameraAnalytics:
             )  # fmt: skip
         if not self.watches:
             return
-        for static in self.static_rules:
-            static.see(frame.image, frame.wall_time)
+        for rule, _ in self.watches:
+            rule.see(frame.image, frame.wall_time)
         expected = self.tracker.predict(frame.wall_time)
         decision = self.gate.decide(frame.image, expected, frame.wall_time)
         if not decision.regions:
@@ -142,8 +139,6 @@ class AnalyticsLoop:
         self._busy = threading.Lock()  # held while a camera's analytics state is touched
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="analytics", daemon=True)
-        self.frames_analysed = 0
-        self.frames_dropped = 0
 
     def add_camera(self, setup: CameraRules) -> None:
         camera = CameraAnalytics(setup, self.tracker, self.timing, self.sink, self.conditions)
@@ -164,8 +159,6 @@ class AnalyticsLoop:
         with self._wake:
             if frame.camera_id not in self._cameras:
                 return
-            if frame.camera_id in self._pending:
-                self.frames_dropped += 1
             self._pending[frame.camera_id] = frame
             self._wake.notify()
 
@@ -195,7 +188,6 @@ class AnalyticsLoop:
                         continue
                     try:
                         camera.analyse(frame, self.detector)
-                        self.frames_analysed += 1
                     except Exception:
                         log.exception("analytics failed on a frame of camera %s", frame.camera_id)
                 now = time.time()

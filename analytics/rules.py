@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator
 
-from common.types import Box, Track
+from common.types import BGRImage, Box, Track
 from ingest.config import StrictModel
 
 Point = tuple[float, float]
@@ -213,6 +213,10 @@ class Rule(ABC):
     def __init__(self, place: str, severity: str) -> None:
         self.place = place
         self.severity = severity
+
+    def see(self, image: BGRImage, t: float) -> None:  # noqa: B027  (optional hook)
+        """Every analysed frame, whether or not the detector ran on it: for rules that look
+        at the picture itself (most look only at tracks)."""
 
     @abstractmethod
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:

@@ -98,7 +98,6 @@ class StreamStats:
     expected_fps: float | None
     packets: int
     decoded_frames: int
-    sampled_frames: int
     corrupt_packets: int
     decode_errors: int
     timestamp_jumps: int
@@ -158,7 +157,7 @@ class StreamReader:
         self._error: str | None = None
         self._packets = RateWindow()
         self._decoded = RateWindow()
-        self._counts = {"packets": 0, "decoded": 0, "sampled": 0, "corrupt": 0, "errors": 0}
+        self._counts = {"packets": 0, "decoded": 0, "corrupt": 0, "errors": 0}
         self._jumps_before = 0  # timestamp jumps of earlier connections
         self._clock = PtsClock(settings.timestamp_jump_s)
         self._expected_fps: float | None = None
@@ -202,7 +201,6 @@ class StreamReader:
                 expected_fps=self._expected_fps,
                 packets=self._counts["packets"],
                 decoded_frames=self._counts["decoded"],
-                sampled_frames=self._counts["sampled"],
                 corrupt_packets=self._counts["corrupt"],
                 decode_errors=self._counts["errors"],
                 timestamp_jumps=self._jumps_before + self._clock.jumps,
@@ -365,8 +363,6 @@ class StreamReader:
                 threads=1,
             ).astype(np.uint8, copy=False)
             self.sampling.on_frame(Frame(self.camera.id, image, wall))
-            with self._lock:
-                self._counts["sampled"] += 1
             next_sample = max(next_sample + 1.0 / detect.fps, wall)
         return next_sample
 
