@@ -30,22 +30,12 @@ class Frames:
             self.items.append(frame)
 
 
-def run_for(stream: Camera, seconds: float) -> None:
-    stream.start()
-    time.sleep(seconds)
-    stream.stop()
-    stream.join()
-
-
 def test_file_source_is_paced_like_a_camera_and_sampled(vtest_h264: Path) -> None:
-    ring = PacketRing(max_seconds=30)
-    frames = Frames()
     camera = CameraConfig(
         id="file", site="lab", url=f"file://{vtest_h264}", loop=True,
         detect=DetectConfig(fps=2, width=None),
     )  # fmt: skip
-    stream = Camera(camera, IngestConfig(), ring, frames)
-    run_for(stream, 4.0)
+    _, frames, ring = watch(camera, 4.0)
     held = ring.window(0, time.time())
     assert held[0].is_keyframe
     # 10 fps footage released in real time: about 40 packets in 4 s, not the whole file
