@@ -45,29 +45,12 @@ class EventOut(BaseModel):
 
     @classmethod
     def of(cls, row: EventRow) -> EventOut:
+        """The row's public fields; storage keys stay inside, only whether media exist."""
+        public = {name: getattr(row, name) for name in cls.model_fields if hasattr(row, name)}
         return cls(
-            id=row.id,
-            site=row.site,
-            camera_id=row.camera_id,
-            type=row.type,
-            label=row.label,
-            zone=row.zone,
-            severity=row.severity,
-            detail=row.detail,
-            alarm_method=row.alarm_method,
-            alarm_type=row.alarm_type,
-            state=row.state,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            score=row.score,
-            box=row.box,
-            clip_start=row.clip_start,
-            clip_end=row.clip_end,
-            clip_sha256=row.clip_sha256,
-            snapshot_sha256=row.snapshot_sha256,
+            **public,
             has_clip=row.clip_key is not None,
             has_snapshot=row.snapshot_key is not None,
-            clip_error=row.clip_error,
         )
 
 
