@@ -10,9 +10,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from analytics.privacy import FaceMasker, PrivacyConfig
 from common.types import Event
-from ingest.ring import PacketRing
-from storage.clips import remux_to_mp4
+from ingest.ring import EncodedPacket, PacketRing
+from storage.clips import mask_to_mp4, remux_to_mp4
 from storage.config import ClipConfig
 from storage.index import EventIndex, to_datetime
 from storage.objects import ObjectStore, object_key
@@ -25,7 +26,8 @@ class EventRecorder:
 
     A started event is written to the index at once, so the API shows it while it lasts.
     An ended event waits for its post-roll, then its clip (pre-roll + event + post-roll) is
-    cut from the camera's packet ring without re-encoding and uploaded with its snapshot.
+    cut from the camera's packet ring without re-encoding and uploaded with its snapshot; a
+    camera whose `privacy` is enabled gets its clip re-encoded with the faces blurred instead.
 
     Example:
         >>> recorder = EventRecorder(index, store, rings, ClipConfig(), work)  # doctest: +SKIP
@@ -39,12 +41,17 @@ class EventRecorder:
         rings: Mapping[str, PacketRing],
         clips: ClipConfig,
         work_dir: Path,
+        privacy: Mapping[str, PrivacyConfig] | None = None,
     ) -> None:
         self.index = index
         self.store = store
         self.rings = rings
         self.clips = clips
         self.work_dir = work_dir
+        self.privacy = privacy or {}
+        # The recorder thread's own face models (analytics has its own for snapshots), one
+        # per distinct privacy setting: cameras configured alike share one session.
+        self._maskers: dict[str, FaceMasker] = {}
         self._due: list[tuple[float, int, str, Event]] = []
         self._counter = 0
         self._wake = threading.Condition()
@@ -130,7 +137,7 @@ class EventRecorder:
         if packets:
             with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch:
                 path = Path(scratch) / f"{event.id}.mp4"
-                remux_to_mp4(packets, path)
+                self._write_clip(event.camera_id, packets, path)
                 key = object_key(event.site, event.camera_id, event.started_at, f"{event.id}.mp4")
                 stored = self.store.put(key, path.read_bytes(), "video/mp4", metadata)
             values.update(
@@ -143,3 +150,13 @@ class EventRecorder:
             values["clip_error"] = "no packets of the clip window were still in the ring"
         self.index.finish_event(event, **values)
         log.info("event %s stored (clip %s)", event.id, values.get("clip_key"))
+
+    def _write_clip(self, camera_id: str, packets: list[EncodedPacket], path: Path) -> None:
+        privacy = self.privacy.get(camera_id)
+        if privacy is None or not privacy.enabled:
+            remux_to_mp4(packets, path)
+            return
+        key = privacy.model_dump_json()
+        if key not in self._maskers:
+            self._maskers[key] = FaceMasker(privacy)
+        mask_to_mp4(packets, path, self._maskers[key], privacy.clip_detect_every)

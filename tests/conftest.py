@@ -14,12 +14,23 @@ from xueliang.samples import encode, encode_h264
 SAMPLES = CHECKOUT / "data" / "samples"
 
 
-@pytest.fixture(scope="session")
-def vtest_avi() -> Path:
-    path = SAMPLES / "vtest.avi"
+def sample(name: str) -> Path:
+    """A sample file that scripts/setup fetched; a clear failure when it is missing."""
+    path = SAMPLES / name
     if not path.exists():
         pytest.fail(f"{path} is missing: run scripts/setup")
     return path
+
+
+@pytest.fixture(scope="session")
+def vtest_avi() -> Path:
+    return sample("vtest.avi")
+
+
+@pytest.fixture(scope="session")
+def carphone_mp4() -> Path:
+    """A man talking in a car, his face filling the picture (176x144, 4 s)."""
+    return sample("carphone_pristine.mp4")
 
 
 @pytest.fixture(scope="session")

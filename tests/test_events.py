@@ -7,20 +7,9 @@ import numpy as np
 from analytics.config import EventTimingConfig
 from analytics.events import EventKind, EventLifecycle
 from analytics.rules import Finding, Polygon
-from common.types import Box, Event, Frame
+from common.types import Box, Frame
 from tests.media import decode_jpeg
-
-
-class Collected:
-    def __init__(self) -> None:
-        self.started: list[Event] = []
-        self.ended: list[Event] = []
-
-    def event_started(self, event: Event) -> None:
-        self.started.append(event)
-
-    def event_ended(self, event: Event) -> None:
-        self.ended.append(event)
+from tests.sinks import Collected
 
 
 def frame(t: float) -> Frame:

@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from analytics.privacy import FACE_MODEL, FaceBlurrer, FaceDetector, Method, PrivacyConfig
 from common.types import BGRImage, Box, Detection
 from tests.clips import read_footage
-from tests.conftest import SAMPLES
 
 CARPHONE_SIZE = (176, 144)
 
@@ -34,12 +33,9 @@ def sensitive() -> FaceDetector:
 
 
 @pytest.fixture(scope="module")
-def carphone() -> list[BGRImage]:
+def carphone(carphone_mp4: Path) -> list[BGRImage]:
     """carphone_pristine.mp4 (4 s) at 3 frames a second: 12 pictures of the same face."""
-    path = SAMPLES / "carphone_pristine.mp4"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: run scripts/setup")
-    return read_footage(path, size=CARPHONE_SIZE, fps=3)
+    return read_footage(carphone_mp4, size=CARPHONE_SIZE, fps=3)
 
 
 @pytest.fixture(scope="module")
@@ -179,29 +175,20 @@ def test_event_snapshots_of_a_private_camera_hide_the_face(
     from analytics.events import EventKind, EventLifecycle
     from analytics.privacy import FaceMasker
     from analytics.rules import Finding
-    from common.types import Event, Frame
+    from common.types import Frame
     from tests.media import decode_jpeg
-
-    class Keep:
-        def __init__(self) -> None:
-            self.events: list[Event] = []
-
-        def event_started(self, event: Event) -> None:
-            self.events.append(event)
-
-        def event_ended(self, event: Event) -> None:
-            pass
+    from tests.sinks import Collected
 
     picture, (face, *_) = carphone[0], faces[0]
     finding = Finding("track:1", "person", 0.9, (Box(0.0, 0.0, 1.0, 1.0),))
     shown = {}
     for private in (False, True):
-        sink = Keep()
+        sink = Collected()
         mask = FaceMasker(PrivacyConfig(enabled=True)) if private else None
         kind = EventKind("zone_intrusion", "door", "high")
         life = EventLifecycle("cam", "lab", kind, EventTimingConfig(), sink, mask)
         life.observe(Frame("cam", picture, 1.0), [finding])
-        snapshot = sink.events[0].snapshot
+        snapshot = sink.started[0].snapshot
         assert snapshot is not None
         x1, y1, x2, y2 = pixels(face.box, picture)
         shown[private] = detail(decode_jpeg(snapshot)[y1:y2, x1:x2])

@@ -72,7 +72,12 @@ class Worker:
         self.rings: dict[str, PacketRing] = {}
         self.running: dict[str, Camera] = {}
         self.recorder = EventRecorder(
-            self.index, self.store, self.rings, config.clips, config.data_dir / "work"
+            self.index,
+            self.store,
+            self.rings,
+            config.clips,
+            config.data_dir / "work",
+            {camera_id: camera.privacy for camera_id, camera in self.cameras_by_id.items()},
         )
         self.analytics = AnalyticsLoop(
             create_detector(config.detector),
