@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Annotated, ClassVar, Literal
@@ -28,6 +28,9 @@ Label = Annotated[str, Field(min_length=1, max_length=32)]
 VEHICLES = ["car", "truck", "bus", "motorcycle"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 FORGET_S = 10.0  # a track unseen this long is forgotten by rules that remember tracks
+# A condition that lapses for no longer than this (one jumpy box, a missed detection or two
+# while the gate skips frames) has not ended: dwell and standing clocks keep running.
+GRACE_S = 2.0
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -190,14 +193,33 @@ class Polygon:
     def holds(self, track: Track) -> bool:
         return self.contains(track.box.bottom_centre)
 
-    def entered_at(self, track: Track) -> float | None:
-        """When the track last came into the zone (from its history), if it is inside now."""
-        since = None
-        for t, point in reversed(track.path):
-            if not self.contains(point):
-                break
-            since = t
-        return since
+
+class Since:
+    """Since when each of a set of keys has held, forgiving lapses of up to `grace_s`.
+
+    Example:
+        >>> clock = Since(grace_s=2.0)
+        >>> clock.hold([7], t=0.0), clock.hold([], t=1.0), clock.hold([7], t=1.5)
+        ({7: 0.0}, {}, {7: 0.0})
+        >>> clock.hold([7], t=6.0)  # away from 1.5 to 6.0: longer than the grace
+        {7: 6.0}
+    """
+
+    def __init__(self, grace_s: float = GRACE_S) -> None:
+        self.grace_s = grace_s
+        self._held: dict[Hashable, tuple[float, float]] = {}  # key -> (since, last held)
+
+    def hold(self, keys: Iterable[Hashable], t: float) -> dict[Hashable, float]:
+        """`keys` hold at `t`: since when each has held."""
+        result = {}
+        for key in keys:
+            since, last = self._held.get(key, (t, t))
+            if t - last > self.grace_s:
+                since = t
+            self._held[key] = (since, t)
+            result[key] = since
+        self._held = {k: v for k, v in self._held.items() if t - v[1] <= self.grace_s}
+        return result
 
 
 # ---- rules ----
@@ -253,14 +275,12 @@ class IntrusionRule(ZoneTrackRule):
     def __init__(self, place: str, polygon: Polygon, config: IntrusionConfig) -> None:
         super().__init__(place, polygon, config)
         self.min_dwell_s = config.min_dwell_s
+        self._entered = Since()
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
-        found = []
-        for track in self.inside(tracks):
-            entered = self.polygon.entered_at(track)
-            if entered is not None and t - entered >= self.min_dwell_s:
-                found.append(_track_finding(track))
-        return found
+        inside = self.inside(tracks)
+        entered = self._entered.hold((tr.id for tr in inside), t)
+        return [_track_finding(tr) for tr in inside if t - entered[tr.id] >= self.min_dwell_s]
 
 
 class LoiteringRule(ZoneTrackRule):
@@ -270,21 +290,16 @@ class LoiteringRule(ZoneTrackRule):
     def __init__(self, place: str, polygon: Polygon, config: LoiteringConfig) -> None:
         super().__init__(place, polygon, config)
         self.dwell_s = config.dwell_s
-        self._since: dict[int, tuple[float, float]] = {}  # id -> (inside since, last seen)
+        self._entered = Since()
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
         inside = self.inside(tracks)
-        for tr in inside:
-            since = self._since.get(tr.id, (tr.first_seen, t))[0]
-            self._since[tr.id] = (since, t)
-        # A track missed by a frame or two keeps its dwell; one gone for long is forgotten.
-        self._since = {i: s for i, s in self._since.items() if t - s[1] <= FORGET_S}
-        found = []
-        for tr in inside:
-            dwell = t - self._since[tr.id][0]
-            if dwell > self.dwell_s:
-                found.append(_track_finding(tr, f"{dwell:.0f}s"))
-        return found
+        entered = self._entered.hold((tr.id for tr in inside), t)
+        return [
+            _track_finding(tr, f"{t - entered[tr.id]:.0f}s")
+            for tr in inside
+            if t - entered[tr.id] > self.dwell_s
+        ]
 
 
 class CrowdRule(ZoneTrackRule):
@@ -295,16 +310,14 @@ class CrowdRule(ZoneTrackRule):
         super().__init__(place, polygon, config)
         self.min_count = config.min_count
         self.duration_s = config.duration_s
-        self._since: float | None = None
+        self._crowded = Since()
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
         inside = self.inside(tracks)
         if len(inside) < self.min_count:
-            self._since = None
+            self._crowded.hold((), t)
             return []
-        if self._since is None:
-            self._since = t
-        if t - self._since < self.duration_s:
+        if t - self._crowded.hold(["crowd"], t)["crowd"] < self.duration_s:
             return []
         boxes = tuple(tr.box for tr in inside)
         score = sum(tr.score for tr in inside) / len(inside)
@@ -344,20 +357,30 @@ class IllegalParkingRule(ZoneTrackRule):
         super().__init__(place, polygon, config)
         self.stationary_s = config.stationary_s
         self.max_movement = config.max_movement
-        self._anchor: dict[int, tuple[float, Point, float]] = {}  # since, where, last seen
+        self._anchor: dict[int, Point] = {}  # where each track stands
+        self._standing = Since()  # since when it has stood there
+        self._away = Since()  # since when it has been away from there
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
-        found = []
-        for track in self.inside(tracks):
-            here = track.box.bottom_centre
-            since, where, _ = self._anchor.get(track.id, (t, here, t))
-            if math.dist(here, where) > self.max_movement:
-                since, where = t, here  # it moved: standing starts again
-            self._anchor[track.id] = (since, where, t)
-            if t - since >= self.stationary_s:
-                found.append(_track_finding(track, f"{t - since:.0f}s"))
-        self._anchor = {i: a for i, a in self._anchor.items() if t - a[2] <= FORGET_S}
-        return found
+        inside = self.inside(tracks)
+        for track in inside:
+            self._anchor.setdefault(track.id, track.box.bottom_centre)
+        moved = [
+            tr.id
+            for tr in inside
+            if math.dist(tr.box.bottom_centre, self._anchor[tr.id]) > self.max_movement
+        ]
+        away = self._away.hold(moved, t)
+        for track in inside:  # away for longer than a jumpy box: it moved, standing restarts
+            if track.id in away and t - away[track.id] > GRACE_S:
+                self._anchor[track.id] = track.box.bottom_centre
+        standing = self._standing.hold((tr.id for tr in inside if tr.id not in away), t)
+        self._anchor = {i: p for i, p in self._anchor.items() if i in standing or i in away}
+        return [
+            _track_finding(tr, f"{t - standing[tr.id]:.0f}s")
+            for tr in inside
+            if tr.id in standing and t - standing[tr.id] >= self.stationary_s
+        ]
 
 
 class AfterHoursRule(ZoneTrackRule):

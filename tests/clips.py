@@ -182,3 +182,20 @@ def shaken(max_px: int) -> Edit:
         return as_picture(cv2.warpAffine(picture, move, size, borderMode=cv2.BORDER_REPLICATE))
 
     return edit
+
+
+def pasted(source: BGRImage, box: tuple[float, float, float, float]) -> Edit:
+    """The part `box` of `source` (left, top, right, bottom, as fractions of the width and
+    height) pasted into every picture: a person from one picture standing still in all of
+    them, or a place emptied with a picture in which nobody is there."""
+    height, width = source.shape[:2]
+    rows = slice(round(box[1] * height), round(box[3] * height))
+    columns = slice(round(box[0] * width), round(box[2] * width))
+    patch = source[rows, columns].copy()
+
+    def edit(picture: BGRImage) -> BGRImage:
+        out = picture.copy()
+        out[rows, columns] = patch
+        return out
+
+    return edit

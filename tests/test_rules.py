@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -128,3 +129,38 @@ def test_line_crossing_ignores_passing_beside_the_segment() -> None:
     for s in steps:
         line.update([s], s.last_seen)
     assert line.counts == {"a_to_b": 0, "b_to_a": 0}
+
+
+# ---- clocks: dwell and standing time count from the zone, and survive a brief lapse ----
+
+
+def test_loitering_counts_from_entering_the_zone_not_from_first_sight() -> None:
+    rule = LoiteringRule("bench", RIGHT_HALF, LoiteringConfig(dwell_s=5))
+    comes = walker(1, [0.1, 0.2, 0.3, 0.4, 0.5] + [0.7] * 7)  # 4 s on the way, inside from t=4
+    assert run(rule, [[s] for s in comes]) == [0] * 10 + [1, 1]  # 6 s inside at t=10
+
+
+def test_intrusion_dwell_outlasts_the_track_history() -> None:
+    """The tracker keeps 50 points of history; a dwell of 80 steps is still counted."""
+    rule = IntrusionRule("door", RIGHT_HALF, IntrusionConfig(min_dwell_s=80))
+    stays = [replace(s, history=s.history[-50:]) for s in walker(1, [0.7] * 90)]
+    assert run(rule, [[s] for s in stays]) == [0] * 80 + [1] * 10
+
+
+def test_one_missed_update_does_not_restart_the_clocks() -> None:
+    """Each rule sees its condition at every step but one (a missed detection, a jumpy box)."""
+    three = [walker(i, [0.6 + 0.1 * i] * 8) for i in range(3)]
+    crowd = [[w[n] for w in three] if n != 2 else [w[n] for w in three[:2]] for n in range(8)]
+    rule = CrowdRule("square", RIGHT_HALF, CrowdConfig(min_count=3, duration_s=4))
+    assert run(rule, crowd) == [0, 0, 0, 0, 1, 1, 1, 1]
+
+    stays = walker(1, [0.7] * 8)
+    loiter = LoiteringRule("bench", RIGHT_HALF, LoiteringConfig(dwell_s=5))
+    assert run(loiter, [[s] if n != 3 else [] for n, s in enumerate(stays)])[-2:] == [1, 1]
+
+    jumpy = walker(5, [0.7, 0.7, 0.7, 0.76, 0.7, 0.7, 0.7, 0.7], label="car")
+    parking = IllegalParkingRule("kerb", RIGHT_HALF, IllegalParkingConfig(stationary_s=6))
+    assert run(parking, [[s] for s in jumpy]) == [0] * 6 + [1, 1]
+    moves = walker(6, [0.6, 0.6, 0.6, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8], label="car")
+    parking = IllegalParkingRule("kerb", RIGHT_HALF, IllegalParkingConfig(stationary_s=6))
+    assert sum(run(parking, [[s] for s in moves])) == 0  # it drove on: standing restarted
