@@ -56,7 +56,13 @@ class OnnxDetectorConfig(StrictModel):
     model: Path
     labels: dict[int, str]
     keep: list[str] | None = Field(None, description="labels to report; None reports all")
-    min_score: float = Field(0.5, ge=0.0, le=1.0)
+    min_score: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="weakest detection reported: only those from the tracker's high_score "
+        "start tracks, weaker ones keep a track through blur and partial occlusion",
+    )
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per worker")
     providers: Literal["auto"] | list[str] = "auto"
 

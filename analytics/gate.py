@@ -10,35 +10,38 @@ import numpy as np
 from pydantic import Field
 
 from analytics.detectors.base import Detector
-from analytics.motion import MotionConfig, MotionDetector, merge_regions
+from analytics.motion import MotionConfig, MotionDetector
 from common.types import BGRImage, Box, Detection, Track
 
 FULL_FRAME = Box(0.0, 0.0, 1.0, 1.0)
+TRACK_MARGIN = 0.25  # a predicted box is grown by this share of its size: it may be off
 
 
 class GateConfig(MotionConfig):
     """Motion settings plus how the gate uses them."""
 
     crop_px: int = Field(
-        300, ge=32, description="smallest crop handed to the detector (about its input size)"
-    )
-    full_frame_share: float = Field(
-        0.5, gt=0, le=1, description="crops covering more of the image than this: whole frame"
-    )
-    tile_px: int | None = Field(
-        None,
+        224,
         ge=32,
-        description="split crops (and the whole frame) into tiles at most this big: small "
-        "objects reach the detector at their own scale, at the cost of more detector calls",
+        description="size of the crops handed to the detector: the bundled 300 px SSDLite "
+        "finds people from about 100 px tall, so 224 px crops bring the 60-80 px people of a "
+        "640 px wide frame up to that; the frame's width looks at whole frames in one call, "
+        "cheaper but blind to small objects",
     )
     tracked_every: int = Field(
-        1, ge=1, description="when all motion is on known tracks, detect every n-th frame"
+        3,
+        ge=1,
+        description="motion on known tracks is detected every n-th frame; the tracker "
+        "predicts in between (new motion is detected at once)",
     )
     recheck_s: float = Field(
         2.0, ge=0, description="motion where the detector just found nothing is not new"
     )
-    idle_every: int = Field(
-        25, ge=1, description="with no motion at all, still look every n-th frame (e.g. 5 s)"
+    whole_every: int = Field(
+        25,
+        ge=1,
+        description="look at the whole frame every n-th frame (e.g. 5 s), moving or not: finds "
+        "what arrived unseen or stood still after its track was lost",
     )
 
 
@@ -59,15 +62,21 @@ class GateDecision:
     reason: str
 
 
-def _covered(region: Box, tracks: Sequence[Track], margin: float = 0.5) -> bool:
-    """Most of `region` lies within a known track's box, grown by `margin` of its size."""
+def _grown(box: Box, margin: float) -> Box:
+    dx, dy = (box.x2 - box.x1) * margin, (box.y2 - box.y1) * margin
+    return Box(max(0.0, box.x1 - dx), max(0.0, box.y1 - dy), min(1.0, box.x2 + dx),
+               min(1.0, box.y2 + dy))  # fmt: skip
+
+
+def _inside(box: Box, outer: Box) -> bool:
+    return outer.x1 <= box.x1 and outer.y1 <= box.y1 and box.x2 <= outer.x2 and box.y2 <= outer.y2
+
+
+def _covered(region: Box, tracks: Sequence[Track]) -> bool:
+    """Most of `region` lies within a known track's box, grown by half its size."""
     for track in tracks:
-        box = track.box
-        dx, dy = (box.x2 - box.x1) * margin, (box.y2 - box.y1) * margin
-        x1, y1, x2, y2 = box.x1 - dx, box.y1 - dy, box.x2 + dx, box.y2 + dy
-        width = max(0.0, min(region.x2, x2) - max(region.x1, x1))
-        height = max(0.0, min(region.y2, y2) - max(region.y1, y1))
-        if region.area and width * height >= 0.6 * region.area:
+        box = _grown(track.box, 0.5)
+        if region.area and region.intersection(box) >= 0.6 * region.area:
             return True
     return False
 
@@ -97,82 +106,120 @@ def split(region: Box, max_width: float, max_height: float, overlap: float = 0.1
     ]
 
 
-def _inside_any(region: Box, boxes: Sequence[Box]) -> bool:
-    return any(
-        b.x1 <= region.x1 and b.y1 <= region.y1 and region.x2 <= b.x2 and region.y2 <= b.y2
-        for b in boxes
-    )
+def cover(boxes: Sequence[Box], width: float, height: float) -> list[Box]:
+    """Windows of `width` x `height` (normalized) that together hold every box whole, few of
+    them: taken left to right, each new window starts a little left of the first box it must
+    hold (a quarter of the room to spare) and is centred on it vertically. A box bigger than
+    a window gets a crop of its own (the detector scales it down).
+
+    Example:
+        >>> [[round(v, 2) for v in w.to_list()] for w in cover(
+        ...     [Box(0.1, 0.4, 0.15, 0.5), Box(0.3, 0.45, 0.35, 0.55), Box(0.8, 0.1, 0.9, 0.2)],
+        ...     0.4, 0.4)]
+        [[0.01, 0.25, 0.41, 0.65], [0.6, 0.0, 1.0, 0.4]]
+    """
+
+    def span(low: float, high: float, size: float, lead: float) -> tuple[float, float]:
+        if high - low >= size:
+            return low, high
+        start = min(max(0.0, low - lead), 1.0 - size)
+        return max(0.0, start), min(1.0, start + size)
+
+    windows: list[Box] = []
+    for box in sorted(boxes, key=lambda b: (b.x1, b.y1)):
+        if any(_inside(box, w) for w in windows):
+            continue
+        x1, x2 = span(box.x1, box.x2, width, (width - (box.x2 - box.x1)) / 4)
+        y1, y2 = span(box.y1, box.y2, height, (height - (box.y2 - box.y1)) / 2)
+        windows.append(Box(x1, y1, x2, y2))
+    return windows
 
 
 class DetectionGate:
     """Decides per frame whether, and on which crops, a camera's detector runs.
 
-    New motion (not on a known track, nor where the detector found nothing in the last
-    `recheck_s`) is detected at once, on crops around it and around the live tracks; motion
-    that is known is detected every `tracked_every` frames (the tracker predicts in between);
-    a still scene is looked at every `idle_every` frames, so a thing that arrived without
-    being seen moving is still found.
+    Crops are windows of about the detector's input size (`crop_px`) around what moves and
+    around the tracks, so small objects are seen at their own scale and the cost follows
+    activity; when more windows than the tiles of the whole frame would be needed, the
+    whole frame is tiled instead. New motion (not on a known track, nor where the detector
+    found nothing in the last `recheck_s`) is looked at at once, in windows around it alone;
+    everything that moves and every track is looked at every `tracked_every` frames (the
+    tracker predicts in between), and an object seen once is looked at again in the next
+    frame to confirm it; the whole frame is looked at every `whole_every` frames, so a thing
+    that arrived unseen, or stood still after its track was lost, is still found.
 
     Example:
         >>> import numpy as np
         >>> gate = DetectionGate(GateConfig())
-        >>> gate.decide(np.zeros((360, 640, 3), np.uint8), [], t=0.0).reason
-        'first frame'
+        >>> decision = gate.decide(np.zeros((360, 640, 3), np.uint8), [], t=0.0)
+        >>> decision.reason, len(decision.regions)  # the whole frame, in 224 px tiles
+        ('first frame', 8)
     """
 
     def __init__(self, config: GateConfig) -> None:
         self.config = config
         self.motion = MotionDetector(config)
         self.stats = GateStats()
-        self._since_detect = 0
+        self.last = GateDecision((), "no frame yet")  # the latest frame's decision
+        self._since_refresh = 0
+        self._since_whole = 0
         self._examined: list[tuple[float, Box]] = []  # crops the detector looked at, and when
 
-    def decide(self, image: BGRImage, tracks: Sequence[Track], t: float) -> GateDecision:
-        """Where to detect in the frame at time `t`, given the tracks expected there."""
+    def decide(
+        self, image: BGRImage, tracks: Sequence[Track], t: float, tentative: Sequence[Box] = ()
+    ) -> GateDecision:
+        """Where to detect in the frame at time `t`, given the tracks expected there and the
+        boxes of objects seen once (looked at again at once, to confirm them)."""
         self.stats.frames += 1
+        height, width = image.shape[:2]
+        window = (min(1.0, self.config.crop_px / width), min(1.0, self.config.crop_px / height))
+        whole = split(FULL_FRAME, *window, overlap=0.25)
         if not self.config.enabled:
-            return self._detect((FULL_FRAME,), "gate off", t)
+            return self._detect(whole, "gate off", t, refresh=True)
         moving = self.motion.regions(image)
         if self.stats.frames == 1:
-            return self._detect((FULL_FRAME,), "first frame", t)
-        self._since_detect += 1
+            return self._detect(whole, "first frame", t, refresh=True)
+        self._since_refresh += 1
+        self._since_whole += 1
+        if self._since_whole >= self.config.whole_every:
+            self._since_whole = 0
+            return self._detect(whole, "whole look", t, refresh=True)
         self._examined = [(at, b) for at, b in self._examined if t - at <= self.config.recheck_s]
         looked = [b for _, b in self._examined]
-        new = [r for r in moving if not _covered(r, tracks) and not _inside_any(r, looked)]
-        if new:
-            reason = "new motion"
-        elif (moving or tracks) and self._since_detect >= self.config.tracked_every:
-            reason = "tracked motion"
-        elif self._since_detect >= self.config.idle_every:
-            return self._detect((FULL_FRAME,), "idle look", t)
+        new = [
+            r for r in moving if not _covered(r, tracks) and not any(_inside(r, b) for b in looked)
+        ]
+        if (moving or tracks) and self._since_refresh >= self.config.tracked_every:
+            targets = [*moving, *(_grown(track.box, TRACK_MARGIN) for track in tracks)]
+            reason, refresh = "tracked motion", True
+        elif new or tentative:
+            targets = [*new, *(_grown(box, TRACK_MARGIN) for box in tentative)]
+            reason, refresh = "new motion" if new else "new object", False
         else:
-            return GateDecision((), "skipped")
-        height, width = image.shape[:2]
-        crops = merge_regions(
-            [*moving, *(t.box for t in tracks)],
-            min(1.0, self.config.crop_px / width),
-            min(1.0, self.config.crop_px / height),
-        )
-        if sum(c.area for c in crops) > self.config.full_frame_share:
-            crops = [FULL_FRAME]
-        if self.config.tile_px is not None:
-            size = (self.config.tile_px / width, self.config.tile_px / height)
-            crops = [tile for crop in crops for tile in split(crop, *size)]
-        return self._detect(tuple(crops), reason, t)
+            self.last = GateDecision((), "skipped")
+            return self.last
+        crops = cover(targets, *window)
+        return self._detect(crops if len(crops) <= len(whole) else whole, reason, t, refresh)
 
-    def _detect(self, regions: tuple[Box, ...], reason: str, t: float) -> GateDecision:
-        self._since_detect = 0
+    def _detect(self, regions: Sequence[Box], reason: str, t: float, refresh: bool) -> GateDecision:
+        if refresh:
+            self._since_refresh = 0
         self._examined += [(t, region) for region in regions]
         self.stats.detected += 1
         self.stats.pixels += sum(r.area for r in regions)
-        return GateDecision(regions, reason)
+        self.last = GateDecision(tuple(regions), reason)
+        return self.last
 
 
 def detect_regions(detector: Detector, image: BGRImage, regions: Sequence[Box]) -> list[Detection]:
-    """Detections in each crop of `image`, boxes mapped back to the whole image; where crops
-    overlap, the same object found twice is kept once (the higher score)."""
+    """Detections in each crop of `image`, boxes mapped back to the whole image.
+
+    Where crops overlap, an object seen in two of them is kept once: the same box twice
+    (IoU >= 0.5) keeps the higher score, and a box cut by a crop's inner edge gives way to
+    the whole view of the object from the neighbouring crop (or is joined with the other
+    cut half)."""
     height, width = image.shape[:2]
-    found: list[Detection] = []
+    found: list[tuple[Detection, bool]] = []
     for region in regions:
         x1, y1 = round(region.x1 * width), round(region.y1 * height)
         x2, y2 = round(region.x2 * width), round(region.y2 * height)
@@ -185,15 +232,41 @@ def detect_regions(detector: Detector, image: BGRImage, regions: Sequence[Box]) 
             box = Box(
                 ox + d.box.x1 * sx, oy + d.box.y1 * sy, ox + d.box.x2 * sx, oy + d.box.y2 * sy
             )
-            found.append(Detection(box, d.score, d.label))
+            found.append((Detection(box, d.score, d.label), _cut(d.box, region)))
     if len(regions) < 2:
-        return found
+        return [d for d, _ in found]
     return _dedupe(found)
 
 
-def _dedupe(detections: list[Detection], iou: float = 0.5) -> list[Detection]:
-    kept: list[Detection] = []
-    for d in sorted(detections, key=lambda d: d.score, reverse=True):
-        if all(k.label != d.label or k.box.iou(d.box) < iou for k in kept):
-            kept.append(d)
-    return kept
+def _cut(box: Box, region: Box, edge: float = 0.01) -> bool:
+    """`box` (in the crop's coordinates) touches an edge of the crop inside the picture."""
+    return (
+        (box.x1 <= edge and region.x1 > 0)
+        or (box.y1 <= edge and region.y1 > 0)
+        or (box.x2 >= 1 - edge and region.x2 < 1)
+        or (box.y2 >= 1 - edge and region.y2 < 1)
+    )
+
+
+def _dedupe(
+    found: list[tuple[Detection, bool]], iou: float = 0.5, within: float = 0.6
+) -> list[Detection]:
+    kept: list[tuple[Detection, bool]] = []
+    for d, cut in sorted(found, key=lambda item: item[0].score, reverse=True):
+        for index, (k, k_cut) in enumerate(kept):
+            if k.label != d.label:
+                continue
+            shared = k.box.intersection(d.box)
+            smaller = min(k.box.area, d.box.area)
+            if k.box.iou(d.box) < iou and not (
+                (cut or k_cut) and smaller and shared >= within * smaller
+            ):
+                continue
+            if k_cut and not cut:
+                kept[index] = (Detection(d.box, k.score, k.label), False)
+            elif k_cut and cut:
+                kept[index] = (Detection(k.box.union(d.box), k.score, k.label), True)
+            break
+        else:
+            kept.append((d, cut))
+    return [d for d, _ in kept]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -108,47 +106,3 @@ class MotionDetector:
             if w * h >= min_pixels:
                 boxes.append(Box(x / width, y / height, (x + w) / width, (y + h) / height))
         return boxes
-
-
-def merge_regions(boxes: Sequence[Box], min_width: float, min_height: float) -> list[Box]:
-    """Grow each box to at least `min_width` x `min_height` (normalized) and merge the ones
-    that overlap, so the detector sees each moving object whole, in as few crops as possible.
-
-    Example:
-        >>> [round(v, 3) for v in merge_regions(
-        ...     [Box(0.1, 0.1, 0.12, 0.12), Box(0.15, 0.1, 0.2, 0.2)], 0.2, 0.2)[0].to_list()]
-        [0.01, 0.01, 0.275, 0.25]
-    """
-    grown = [_grow(box, min_width, min_height) for box in boxes]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(grown)):
-            for j in range(i + 1, len(grown)):
-                a, b = grown[i], grown[j]
-                if a.x1 < b.x2 and b.x1 < a.x2 and a.y1 < b.y2 and b.y1 < a.y2:
-                    grown[i] = Box(
-                        min(a.x1, b.x1), min(a.y1, b.y1), max(a.x2, b.x2), max(a.y2, b.y2)
-                    )
-                    del grown[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return grown
-
-
-def _grow(box: Box, min_width: float, min_height: float) -> Box:
-    """`box` widened about its centre to at least the given size, kept inside 0..1."""
-
-    def span(low: float, high: float, size: float) -> tuple[float, float]:
-        if high - low >= size:
-            return low, high
-        centre = (low + high) / 2
-        low, high = centre - size / 2, centre + size / 2
-        shift = max(0.0, -low) - max(0.0, high - 1.0)
-        return max(0.0, low + shift), min(1.0, high + shift)
-
-    x1, x2 = span(box.x1, box.x2, min_width)
-    y1, y2 = span(box.y1, box.y2, min_height)
-    return Box(x1, y1, x2, y2)

@@ -94,12 +94,14 @@ class CameraAnalytics:
         for rule, _ in self.watches:
             rule.see(frame.image, frame.wall_time)
         expected = self.tracker.predict(frame.wall_time)
-        decision = self.gate.decide(frame.image, expected, frame.wall_time)
+        decision = self.gate.decide(
+            frame.image, expected, frame.wall_time, self.tracker.tentative()
+        )
         if not decision.regions:
             self.tracks = expected
             return
         detections = detect_regions(detector, frame.image, decision.regions)
-        self.tracks = self.tracker.update(detections, frame.wall_time)
+        self.tracks = self.tracker.update(detections, frame.wall_time, decision.regions)
         for rule, lifecycle in self.watches:
             lifecycle.observe(frame, rule.update(self.tracks, frame.wall_time))
 

@@ -10,7 +10,7 @@ classes; `norfair` needs numpy<2 and `bytetracker` torch.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ VELOCITY_NOISE = 1.0  # random walk of their velocities (per second), per square
 MEASUREMENT_NOISE = 0.05  # the detector's box error
 INITIAL_VELOCITY_STD = 2.0  # a new track's velocity is unknown: up to about 2 box sizes a second
 MIN_SIZE = 1e-3  # a coasting box's width and height never shrink below this
+CHI2_95_4DOF = 9.4877  # the gate of the Mahalanobis distance: 95 % of true matches fall inside
 
 
 class TrackerConfig(StrictModel):
@@ -218,11 +219,12 @@ class _Tracklet:
         self.history.append((t, self.kalman.box))
 
     def snapshot(self) -> Track:
+        """The track as last seen, or, when unseen since, where it is expected now."""
         assert self.id is not None
         return Track(
             id=self.id,
             label=self.label,
-            box=self.history[-1][1],
+            box=self.kalman.box if self.updated_at > self.last_seen else self.history[-1][1],
             score=self.score,
             first_seen=self.first_seen,
             last_seen=self.last_seen,
@@ -231,18 +233,42 @@ class _Tracklet:
         )
 
 
-def _associate(
-    tracks: Sequence[_Tracklet], detections: Sequence[Detection], min_iou: float
-) -> tuple[list[tuple[_Tracklet, Detection]], list[_Tracklet], list[Detection]]:
-    """Matched pairs of the same label, then the tracks and the detections left over."""
-    if not tracks or not detections:
-        return [], list(tracks), list(detections)
-    iou = iou_matrix(
+def _overlap(tracks: Sequence[_Tracklet], detections: Sequence[Detection]) -> FloatArray:
+    """IoU of each track's predicted box with each detection's box."""
+    return iou_matrix(
         np.array([track.kalman.box.to_list() for track in tracks]),
         np.array([d.box.to_list() for d in detections]),
     )
+
+
+def _closeness(tracks: Sequence[_Tracklet], detections: Sequence[Detection]) -> FloatArray:
+    """How far inside its track's gate each detection lies: the 95 % chi-square bound less the
+    squared Mahalanobis distance of the detection from the track's predicted state (negative
+    outside). DeepSORT's gating distance: it finds an object that moved farther than its box
+    between two looks, which IoU cannot, as when the gate skips frames."""
+    values = np.array([track.kalman.value for track in tracks])
+    variances = np.array(
+        [track.kalman.value_var + (MEASUREMENT_NOISE * _size(track.kalman.value)) ** 2
+         for track in tracks]
+    )  # fmt: skip
+    measured = np.array([_measurement(d.box) for d in detections])
+    distance = ((measured[None, :, :] - values[:, None, :]) ** 2 / variances[:, None, :]).sum(-1)
+    result: FloatArray = CHI2_95_4DOF - distance
+    return result
+
+
+def _associate(
+    tracks: Sequence[_Tracklet],
+    detections: Sequence[Detection],
+    similarity: Callable[[Sequence[_Tracklet], Sequence[Detection]], FloatArray],
+    least: float,
+) -> tuple[list[tuple[_Tracklet, Detection]], list[_Tracklet], list[Detection]]:
+    """Pairs of the same label, most similar first and none below `least`, then the tracks
+    and the detections left over."""
+    if not tracks or not detections:
+        return [], list(tracks), list(detections)
     same_label = np.array([[track.label == d.label for d in detections] for track in tracks])
-    pairs = greedy_match(np.where(same_label, iou, 0.0), min_iou)
+    pairs = greedy_match(np.where(same_label, similarity(tracks, detections), -np.inf), least)
     matched_rows = {row for row, _ in pairs}
     matched_cols = {col for _, col in pairs}
     return (
@@ -292,8 +318,17 @@ class Tracker:
             track.predict(t)
         return [tr.snapshot() for tr in live]
 
-    def update(self, detections: list[Detection], t: float) -> list[Track]:
-        """The confirmed tracks seen in this frame, taken at wall-clock time `t` (seconds)."""
+    def tentative(self) -> list[Box]:
+        """Where the tracks not yet confirmed were last seen: one more sighting confirms them."""
+        return [tr.history[-1][1] for tr in self._tracks if tr.id is None]
+
+    def update(
+        self, detections: list[Detection], t: float, examined: Sequence[Box] | None = None
+    ) -> list[Track]:
+        """The confirmed tracks in this frame, taken at wall-clock time `t` (seconds).
+
+        With `examined` (the parts of the frame the detector looked at), a track expected
+        elsewhere is not missed, only predicted, and is returned with the tracks seen."""
         config = self.config
         self._tracks = [tr for tr in self._tracks if t - tr.last_seen <= config.max_lost_s]
         for track in self._tracks:
@@ -303,14 +338,19 @@ class Tracker:
         confirmed = [tr for tr in self._tracks if tr.id is not None]
         tentative = [tr for tr in self._tracks if tr.id is None]
 
-        first, unmatched, high_left = _associate(confirmed, high, config.match_iou)
+        first, unmatched, high_left = _associate(confirmed, high, _overlap, config.match_iou)
+        far, unmatched, high_left = _associate(unmatched, high_left, _closeness, 0.0)
         recent = [tr for tr in unmatched if tr.missed == 0]
-        second, _, _ = _associate(recent, low, config.low_match_iou)
-        third, _, fresh = _associate(tentative, high_left, config.match_iou)
+        weak, _, _ = _associate(recent, low, _overlap, config.low_match_iou)
+        new, pending, high_left = _associate(tentative, high_left, _overlap, config.match_iou)
+        new_far, _, fresh = _associate(pending, high_left, _closeness, 0.0)
 
+        pairs = first + far + weak + new + new_far
+        matched = {id(track) for track, _ in pairs}
         for track in self._tracks:
-            track.missed += 1
-        for track, detection in first + second + third:
+            if id(track) not in matched and _looked_at(track.kalman.box, examined):
+                track.missed += 1
+        for track, detection in pairs:
             track.observe(detection, t)
         self._tracks = [tr for tr in self._tracks if tr.id is not None or tr.missed == 0]
         self._tracks += [_Tracklet(d, t, config.history) for d in fresh]
@@ -319,3 +359,11 @@ class Tracker:
                 self._last_id += 1
                 track.id = self._last_id
         return [tr.snapshot() for tr in self._tracks if tr.id is not None and tr.missed == 0]
+
+
+def _looked_at(box: Box, examined: Sequence[Box] | None) -> bool:
+    """The detector looked where `box`'s centre is (or at the whole frame)."""
+    if examined is None:
+        return True
+    cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+    return any(r.x1 <= cx <= r.x2 and r.y1 <= cy <= r.y2 for r in examined)

@@ -3,7 +3,7 @@
 A camera here is a 1920x1080 25 fps main stream (recorded: demuxed into the packet ring, never
 decoded) with a 640x360 25 fps sub-stream (decoded, sampled at 5 fps to 640x360 BGR) and
 person detection at 5 fps. Each piece is measured on its own, on one thread, in CPU seconds
-(medians of a few repetitions), beside the native tool on the same input:
+(medians of a few repetitions), beside the native tool on the same input where there is one:
 
 - (a) `demux_us_per_packet`: `ingest.stream.StreamReader` with only a `PacketRing`
   (`realtime: false`) over the main stream; native: `ffmpeg -i X -c copy -f null -`;
@@ -12,12 +12,21 @@ person detection at 5 fps. Each piece is measured on its own, on one thread, in 
   native: `ffmpeg -threads 1 -i X -f null -`; both less ffmpeg's own start-up cost;
 - (c) `detect_ms_per_call`: `create_detector(SsdOnnxDetectorConfig()).detect(image)` on
   640x360 frames of vtest.avi at 5 fps; native: a bare onnxruntime loop (one intra-op thread)
-  on the same model with the same frames already resized to 300x300 RGB.
+  on the same model with the same frames already resized to 300x300 RGB;
+- (d) `analytics_ms_per_frame`: `CameraAnalytics.analyse` (motion gate, detector on its
+  crops, tracker, a whole-view intrusion zone, picture checks; default settings, events
+  discarded) over all of vtest.avi at 5 fps as 640x360 BGR, per frame, with
+  `detector_calls_per_frame` and `frames_detected` (share of frames the gate sent to the
+  detector). vtest has people walking in view throughout, so this is a pessimistic figure.
 
-CPU per camera-second = 25 a + 25 b + 5 c; `cameras_per_core` = 1 / that, `share_*` is where
-that time goes, `native_cameras_per_core` the same sum from the native figures, and
-`cameras_per_core_without_detector` the ceiling set by ingest alone. Not counted: rules and
-event bookkeeping, RTSP reception (network reads cost more than a file's), clip uploads.
+CPU per camera-second = 25 a + 25 b + 5 d; `cameras_per_core` = 1 / that, `share_*` and
+`*_ms_per_camera_second` are where that time goes (`detect` = 5 d), and
+`cameras_per_core_without_detector` the ceiling set by ingest alone;
+`cameras_per_core_one_call_per_frame` is the old figure, 25 a + 25 b + 5 c (one whole-frame
+call per frame). `native_cameras_per_core` still sums bare ffmpeg and one bare onnxruntime call
+per frame, and `ratio` = `cameras_per_core` / that: the gate trades more calls, on ~224 px
+crops, for finding the far-away people whole frames miss (tests/test_gate.py, bench/gate.py).
+Not counted: RTSP reception (network reads cost more than a file's), event storage, uploads.
 
 Usage: .venv/bin/python bench/cameras.py [--repetitions 3] [--detect-calls 60]
 """
@@ -51,8 +60,14 @@ from decode import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analytics.config import SsdOnnxDetectorConfig
+from analytics.config import EventTimingConfig, SsdOnnxDetectorConfig, ZoneConfig
 from analytics.detectors import create_detector
+from analytics.gate import GateConfig
+from analytics.health import ConditionEvents
+from analytics.pipeline import CameraAnalytics, CameraRules
+from analytics.quality import QualityConfig
+from analytics.tracker import TrackerConfig
+from common.types import Detection, Event, Frame
 from ingest.config import DetectConfig
 
 DETECT_FPS = 5
@@ -61,6 +76,7 @@ DEMUX_LOOPS = 10
 SUB_SECONDS = 60
 FIRST_DETECT_FRAME = 280  # vtest.avi frame: people on the walkway from here on
 WARMUP_CALLS = 5
+WHOLE_VIEW = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
 
 Image = npt.NDArray[np.uint8]
 
@@ -113,19 +129,25 @@ def measure_sub_decode(sub: Path, frames: int, repetitions: int) -> tuple[float,
     return per_frame, net_per_item(native, statistics.median(startup), frames), sampled
 
 
-def detect_frames(count: int) -> list[Image]:
-    """`count` frames of vtest.avi (10 fps) at 5 fps, as the 640x360 BGR the reader hands on."""
-    images: list[Image] = []
+def vtest_frames(first: int = 0, count: int | None = None) -> list[tuple[int, Image]]:
+    """Frames of vtest.avi (10 fps) at 5 fps from frame number `first` (`count` of them, or
+    all), numbered, as the 640x360 BGR the reader hands on."""
+    images: list[tuple[int, Image]] = []
     with av.open(str(VTEST)) as container:
         for index, frame in enumerate(container.decode(video=0)):
-            if index >= FIRST_DETECT_FRAME and index % 2 == 0:
+            if index >= first and index % 2 == 0:
                 image = frame.to_ndarray(width=640, height=360, format="bgr24")
-                images.append(image.astype(np.uint8, copy=False))
+                images.append((index, image.astype(np.uint8, copy=False)))
             if len(images) == count:
                 break
-    if len(images) < count:
+    if count is not None and len(images) < count:
         raise RuntimeError(f"vtest.avi gave only {len(images)} frames")
     return images
+
+
+def detect_frames(count: int) -> list[Image]:
+    """`count` frames of vtest.avi at 5 fps from where people are on the walkway."""
+    return [image for _, image in vtest_frames(FIRST_DETECT_FRAME, count)]
 
 
 def measure_detector(calls: int, repetitions: int) -> tuple[float, float, float, float]:
@@ -173,6 +195,61 @@ def measure_detector(calls: int, repetitions: int) -> tuple[float, float, float,
     return per_call["ours"], per_call["bare"], wall_per_call["ours"], wall_per_call["bare"]
 
 
+class Discard:
+    """An event sink that drops the events: storing them is not counted."""
+
+    def event_started(self, event: Event) -> None:
+        pass
+
+    def event_ended(self, event: Event) -> None:
+        pass
+
+
+def measure_analytics(repetitions: int) -> tuple[float, float, float, int]:
+    """(d) CPU seconds per analysed frame of `CameraAnalytics.analyse` over all of vtest.avi at
+    5 fps, then detector calls per frame, the share of frames the gate detected on, and the
+    frame count (the last two from the last run; the footage is the same each time)."""
+    detector = create_detector(SsdOnnxDetectorConfig())
+    frames = vtest_frames()
+    for _, image in frames[:WARMUP_CALLS]:
+        detector.detect(image)
+    calls = 0
+    detect = detector.detect
+
+    def counted(image: Image) -> list[Detection]:
+        nonlocal calls
+        calls += 1
+        return detect(image)
+
+    detector.detect = counted  # type: ignore[method-assign]
+    cpu: list[float] = []
+    detected = 0.0
+    for repetition in range(repetitions):
+        setup = CameraRules(
+            "vtest", "bench", [ZoneConfig(name="view", points=WHOLE_VIEW)], [], GateConfig(),
+            QualityConfig(),
+        )  # fmt: skip
+        camera = CameraAnalytics(
+            setup, TrackerConfig(), EventTimingConfig(), Discard(), ConditionEvents(Discard())
+        )
+        calls = 0
+        before = time.process_time()
+        for number, image in frames:
+            camera.analyse(Frame("vtest", image, number / 10), detector)
+        cpu.append(time.process_time() - before)
+        stats = camera.gate.stats
+        if stats.frames != len(frames):
+            raise RuntimeError(f"analytics: the gate saw {stats.frames} of {len(frames)} frames")
+        detected = stats.detected / stats.frames
+        log(
+            f"analytics #{repetition + 1}: {cpu[-1]:.3f}s for {len(frames)} frames, "
+            f"{calls} detector calls on {stats.detected} frames"
+        )
+    if calls == 0:
+        raise RuntimeError("analytics: the detector was never called")
+    return statistics.median(cpu) / len(frames), calls / len(frames), detected, len(frames)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repetitions", type=int, default=3)
@@ -191,14 +268,17 @@ def main() -> None:
     detect, detect_native, detect_wall, detect_native_wall = measure_detector(
         args.detect_calls, args.repetitions
     )
-    pieces = {"demux": FPS * demux, "decode": FPS * decode, "detect": DETECT_FPS * detect}
+    analytics, calls_per_frame, detected, analysed = measure_analytics(args.repetitions)
+    pieces = {"demux": FPS * demux, "decode": FPS * decode, "detect": DETECT_FPS * analytics}
     native = FPS * demux_native + FPS * decode_native + DETECT_FPS * detect_native
     total = sum(pieces.values())
+    one_call = pieces["demux"] + pieces["decode"] + DETECT_FPS * detect
     result: dict[str, object] = {
         "bench": "cameras",
         "repetitions": args.repetitions,
         "camera": f"1920x1080@{FPS} main + 640x360@{FPS} sub, detect {DETECT_FPS} fps",
         "cameras_per_core": round(1 / total, 2),
+        "cameras_per_core_one_call_per_frame": round(1 / one_call, 2),
         "native_cameras_per_core": round(1 / native, 2),
         "ratio": round(native / total, 3),
         "cameras_per_core_without_detector": round(1 / (pieces["demux"] + pieces["decode"]), 1),
@@ -214,6 +294,10 @@ def main() -> None:
         "ort_bare_ms_per_call": round(detect_native * 1e3, 2),
         "detect_wall_ms_per_call": round(detect_wall * 1e3, 2),
         "ort_bare_wall_ms_per_call": round(detect_native_wall * 1e3, 2),
+        "analytics_ms_per_frame": round(analytics * 1e3, 2),
+        "detector_calls_per_frame": round(calls_per_frame, 2),
+        "frames_detected": round(detected, 3),
+        "analysed_frames": analysed,
         "onnxruntime": ort.__version__,
         **versions(),
         "wall_s": round(time.monotonic() - started, 1),

@@ -57,6 +57,17 @@ class Box:
     def to_list(self) -> list[float]:
         return [self.x1, self.y1, self.x2, self.y2]
 
+    def intersection(self, other: Box) -> float:
+        """The area `other` shares with this box.
+
+        Example:
+            >>> Box(0.0, 0.0, 0.5, 1.0).intersection(Box(0.25, 0.5, 0.75, 1.0))
+            0.125
+        """
+        width = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
+        height = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
+        return width * height
+
     def iou(self, other: Box) -> float:
         """Intersection over union with `other`.
 
@@ -64,11 +75,16 @@ class Box:
             >>> Box(0.0, 0.0, 0.5, 1.0).iou(Box(0.25, 0.0, 0.75, 1.0))
             0.3333333333333333
         """
-        width = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
-        height = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
-        inter = width * height
+        inter = self.intersection(other)
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
+
+    def union(self, other: Box) -> Box:
+        """The smallest box holding both."""
+        return Box(
+            min(self.x1, other.x1), min(self.y1, other.y1), max(self.x2, other.x2),
+            max(self.y2, other.y2),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ finds only about half of them (recall 0.53 at min_score 0.5), which is why the g
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,13 @@ from analytics.config import SsdOnnxDetectorConfig
 from analytics.detectors import create_detector
 from analytics.gate import FULL_FRAME, detect_regions, split
 from common.types import Box
+from tests.labels import vtest_people
 from tests.media import frame_at
-
-LABELS = Path(__file__).parent / "data" / "vtest_people.json"
 
 
 @pytest.fixture(scope="module")
 def labelled() -> dict[int, list[tuple[Box, bool]]]:
-    data = json.loads(LABELS.read_text())
-    width, height = data["size"]
-    return {
-        int(number): [
-            (
-                Box(p["box"][0] / width, p["box"][1] / height, p["box"][2] / width,
-                    p["box"][3] / height),
-                bool(p["difficult"]),
-            )
-            for p in people
-        ]
-        for number, people in data["frames"].items()
-    }  # fmt: skip
+    return vtest_people()
 
 
 def test_recall_and_precision_at_iou_half(

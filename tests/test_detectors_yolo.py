@@ -34,7 +34,7 @@ BOXES = [
     ((72, 45, 200, 297), PERSON, 0.8),  # IoU 0.82 with the first person: suppressed
     ((64, 36, 192, 288), CAR, 0.7),  # the first person's box, another class: kept
     ((576, 180, 704, 360), TRUCK, 0.6),  # runs off the right edge: clipped
-    ((320, 180, 384, 270), DOG, 0.2),  # below min_score
+    ((320, 180, 384, 270), DOG, 0.05),  # below min_score
 ]
 # What the plugin reports: (label, score, normalized box), best first.
 EXPECTED = [
@@ -70,9 +70,9 @@ def yolov5_rows() -> Floats:
         row[:4] = box
         row[4] = 1.0
         row[5 + class_id] = score
-    rows[len(BOXES), :5] = (320, 320, 50, 50, 0.9)  # objectness 0.9 x car 0.5 = 0.45
-    rows[len(BOXES), 5 + CAR] = 0.5
-    rows[len(BOXES) + 1, :5] = (100, 300, 50, 50, 0.3)  # objectness below min_score
+    rows[len(BOXES), :5] = (320, 320, 50, 50, 0.9)  # objectness 0.9 x car 0.1 = 0.09
+    rows[len(BOXES), 5 + CAR] = 0.1
+    rows[len(BOXES) + 1, :5] = (100, 300, 50, 50, 0.05)  # objectness below min_score
     rows[len(BOXES) + 1, 5 + CAR] = 1.0
     return rows
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.motion import MotionConfig, MotionDetector, merge_regions
-from common.types import Box
+from analytics.motion import MotionConfig, MotionDetector
 
 
 def scene(x: int) -> np.ndarray:
@@ -40,10 +39,3 @@ def test_sensor_noise_is_not_motion() -> None:
     for _ in range(10):
         noisy = np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
         assert motion.regions(noisy) == []
-
-
-def test_regions_grow_to_the_crop_size_and_merge() -> None:
-    merged = merge_regions([Box(0.1, 0.1, 0.12, 0.12), Box(0.8, 0.8, 0.82, 0.82)], 0.3, 0.3)
-    assert len(merged) == 2 and all(b.x2 - b.x1 >= 0.3 - 1e-9 for b in merged)
-    together = merge_regions([Box(0.1, 0.1, 0.12, 0.12), Box(0.3, 0.1, 0.32, 0.12)], 0.3, 0.3)
-    assert len(together) == 1

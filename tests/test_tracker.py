@@ -136,14 +136,13 @@ def test_config_rejects_unknown_keys_and_inverted_thresholds() -> None:
 def test_ids_are_stable_on_real_footage(vtest_avi: Path) -> None:
     """vtest.avi frames 300..400 at 5 fps: about ten people walk, pass and cross each other.
 
-    The detector is run down to the tracker's low score; the same frames with its default
-    `min_score` (0.5) show the tracker without the weak band. Measured with a correct
+    The detector is run down to the tracker's low score; the same frames cut at the tracker's
+    high score (0.5) show the tracker without the weak band. Measured with a correct
     tracker: 9 and 10 ids, the longest tracks 48 and 30 of 51 updates, and the three people of
     frame 400 followed for 3.6 s and more. A tracker that lost people between frames, or gave
     new ids to the ones the detector missed for a moment, would go far past these bounds.
     """
     config = TrackerConfig()
-    default_min_score = SsdOnnxDetectorConfig().min_score
     detector = create_detector(SsdOnnxDetectorConfig(min_score=config.low_score))
     detections: list[list[Detection]] = []
     with av.open(str(vtest_avi)) as container:
@@ -154,7 +153,7 @@ def test_ids_are_stable_on_real_footage(vtest_avi: Path) -> None:
                 image = frame.to_ndarray(format="bgr24").astype(np.uint8, copy=False)
                 detections.append(detector.detect(image))
 
-    for min_score in (config.low_score, default_min_score):
+    for min_score in (config.low_score, config.high_score):
         tracker = Tracker(config)
         updates: Counter[int] = Counter()
         for k, found in enumerate(detections):

@@ -17,7 +17,7 @@ class SsdOnnxDetector(Detector):
 
     Example:
         >>> import numpy as np
-        >>> detector = SsdOnnxDetector(SsdOnnxDetectorConfig())
+        >>> detector = SsdOnnxDetector(SsdOnnxDetectorConfig(min_score=0.5))
         >>> detector.detect(np.zeros((576, 768, 3), np.uint8))
         []
     """
