@@ -212,8 +212,12 @@ class EventIndex:
         )
 
     def add_event(self, event: Event) -> None:
+        """Index a started event; nothing to do if its end was stored first (a short event
+        whose start waited behind others)."""
         with self.sessions.begin() as session:
-            session.add(self._new_row(event))
+            found = session.scalars(select(EventRow.seq).where(EventRow.id == event.id)).first()
+            if found is None:
+                session.add(self._new_row(event))
 
     def finish_event(self, event: Event, **values: Any) -> None:
         """Set `values` on the event's row, creating the row if its start was never indexed."""

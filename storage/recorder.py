@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import queue
 import tempfile
 import threading
 import time
@@ -52,35 +53,48 @@ class EventRecorder:
         # The recorder thread's own face models (analytics has its own for snapshots), one
         # per distinct privacy setting: cameras configured alike share one session.
         self._maskers: dict[str, FaceMasker] = {}
-        self._due: list[tuple[float, int, str, Event]] = []
+        self._due: list[tuple[float, int, Event]] = []  # ended events, by when their clip is due
         self._counter = 0
         self._wake = threading.Condition()
         self._stopping = False
+        # Started events are indexed by a thread of their own: neither analytics nor a long
+        # clip (a privacy-masked one takes about as long to encode as it lasts) delays them.
+        self._started: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._indexer = threading.Thread(target=self._index, name="recorder-index", daemon=True)
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
 
     def event_started(self, event: Event) -> None:
-        self._schedule(0.0, "start", event)  # indexed by the recorder thread, not analytics
+        self._started.put(event)
 
     def event_ended(self, event: Event) -> None:
         assert event.ended_at is not None
-        self._schedule(event.ended_at + self.clips.post_roll_s, "end", event)
-
-    def _schedule(self, due: float, kind: str, event: Event) -> None:
         with self._wake:
             self._counter += 1
-            heapq.heappush(self._due, (due, self._counter, kind, event))
+            due = event.ended_at + self.clips.post_roll_s
+            heapq.heappush(self._due, (due, self._counter, event))
             self._wake.notify()
 
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._indexer.start()
         self._thread.start()
 
     def stop(self) -> None:
-        """Finish every pending event now, with whatever post-roll the ring already holds."""
+        """Index every started event, then finish every pending one now, with whatever
+        post-roll the ring already holds."""
+        self._started.put(None)
+        self._indexer.join()
         with self._wake:
             self._stopping = True
             self._wake.notify()
         self._thread.join()
+
+    def _index(self) -> None:
+        while (event := self._started.get()) is not None:
+            try:
+                self.index.add_event(event)
+            except Exception:
+                log.exception("could not index event %s of camera %s", event.id, event.camera_id)
 
     def _run(self) -> None:
         while True:
@@ -90,16 +104,12 @@ class EventRecorder:
                     self._wake.wait(timeout)
                 if not self._due:
                     return
-                _, _, kind, event = heapq.heappop(self._due)
+                _, _, event = heapq.heappop(self._due)
             try:
-                if kind == "start":
-                    self.index.add_event(event)
-                else:
-                    self._finish(event)
+                self._finish(event)
             except Exception as exc:
                 log.exception("could not store event %s of camera %s", event.id, event.camera_id)
-                if kind == "end":
-                    self._record_failure(event, exc)
+                self._record_failure(event, exc)
 
     def _record_failure(self, event: Event, error: Exception) -> None:
         assert event.ended_at is not None

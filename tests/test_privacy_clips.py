@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import av.container
@@ -18,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+import storage.recorder
 from analytics.privacy import FaceDetector, FaceMasker, PrivacyConfig
 from common.types import BGRImage, Box, Event
 from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
@@ -330,3 +333,50 @@ def test_a_private_camera_clip_from_the_running_pipeline_hides_the_face(
     faces = [[face.box for face in detector.detect(picture)] for _, picture in shown]
     assert all(len(boxes) == 1 for boxes in faces)
     assert_faces_hidden(frames, shown, faces)
+
+
+@pytest.mark.integration
+def test_a_long_masked_clip_does_not_delay_new_events(
+    store: ObjectStore,
+    packets: list[EncodedPacket],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a private camera's clip is being masked (held here until released), an event
+    that starts meanwhile is in the index at once, and the held clip is stored afterwards."""
+    masking, release = threading.Event(), threading.Event()
+
+    def held(*args: Any, **kwargs: Any) -> None:
+        masking.set()
+        release.wait(30)
+        mask_to_mp4(*args, **kwargs)
+
+    monkeypatch.setattr(storage.recorder, "mask_to_mp4", held)
+    ring = PacketRing(60)
+    for packet in packets:
+        ring.append(packet)
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    clips = ClipConfig(pre_roll_s=0.0, post_roll_s=0.0)
+    privacy = {"private": PrivacyConfig(enabled=True)}
+    recorder = EventRecorder(index, store, {"private": ring}, clips, tmp_path / "work", privacy)
+    recorder.start()
+    try:
+        end = packets[-1].wall_time
+        first = Event("private", "lab", "zone_intrusion", "person", "car", "high", START, end)
+        recorder.event_started(first)
+        first.ended_at = end
+        recorder.event_ended(first)
+        assert masking.wait(10)
+        second = Event("private", "lab", "zone_intrusion", "person", "car", "high", end, end)
+        recorder.event_started(second)
+        deadline = time.monotonic() + 5
+        while index.get_event(second.id) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        row = index.get_event(second.id)
+        assert row is not None and row.state == "active"
+        assert index.get_event(first.id) is not None  # indexed, its clip not yet
+    finally:
+        release.set()
+        recorder.stop()
+    row = index.get_event(first.id)
+    assert row is not None and row.clip_key is not None and row.clip_error is None
