@@ -125,7 +125,6 @@ class Camera:
         self.on_change = on_change
         self._judge = CameraHealthJudge(settings)
         self._state: CameraState = "connecting"
-        self._was_online = False
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -148,14 +147,13 @@ class Camera:
             state, reasons = self._judge.judge(stats, now)
             old, self._state = self._state, state
             change: StateChange | None = None
-            if state == "offline" and old != "offline" and self._was_online:
+            # A camera that never came online is lost too: from its first failed connection.
+            if state == "offline" and old != "offline":
                 lost = [s.offline_since for s in stats if s.offline_since is not None]
                 change = StateChange(self.config.id, old, state, min(lost) if lost else now)
-            elif state in ("online", "degraded") and old in ("offline", "connecting"):
-                if old == "offline":
-                    back = [s.online_since for s in stats if s.online_since is not None]
-                    change = StateChange(self.config.id, old, state, max(back) if back else now)
-                self._was_online = True
+            elif state in ("online", "degraded") and old == "offline":
+                back = [s.online_since for s in stats if s.online_since is not None]
+                change = StateChange(self.config.id, old, state, max(back) if back else now)
         if change is not None and self.on_change is not None:
             self.on_change(change)
         if state != old:

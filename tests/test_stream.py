@@ -11,7 +11,7 @@ import av
 import pytest
 
 from common.types import Frame
-from ingest.camera import Camera, CameraHealth
+from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.config import CameraConfig, DetectConfig, IngestConfig
 from ingest.ring import PacketRing
 from storage.clips import remux_to_mp4
@@ -109,10 +109,12 @@ def test_broken_source_reports_why_and_leaves_other_cameras_alone(
         CameraConfig(id="good", site="lab", url=f"file://{vtest_h264}", loop=True),
         settings, PacketRing(10), Frames(),
     )  # fmt: skip
+    changes: list[StateChange] = []
     bad = Camera(
         CameraConfig(id="bad", site="lab", url=f"file://{garbage}"),
-        settings, PacketRing(10), Frames(),
+        settings, PacketRing(10), Frames(), changes.append,
     )  # fmt: skip
+    started = time.time()
     for stream in (good, bad):
         stream.start()
     time.sleep(3)
@@ -123,6 +125,10 @@ def test_broken_source_reports_why_and_leaves_other_cameras_alone(
     assert bad_status.state == "offline" and bad_status.reconnects >= 2
     assert bad_status.error is not None and "InvalidDataError" in bad_status.error
     assert good_status.state == "online" and good_status.input_fps >= 9
+    # Never online is a video loss too, from its first failed connection.
+    (lost,) = changes
+    assert (lost.camera_id, lost.old, lost.new) == ("bad", "connecting", "offline")
+    assert started <= lost.at <= started + 1.0
 
 
 Watched = tuple[CameraHealth, Frames, PacketRing]
