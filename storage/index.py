@@ -1,15 +1,27 @@
-"""The event index: the database every process shares (events and camera heartbeats)."""
+"""The event index: the database every process shares.
+
+Events, camera heartbeats and leases, live workers, the webhook outbox and the cameras added over
+the API. SQLite (WAL) by default, PostgreSQL (`postgresql+psycopg://`) for several nodes: the
+same models and queries on both. `EventIndex.connect` migrates the schema to head with Alembic
+(storage/migrations/) before anything else touches it.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     Index,
@@ -18,13 +30,18 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    inspect,
     select,
+    text,
+    update,
 )
-from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from common.types import Event
+from ingest.redact import redact_text
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -51,7 +68,8 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base of every index table; a module that adds tables to it must be
+    listed in `storage.migrations.MODEL_MODULES` and come with a migration."""
 
 
 class EventRow(Base):
@@ -83,10 +101,21 @@ class EventRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
+    # The list is newest first by `seq` (the cursor): an equality filter with an index ending
+    # in `seq` reads one page of its newest rows and stops. A time range reads the seqs of its
+    # rows from a `(column, started_at, seq)` index alone and sorts only those (list_events).
+    # Migration 0002 explains; bench/index.py times them.
     __table_args__ = (
-        Index("ix_events_camera_started", "camera_id", "started_at"),
-        Index("ix_events_site_started", "site", "started_at"),
-        Index("ix_events_type_started", "type", "started_at"),
+        Index("ix_events_camera_started", "camera_id", "started_at", "seq"),
+        Index("ix_events_site_started", "site", "started_at", "seq"),
+        Index("ix_events_type_started", "type", "started_at", "seq"),
+        Index("ix_events_site_seq", "site", "seq"),
+        Index("ix_events_camera_seq", "camera_id", "seq"),
+        Index("ix_events_type_seq", "type", "seq"),
+        Index("ix_events_state_seq", "state", "seq"),
+        Index("ix_events_site_type_seq", "site", "type", "seq"),
+        Index("ix_events_site_state_seq", "site", "state", "seq"),  # a site's live wall
+        Index("ix_events_started", "started_at", "seq"),
     )
 
 
@@ -124,6 +153,8 @@ class CameraLeaseRow(Base):
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
+    __table_args__ = (Index("ix_camera_leases_worker", "worker_id"),)  # renewals, releases
+
 
 class WorkerRow(Base):
     """A live worker process (any machine), seen at its last lease renewal."""
@@ -134,6 +165,66 @@ class WorkerRow(Base):
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class WebhookOutboxRow(Base):
+    """One webhook delivery to make: written in the transaction that stores the event, sent
+    and retried by the dispatcher (issue 6) until delivered or given up.
+
+    `state` is `pending` (due at `next_attempt_at`), `delivered` or `failed` (no more tries).
+    No foreign key to `events`: the retention sweeper may delete an event whose delivery record
+    is still wanted. The dispatcher's query is `state = 'pending' AND next_attempt_at <= now`.
+
+    Example:
+        >>> row = WebhookOutboxRow(subscription_id="shop-7", event_id="e1", payload={"a": 1})
+        >>> row.subscription_id, row.payload
+        ('shop-7', {'a': 1})
+    """
+
+    __tablename__ = "webhook_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(String(64))  # the target it goes to
+    event_id: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the body, as it will be signed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
+        Index("ix_webhook_outbox_event", "event_id"),
+    )
+
+
+class CameraRow(Base):
+    """A camera added over the API (issue 6), next to those in the YAML config.
+
+    `url`, `username` and `password` are stored as given, because a worker must log in with
+    them; the API takes them but never returns them (write-only), and logs redact them.
+    `config` holds the rest of the camera's config section (zones, lines, detect, ...) as JSON,
+    validated by the API with the same pydantic model as the YAML.
+
+    Example:
+        >>> CameraRow(id="gate", site="hq", name="Gate", url="rtsp://10.0.0.5/live").site
+        'hq'
+    """
+
+    __tablename__ = "cameras"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    url: Mapped[str] = mapped_column(String(1024))
+    username: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    password: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_cameras_site", "site"),)
+
+
 @dataclass(frozen=True, slots=True)
 class EventQuery:
     """Filters and a page of the event list, newest first; `before_seq` is the cursor."""
@@ -141,10 +232,77 @@ class EventQuery:
     site: str | None = None
     camera_id: str | None = None
     type: str | None = None
+    state: str | None = None
     start: datetime | None = None
     end: datetime | None = None
     before_seq: int | None = None
     limit: int = 50
+
+
+class IndexDatabaseError(RuntimeError):
+    """The index database cannot be used: bad URL, unreachable, or a schema we cannot migrate.
+    The message names the database with its credentials replaced by `***`."""
+
+
+def describe_url(url: str | URL) -> str:
+    """`url` fit for a log or an error: user and password replaced by `***`.
+
+    Example:
+        >>> describe_url("postgresql+psycopg://xl:s3cret@db.local:5432/xueliang")
+        'postgresql+psycopg://***@db.local:5432/xueliang'
+        >>> describe_url("postgres//xl:s3cret@db.local/x")  # not even a URL
+        '***@db.local/x'
+        >>> describe_url("postgresql://xl:p@ss/w@db.local/x")  # "@" and "/" not escaped
+        'postgresql://***@db.local/x'
+    """
+    if isinstance(url, URL):
+        url = url.render_as_string(hide_password=False)
+    if "@" not in url:
+        return redact_text(url)  # no user-info; still hide ?password=... parameters
+    # Everything before the last "@" goes, so a password with a stray "@" or "/" cannot leak.
+    scheme, separator, _ = url.partition("://")
+    kept = "***@" + url.rsplit("@", 1)[1]
+    return redact_text(f"{scheme}://{kept}" if separator and "@" not in scheme else kept)
+
+
+def _reason(exc: BaseException, url: URL) -> str:
+    """The first line of a driver error, with the password scrubbed should it be quoted."""
+    original = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(original).strip().splitlines() if line.strip()]
+    reason = lines[0] if lines else type(original).__name__
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return redact_text(reason)
+
+
+def parse_index_url(url: str) -> URL:
+    """Parse and check an index URL; PostgreSQL without a driver gets psycopg (3).
+
+    Example:
+        >>> parse_index_url("postgresql://xl:pw@db/xueliang").drivername
+        'postgresql+psycopg'
+        >>> parse_index_url("mysql://xl:pw@db/x")
+        Traceback (most recent call last):
+        ...
+        storage.index.IndexDatabaseError: event index mysql://***@db/x: unsupported database \
+(use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE)
+    """
+    usage = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise IndexDatabaseError(
+            f"event index {describe_url(url)}: not a database URL ({usage})"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise IndexDatabaseError(f"event index {describe_url(url)}: unsupported database ({usage})")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _is_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -156,14 +314,156 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_index_engine(url: str) -> Engine:
-    """An engine for `url`; for SQLite the file's directory is created and WAL switched on."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
+    """An engine for `url`; for SQLite the file's directory is created and WAL switched on.
+
+    Raises IndexDatabaseError (URL redacted) for a URL that is no SQLite or PostgreSQL one.
+    """
+    parsed = parse_index_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if not _is_memory(parsed):
+                Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": 10, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            # A server that does not answer fails in seconds, not at the OS's TCP timeout.
+            engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    except (NoSuchModuleError, ImportError) as exc:
+        raise IndexDatabaseError(
+            f"event index {describe_url(parsed)}: driver not available ({exc})"
+        ) from None
     return engine
+
+
+def _migration_engine(engine: Engine) -> Engine:
+    """An engine whose transactions take SQLite's write lock at BEGIN and include DDL.
+
+    pysqlite starts transactions only before DML, so Alembic's CREATE TABLEs would commit one
+    by one and two processes starting together could both migrate. With the driver's own
+    transaction handling off and `BEGIN IMMEDIATE` emitted by us, the whole migration is one
+    transaction and the second process waits, then finds the schema at head. PostgreSQL has
+    transactional DDL and takes an advisory lock instead; an in-memory SQLite has no rivals
+    (and a second engine would be a second database).
+    """
+    if engine.dialect.name != "sqlite" or _is_memory(engine.url):
+        return engine
+    migrating = create_engine(
+        engine.url, poolclass=NullPool, connect_args={"timeout": 60, "check_same_thread": False}
+    )
+
+    @event.listens_for(migrating, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection, record)
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(migrating, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return migrating
+
+
+# pg_advisory_xact_lock key: any constant, the same in every process ("xueliang" in ASCII).
+_MIGRATION_LOCK = 0x7875656C69616E67
+
+
+@functools.cache
+def _baseline_columns() -> dict[str, frozenset[str]]:
+    """Table -> column names of the baseline revision, built in a scratch in-memory database."""
+    from storage.migrations import BASELINE, alembic_config
+
+    scratch = create_engine("sqlite://")
+    with scratch.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, BASELINE)
+        inspector = inspect(connection)
+        tables = {
+            table: frozenset(column["name"] for column in inspector.get_columns(table))
+            for table in inspector.get_table_names()
+            if table != "alembic_version"
+        }
+    scratch.dispose()
+    return tables
+
+
+def _stamp_if_legacy(connection: Connection, name: str) -> None:
+    """A database made by `create_all` before migrations existed: stamp it as the baseline if
+    its tables are the baseline's, refuse it otherwise (migrating an unknown shape is a guess).
+    """
+    from storage.migrations import BASELINE, alembic_config
+
+    inspector = inspect(connection)
+    tables = set(inspector.get_table_names())
+    baseline = _baseline_columns()
+    if "alembic_version" in tables or not tables & baseline.keys():
+        return  # migrated before, or empty (other applications' tables are left alone)
+    found = {
+        table: frozenset(column["name"] for column in inspector.get_columns(table))
+        for table in tables & baseline.keys()
+    }
+    if found != baseline:
+        problems = [f"table {t} missing" for t in sorted(baseline.keys() - found.keys())]
+        for table in sorted(found):
+            if found[table] != baseline[table]:
+                missing = sorted(baseline[table] - found[table])
+                extra = sorted(found[table] - baseline[table])
+                problems.append(f"{table}: columns missing {missing}, unexpected {extra}")
+        raise IndexDatabaseError(
+            f"event index {name}: has index tables but no migration history (alembic_version),"
+            f" and they do not match the baseline schema {BASELINE}: {'; '.join(problems)}. "
+            "Move the database aside (a new one is created) or migrate it by hand."
+        )
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.stamp(config, BASELINE)
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the index schema to head (no-op when it is there): Alembic, under a lock.
+
+    Raises IndexDatabaseError naming the database (credentials redacted) when it cannot be
+    reached, is newer than this program, or is an older unmigrated one of another shape.
+    """
+    from storage.migrations import alembic_config, script_directory
+
+    name = describe_url(engine.url)
+    script = script_directory()
+    heads = set(script.get_heads())
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+        unknown = {rev for rev in current if not _known(script, rev)}
+        if unknown:
+            raise IndexDatabaseError(
+                f"event index {name}: at revision {', '.join(sorted(unknown))}, which this "
+                f"program does not know (its newest: {', '.join(sorted(heads))}); run a newer one"
+            )
+        if current == heads:
+            return
+        migrating = _migration_engine(engine)
+        try:
+            with migrating.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                    )
+                _stamp_if_legacy(connection, name)
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        finally:
+            if migrating is not engine:
+                migrating.dispose()
+    except DBAPIError as exc:
+        raise IndexDatabaseError(f"event index {name}: {_reason(exc, engine.url)}") from None
 
 
 class EventIndex:
@@ -181,16 +481,22 @@ class EventIndex:
 
     @classmethod
     def connect(cls, url: str) -> EventIndex:
-        index = cls(create_index_engine(url))
-        for attempt in range(3):
-            try:
-                Base.metadata.create_all(index.engine)
-                break
-            except (OperationalError, ProgrammingError):
-                # Another process created the tables between our check and our CREATE.
-                if attempt == 2:
-                    raise
-        return index
+        """Open the index at `url` (SQLite or PostgreSQL) and migrate its schema to head.
+
+        Raises IndexDatabaseError, naming the database without its password, when the URL is
+        bad, the server cannot be reached or the schema cannot be migrated.
+        """
+        engine = create_index_engine(url)
+        try:
+            migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close the pooled connections (a test or tool done with this index)."""
+        self.engine.dispose()
 
     @staticmethod
     def _new_row(event: Event) -> EventRow:
@@ -229,25 +535,55 @@ class EventIndex:
             for name, value in values.items():
                 setattr(row, name, value)
 
+    def end_orphans(self, camera_id: str, before: datetime, note: str) -> int:
+        """End the camera's events still active that started before `before`: those of a
+        worker that died (or handed the camera over and will end them itself, overwriting
+        this). Returns how many."""
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(EventRow)
+                .where(
+                    EventRow.camera_id == camera_id,
+                    EventRow.state == "active",
+                    EventRow.started_at < before,
+                )
+                .values(state="ended", ended_at=before, clip_error=note[:256])
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
     def get_event(self, event_id: str) -> EventRow | None:
         with self.sessions() as session:
             return session.scalars(select(EventRow).where(EventRow.id == event_id)).one_or_none()
 
     def list_events(self, query: EventQuery) -> Sequence[EventRow]:
-        statement = select(EventRow).order_by(EventRow.seq.desc()).limit(query.limit)
-        for column, value in (
-            (EventRow.site, query.site),
-            (EventRow.camera_id, query.camera_id),
-            (EventRow.type, query.type),
-        ):
-            if value is not None:
-                statement = statement.where(column == value)
+        """A page of events matching `query`, newest (highest `seq`) first."""
+        conditions = [
+            column == value
+            for column, value in (
+                (EventRow.site, query.site),
+                (EventRow.camera_id, query.camera_id),
+                (EventRow.type, query.type),
+                (EventRow.state, query.state),
+            )
+            if value is not None
+        ]
         if query.start is not None:
-            statement = statement.where(EventRow.started_at >= query.start)
+            conditions.append(EventRow.started_at >= query.start)
         if query.end is not None:
-            statement = statement.where(EventRow.started_at < query.end)
+            conditions.append(EventRow.started_at < query.end)
         if query.before_seq is not None:
-            statement = statement.where(EventRow.seq < query.before_seq)
+            conditions.append(EventRow.seq < query.before_seq)
+        newest = EventRow.seq.desc()
+        if query.start is None and query.end is None:
+            statement = select(EventRow).where(*conditions).order_by(newest).limit(query.limit)
+        else:
+            # Pick the page's seqs from a (column, started_at, seq) index alone, then fetch those
+            # rows. Asked for whole rows, PostgreSQL walks the primary key back from the newest
+            # event until the range is reached (it assumes matches are spread evenly over seq,
+            # but seq follows time), and SQLite sorts whole rows: 150-400 ms on 1M events
+            # against about 2 ms this way (bench/index.py).
+            page = select(EventRow.seq).where(*conditions).order_by(newest).limit(query.limit)
+            statement = select(EventRow).where(EventRow.seq.in_(page)).order_by(newest)
         with self.sessions() as session:
             return session.scalars(statement).all()
 

@@ -1,0 +1,61 @@
+"""Alembic migrations of the event index, run to head by `EventIndex.connect`.
+
+Alembic is configured here in code (no alembic.ini). Every module that defines tables on
+`storage.index.Base` must be listed in `MODEL_MODULES`: `env.py` (autogenerate) and the drift
+test (tests/test_index.py) import exactly these, so a model changed without a migration fails
+the test. To write a migration after changing a model, let Alembic draft it against a scratch
+database at head, then read and edit the draft:
+
+    .venv/bin/python -m storage.migrations revision "add the retention columns"
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData
+
+HERE = Path(__file__).resolve().parent
+
+# The modules whose tables live in the index; add yours here.
+MODEL_MODULES = ("storage.index", "storage.recording", "storage.evidence")
+
+# The schema that `Base.metadata.create_all` made before there were migrations: a database
+# with these tables and no alembic_version is stamped with it (see storage.index.migrate).
+BASELINE = "0001"
+
+
+def target_metadata() -> MetaData:
+    """The metadata of every model module, i.e. the schema the code expects.
+
+    Example:
+        >>> sorted(target_metadata().tables)[:2]
+        ['camera_leases', 'camera_status']
+    """
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    from storage.index import Base
+
+    return Base.metadata
+
+
+def alembic_config() -> Config:
+    """An Alembic config pointing at this folder (for `alembic.command` calls)."""
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    config.set_main_option("path_separator", "os")  # the default to come; silences a warning
+    return config
+
+
+_script: ScriptDirectory | None = None
+
+
+def script_directory() -> ScriptDirectory:
+    """The migration scripts, read once per process (every `EventIndex.connect` checks them)."""
+    global _script
+    if _script is None:
+        _script = ScriptDirectory.from_config(alembic_config())
+    return _script
