@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -18,6 +17,7 @@ import av.container
 import av.video
 import numpy as np
 
+from common.backoff import Backoff
 from common.types import Frame
 from ingest.clock import PtsClock
 from ingest.config import CameraConfig, DetectConfig, IngestConfig
@@ -29,30 +29,6 @@ log = logging.getLogger(__name__)
 
 ConnectionState = Literal["connecting", "streaming", "offline"]
 RATE_WINDOW_S = 5.0
-
-
-class Backoff:
-    """Exponential reconnect delays with jitter and a cap.
-
-    Example:
-        >>> b = Backoff(1.0, 8.0, rng=random.Random(0))
-        >>> [round(b.next_delay(), 2) for _ in range(5)]
-        [0.92, 1.76, 2.84, 5.04, 6.05]
-    """
-
-    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self._attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.minimum * 2 ** min(self._attempt, 32))
-        self._attempt += 1
-        return float(ceiling * self._rng.uniform(0.5, 1.0))
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class RateWindow:

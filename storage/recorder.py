@@ -1,4 +1,5 @@
-"""Turns analytics events into index rows, and ended events into clips and snapshots in S3."""
+"""Turns analytics events into index rows, and ended events into clips and snapshots that go
+to S3 through the spool."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 from analytics.privacy import FaceMasker, PrivacyConfig
 from common.types import Event
 from ingest.ring import EncodedPacket, PacketRing
 from storage.clips import mask_to_mp4, remux_to_mp4
-from storage.config import ClipConfig
+from storage.config import ClipConfig, SpoolConfig
 from storage.index import EventIndex, to_datetime
-from storage.objects import ObjectStore, object_key
+from storage.objects import ObjectStore, StoredObject, object_key
+from storage.spool import Spool, SpoolEntry
+from storage.uploader import Uploader
 
 log = logging.getLogger(__name__)
+STANDALONE_DRAIN_S = 60.0
 
 
 class EventRecorder:
@@ -27,25 +32,39 @@ class EventRecorder:
 
     A started event is written to the index at once, so the API shows it while it lasts.
     An ended event waits for its post-roll, then its clip (pre-roll + event + post-roll) is
-    cut from the camera's packet ring without re-encoding and uploaded with its snapshot; a
-    camera whose `privacy` is enabled gets its clip re-encoded with the faces blurred instead.
+    cut from the camera's packet ring without re-encoding and put in the spool with its
+    snapshot; a camera whose `privacy` is enabled gets its clip re-encoded with the faces
+    blurred instead. The event is then `ended` with no clip key yet: `uploaded`, the
+    uploader's callback, writes the keys and hashes once each upload is verified.
 
     Example:
-        >>> recorder = EventRecorder(index, store, rings, ClipConfig(), work)  # doctest: +SKIP
+        >>> recorder = EventRecorder(index, spool, rings, ClipConfig(), work)  # doctest: +SKIP
+        >>> uploader = Uploader(spool, store, dict.fromkeys(("clip", "snapshot"),
+        ...                                                  recorder.uploaded))  # doctest: +SKIP
         >>> recorder.start()  # doctest: +SKIP
+
+    Given an ObjectStore instead of a Spool (tools and tests), the recorder runs a spool of
+    its own under `work_dir/spool` and its uploader, and `stop` waits until both are empty.
     """
 
     def __init__(
         self,
         index: EventIndex,
-        store: ObjectStore,
+        spool: Spool | ObjectStore,
         rings: Mapping[str, PacketRing],
         clips: ClipConfig,
         work_dir: Path,
         privacy: Mapping[str, PrivacyConfig] | None = None,
     ) -> None:
         self.index = index
-        self.store = store
+        self._uploader: Uploader | None = None
+        if isinstance(spool, Spool):
+            self.spool = spool
+        else:
+            self.spool = Spool(work_dir / "spool", SpoolConfig())
+            self._uploader = Uploader(
+                self.spool, spool, {"clip": self.uploaded, "snapshot": self.uploaded}
+            )
         self.rings = rings
         self.clips = clips
         self.work_dir = work_dir
@@ -76,6 +95,9 @@ class EventRecorder:
 
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self._uploader is not None:
+            self.spool.open()
+            self._uploader.start()
         self._indexer.start()
         self._thread.start()
 
@@ -88,6 +110,9 @@ class EventRecorder:
             self._stopping = True
             self._wake.notify()
         self._thread.join()
+        if self._uploader is not None:
+            self._uploader.stop(STANDALONE_DRAIN_S)
+            self.spool.close()
 
     def _index(self) -> None:
         while (event := self._started.get()) is not None:
@@ -125,41 +150,71 @@ class EventRecorder:
 
     def _finish(self, event: Event) -> None:
         assert event.ended_at is not None
-        metadata = {
-            "site": event.site,
-            "camera": event.camera_id,
-            "event-id": event.id,
-            "event-type": event.type,
-        }
+        metadata = event_metadata(event)
+        tags = {"event-type": event.type}
         values: dict[str, object] = {
             "state": "ended",
             "ended_at": to_datetime(event.ended_at),
             "score": event.best_score,
             "box": event.best_box.to_list() if event.best_box else None,
         }
-        if event.snapshot is not None:
-            key = object_key(event.site, event.camera_id, event.started_at, f"{event.id}.jpg")
-            stored = self.store.put(key, event.snapshot, "image/jpeg", metadata)
-            values.update(snapshot_key=stored.key, snapshot_sha256=stored.sha256)
         clip_start = event.started_at - self.clips.pre_roll_s
         clip_end = event.ended_at + self.clips.post_roll_s
         packets = self.rings[event.camera_id].window(clip_start, clip_end, anchor=event.started_at)
-        if packets:
-            with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch:
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch:
+            if event.snapshot is not None:
+                path = Path(scratch) / f"{event.id}.jpg"
+                path.write_bytes(event.snapshot)
+                key = object_key(event.site, event.camera_id, event.started_at, path.name)
+                kind_tags = {**tags, "kind": "snapshot"}
+                self.spool.add(path, key, "image/jpeg", metadata, "snapshot", kind_tags)
+            if packets:
                 path = Path(scratch) / f"{event.id}.mp4"
                 self._write_clip(event.camera_id, packets, path)
-                key = object_key(event.site, event.camera_id, event.started_at, f"{event.id}.mp4")
-                stored = self.store.put(key, path.read_bytes(), "video/mp4", metadata)
-            values.update(
+                key = object_key(event.site, event.camera_id, event.started_at, path.name)
+                clip_metadata = {
+                    **metadata,
+                    "clip-start": _iso(packets[0].wall_time),
+                    "clip-end": _iso(packets[-1].wall_time),
+                }
+                kind_tags = {**tags, "kind": "clip"}
+                self.spool.add(path, key, "video/mp4", clip_metadata, "clip", kind_tags)
+            else:
+                values["clip_error"] = "no packets of the clip window were still in the ring"
+        self.index.finish_event(event, **values)
+        log.info("event %s ended; its clip and snapshot are spooled", event.id)
+
+    def uploaded(self, entry: SpoolEntry, stored: StoredObject) -> None:
+        """The uploader's callback for clips and snapshots: the verified object's key and
+        hash go to the event's row. Idempotent, and needs nothing but the entry's metadata,
+        so it works as well for an entry replayed after a restart."""
+        meta = entry.metadata
+        event = Event(
+            meta["camera"],
+            meta["site"],
+            meta["event-type"],
+            "",
+            "",
+            "",
+            _epoch(meta["start"]),
+            _epoch(meta["end"]),
+            id=meta["event-id"],
+        )
+        if entry.kind == "snapshot":
+            self.index.finish_event(event, snapshot_key=stored.key, snapshot_sha256=stored.sha256)
+        elif entry.kind == "clip":
+            # state and end too: the process may have died between spooling and indexing
+            self.index.finish_event(
+                event,
+                state="ended",
+                ended_at=datetime.fromisoformat(meta["end"]),
                 clip_key=stored.key,
                 clip_sha256=stored.sha256,
-                clip_start=to_datetime(packets[0].wall_time),
-                clip_end=to_datetime(packets[-1].wall_time),
+                clip_start=datetime.fromisoformat(meta["clip-start"]),
+                clip_end=datetime.fromisoformat(meta["clip-end"]),
+                clip_error=None,  # a worker that took the camera over may have given up on it
             )
-        else:
-            values["clip_error"] = "no packets of the clip window were still in the ring"
-        self.index.finish_event(event, **values)
-        log.info("event %s stored (clip %s)", event.id, values.get("clip_key"))
+        log.info("event %s: %s %s stored", event.id, entry.kind, stored.key)
 
     def _write_clip(self, camera_id: str, packets: list[EncodedPacket], path: Path) -> None:
         privacy = self.privacy.get(camera_id)
@@ -170,3 +225,32 @@ class EventRecorder:
         if key not in self._maskers:
             self._maskers[key] = FaceMasker(privacy)
         mask_to_mp4(packets, path, self._maskers[key], privacy.clip_detect_every)
+
+
+def _iso(epoch: float) -> str:
+    stamp = to_datetime(epoch)
+    assert stamp is not None
+    return stamp.isoformat()
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def event_metadata(event: Event) -> dict[str, str]:
+    """The user metadata of an event's objects (S3 allows ASCII only: ids and types are).
+
+    Example:
+        >>> e = Event("gate", "hq", "loitering", "person", "z", "low", 0.0, 1.0, ended_at=2.0)
+        >>> sorted(event_metadata(e).items())[-1]
+        ('start', '1970-01-01T00:00:00+00:00')
+    """
+    assert event.ended_at is not None
+    return {
+        "site": event.site,
+        "camera": event.camera_id,
+        "event-id": event.id,
+        "event-type": event.type,
+        "start": _iso(event.started_at),
+        "end": _iso(event.ended_at),
+    }
