@@ -1,22 +1,28 @@
-"""FastAPI application: events, their clip and snapshot, and camera status."""
+"""FastAPI application: events, their media and evidence, camera status and recordings."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 
 import urllib3
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from minio.error import S3Error
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.config import ApiConfig
 from ingest.config import CameraConfig
 from ingest.redact import redact_text
+from storage.clips import ClipError
+from storage.evidence import Evidence
 from storage.index import CameraStatusRow, EventIndex, EventQuery, EventRow
 from storage.objects import ObjectStore
+from storage.recording import export_range, segments_between
 
 
 class EventOut(BaseModel):
@@ -57,6 +63,31 @@ class EventOut(BaseModel):
 class EventPage(BaseModel):
     items: list[EventOut]
     next_cursor: str | None
+
+
+class VerificationOut(BaseModel):
+    """One stored object of the event, re-read and re-hashed."""
+
+    kind: Literal["clip", "snapshot"]
+    ok: bool
+    expected_sha256: str
+    actual_sha256: str | None
+    problem: str
+
+
+class HoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=256)
+
+
+class CustodyOut(BaseModel):
+    action: str
+    actor: str
+    client: str | None
+    detail: str
+    at: datetime
+    media: Literal["clip", "snapshot"] | None
 
 
 class CameraOut(BaseModel):
@@ -148,6 +179,14 @@ def create_app(
 ) -> FastAPI:
     """The API over `index` and `store`; `cameras` are the configured ones (never with secrets)."""
     app = FastAPI(title="Xueliang", version="0.1.0")
+    evidence = Evidence(index, store)
+
+    def actor(request: Request) -> tuple[str, str | None]:
+        """Who is asking (until API keys exist, everyone is "anonymous") and from where."""
+        return "anonymous", request.client.host if request.client else None
+
+    def kind_of(row: EventRow, key: str | None) -> Literal["clip", "snapshot"] | None:
+        return "clip" if key == row.clip_key else "snapshot" if key == row.snapshot_key else None
 
     def event_or_404(event_id: str) -> EventRow:
         row = index.get_event(event_id)
@@ -207,13 +246,97 @@ def create_app(
     def get_event(event_id: str) -> EventOut:
         return EventOut.of(event_or_404(event_id))
 
+    def fetched(
+        request: Request, event_id: str, what: Literal["clip", "snapshot"], redirect: bool
+    ) -> StreamingResponse | RedirectResponse:
+        """An event's clip or snapshot, its fetch written to the custody log first."""
+        row = event_or_404(event_id)
+        key = row.clip_key if what == "clip" else row.snapshot_key
+        response = media(key, "video/mp4" if what == "clip" else "image/jpeg", redirect, what)
+        name, client = actor(request)
+        evidence.record(event_id, "fetch", name, key, client, "presigned" if redirect else "")
+        return response
+
     @app.get("/api/events/{event_id}/clip", response_model=None)
-    def get_clip(event_id: str, redirect: bool = False) -> StreamingResponse | RedirectResponse:
-        return media(event_or_404(event_id).clip_key, "video/mp4", redirect, "clip")
+    def get_clip(
+        request: Request, event_id: str, redirect: bool = False
+    ) -> StreamingResponse | RedirectResponse:
+        return fetched(request, event_id, "clip", redirect)
 
     @app.get("/api/events/{event_id}/snapshot", response_model=None)
-    def get_snapshot(event_id: str, redirect: bool = False) -> StreamingResponse | RedirectResponse:
-        return media(event_or_404(event_id).snapshot_key, "image/jpeg", redirect, "snapshot")
+    def get_snapshot(
+        request: Request, event_id: str, redirect: bool = False
+    ) -> StreamingResponse | RedirectResponse:
+        return fetched(request, event_id, "snapshot", redirect)
+
+    @app.post("/api/events/{event_id}/verify")
+    def verify_event(request: Request, event_id: str) -> list[VerificationOut]:
+        """Re-read the event's media from storage and compare their SHA-256 with the index."""
+        row = event_or_404(event_id)
+        try:
+            results = evidence.verify_event(event_id, actor(request)[0])
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise HTTPException(503, "object storage is unreachable") from None
+        return [
+            VerificationOut(
+                kind=kind_of(row, r.key) or "clip", ok=r.ok, expected_sha256=r.expected,
+                actual_sha256=r.actual, problem=r.problem,
+            )
+            for r in results
+        ]  # fmt: skip
+
+    @app.put("/api/events/{event_id}/hold", status_code=204)
+    def place_hold(request: Request, event_id: str, hold: HoldIn) -> None:
+        """A legal hold: the event's media are kept whatever the retention policy says."""
+        event_or_404(event_id)
+        evidence.hold(event_id, actor(request)[0], hold.reason)
+
+    @app.delete("/api/events/{event_id}/hold", status_code=204)
+    def release_hold(request: Request, event_id: str) -> None:
+        event_or_404(event_id)
+        evidence.release(event_id, actor(request)[0])
+
+    @app.get("/api/events/{event_id}/custody")
+    def custody(event_id: str) -> list[CustodyOut]:
+        """Who fetched, verified or held the event's media, and when, oldest first."""
+        row = event_or_404(event_id)
+        return [
+            CustodyOut(
+                action=c.action, actor=c.actor, client=c.client, detail=c.detail, at=c.at,
+                media=kind_of(row, c.object_key),
+            )
+            for c in evidence.custody(event_id)
+        ]  # fmt: skip
+
+    @app.get("/api/cameras/{camera_id}/recording", response_class=FileResponse)
+    def export_recording(
+        camera_id: str,
+        start: Annotated[datetime, Query(description="from (ISO 8601)")],
+        end: Annotated[datetime, Query(description="until (ISO 8601)")],
+        background: BackgroundTasks,
+    ) -> FileResponse:
+        """The camera's continuous recording from `start` to `end` as one MP4, stitched from
+        its segments without re-encoding (from the keyframe at or before `start`)."""
+        since, until = as_utc(start), as_utc(end)
+        assert since is not None and until is not None
+        if until <= since or until - since > timedelta(seconds=settings.export_max_s):
+            raise HTTPException(
+                422, f"end must be after start, by {settings.export_max_s} s at most"
+            )
+        with index.sessions() as session:
+            rows = segments_between(session, camera_id, since.timestamp(), until.timestamp())
+        if not rows:
+            raise HTTPException(404, "no recording of this camera covers that time")
+        scratch = Path(tempfile.mkdtemp(prefix="xueliang-export-"))
+        background.add_task(shutil.rmtree, scratch, True)
+        target = scratch / f"{camera_id}.mp4"
+        try:
+            export_range(rows, store.read, since.timestamp(), until.timestamp(), target)
+        except ClipError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except (S3Error, urllib3.exceptions.HTTPError, OSError):
+            raise HTTPException(503, "object storage is unreachable") from None
+        return FileResponse(target, media_type="video/mp4", filename=target.name)
 
     @app.get("/api/cameras")
     def list_cameras() -> list[CameraOut]:

@@ -11,3 +11,6 @@ class ApiConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     page_limit: int = Field(200, ge=1, description="largest page of events one request gets")
+    export_max_s: float = Field(
+        3600.0, gt=0, description="longest recording one request exports (a temporary file)"
+    )

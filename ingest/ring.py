@@ -125,6 +125,27 @@ class PacketRing:
         best = max((from_start(run) for run in runs.values()), key=score, default=[])
         return best if score(best)[1] else []
 
+    def gops_after(self, after: float, include_open: bool = False) -> list[list[EncodedPacket]]:
+        """The GOPs whose first packet arrived after wall time `after`, oldest first; the
+        newest, still growing, only with `include_open`.
+
+        Example:
+            >>> from fractions import Fraction
+            >>> info = StreamInfo("h264", 2, 2, Fraction(1, 90000), None, 1)
+            >>> ring = PacketRing(max_seconds=10)
+            >>> for t in range(12):
+            ...     ring.append(EncodedPacket(b"x", t, t, t % 5 == 0, float(t), info))
+            >>> [[p.wall_time for p in gop] for gop in ring.gops_after(-1.0)]
+            [[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0, 9.0]]
+        """
+        with self._lock:
+            newest = self._gops[-1] if self._gops else None
+            return [
+                list(gop)
+                for gop in self._gops
+                if gop[0].wall_time > after and (include_open or gop is not newest)
+            ]
+
     @property
     def seconds(self) -> float:
         """How much time the ring holds now."""

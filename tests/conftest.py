@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from storage.config import EmbeddedS3Config
+from storage.embedded import EmbeddedS3Server
+from storage.objects import ObjectStore
 from tests.media import corrupt_copy
-from tests.servers import CHECKOUT, RtspCamera
+from tests.servers import CHECKOUT, RtspCamera, free_port
 from xueliang.samples import encode, encode_h264
 
 SAMPLES = CHECKOUT / "data" / "samples"
@@ -31,6 +34,20 @@ def vtest_avi() -> Path:
 def carphone_mp4() -> Path:
     """A man talking in a car, his face filling the picture (176x144, 4 s)."""
     return sample("carphone_pristine.mp4")
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """A real S3 server for the session: SeaweedFS, started as the embedded default is."""
+    config = EmbeddedS3Config(data_dir=tmp_path_factory.mktemp("s3"), port=free_port())
+    server = EmbeddedS3Server(config)
+    server.start()
+    try:
+        store = ObjectStore.from_config(config)
+        store.ensure_bucket()
+        yield store
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 
 from common.types import BGRImage
+from ingest.ring import CodecTemplate, EncodedPacket, StreamInfo
+from tests.clips import START
 
 
 def decode_jpeg(data: bytes) -> BGRImage:
@@ -49,3 +51,25 @@ def corrupt_copy(source: Path, target: Path, every: int = 5, seed: int = 1) -> P
                 packet.stream = video_out
                 dst.mux(packet)
     return target
+
+
+def camera_packets(path: Path, start: float = START) -> list[EncodedPacket]:
+    """The packets of `path` as a camera's stream worker puts them in its ring, the first
+    arriving at wall time `start`."""
+    packets = []
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        assert video.time_base is not None
+        context = video.codec_context
+        info = StreamInfo(
+            context.name, context.width, context.height, video.time_base, CodecTemplate(video), 1
+        )
+        for packet in container.demux(video):
+            if packet.size and packet.pts is not None:
+                wall = start + float(packet.pts * video.time_base)
+                packets.append(
+                    EncodedPacket(
+                        bytes(packet), packet.pts, packet.dts, packet.is_keyframe, wall, info
+                    )
+                )
+    return packets

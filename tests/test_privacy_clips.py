@@ -8,7 +8,6 @@ import hashlib
 import io
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,41 +22,20 @@ import pytest
 import storage.recorder
 from analytics.privacy import FaceDetector, FaceMasker, PrivacyConfig
 from common.types import BGRImage, Box, Event
-from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
+from ingest.ring import EncodedPacket, PacketRing
 from storage.clips import mask_to_mp4, remux_to_mp4
-from storage.config import ClipConfig, EmbeddedS3Config
-from storage.embedded import EmbeddedS3Server
+from storage.config import ClipConfig
 from storage.index import EventIndex
 from storage.objects import SHA256_META, ObjectStore
 from storage.recorder import EventRecorder
-from tests.servers import Pipeline, RtspCamera, free_port, pipeline_config, running
+from tests.clips import START
+from tests.media import camera_packets
+from tests.servers import Pipeline, RtspCamera, pipeline_config, running
 from xueliang.samples import encode
 
-START = 1_700_000_000.0  # wall time of the clip's first packet
 MARGIN = 0.15  # FaceBlurrer's default: how far beyond a face box the blur reaches
 
 Decoded = list[tuple[float, BGRImage]]  # (presentation time in s, picture) per frame
-
-
-def camera_packets(path: Path) -> list[EncodedPacket]:
-    """The packets of `path` as a camera's stream worker puts them in its ring."""
-    packets = []
-    with av.open(str(path)) as container:
-        video = container.streams.video[0]
-        assert video.time_base is not None
-        context = video.codec_context
-        info = StreamInfo(
-            context.name, context.width, context.height, video.time_base, CodecTemplate(video), 1
-        )
-        for packet in container.demux(video):
-            if packet.size and packet.pts is not None:
-                wall = START + float(packet.pts * video.time_base)
-                packets.append(
-                    EncodedPacket(
-                        bytes(packet), packet.pts, packet.dts, packet.is_keyframe, wall, info
-                    )
-                )
-    return packets
 
 
 def opened(source: Path | bytes) -> av.container.InputContainer:
@@ -206,25 +184,9 @@ def test_an_h265_camera_clip_is_masked_to_h264(
     assert_faces_hidden(decode(target), decode(source), faces)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
-    """A real S3 server: SeaweedFS as the embedded default starts it."""
-    config = EmbeddedS3Config(
-        data_dir=tmp_path_factory.mktemp("s3"), port=free_port(), bucket="privacy-test"
-    )
-    server = EmbeddedS3Server(config)
-    server.start()
-    try:
-        store = ObjectStore.from_config(config)
-        store.ensure_bucket()
-        yield store
-    finally:
-        server.stop()
-
-
 @pytest.mark.integration
 def test_the_recorder_stores_masked_clips_of_private_cameras_only(
-    store: ObjectStore,
+    object_store: ObjectStore,
     packets: list[EncodedPacket],
     originals: Decoded,
     faces: list[list[Box]],
@@ -239,7 +201,7 @@ def test_the_recorder_stores_masked_clips_of_private_cameras_only(
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     clips = ClipConfig(pre_roll_s=0.0, post_roll_s=0.0)
     privacy = {"private": PrivacyConfig(enabled=True), "public": PrivacyConfig()}
-    recorder = EventRecorder(index, store, rings, clips, tmp_path / "work", privacy)
+    recorder = EventRecorder(index, object_store, rings, clips, tmp_path / "work", privacy)
     recorder.start()
     end = packets[-1].wall_time
     events = {
@@ -256,8 +218,8 @@ def test_the_recorder_stores_masked_clips_of_private_cameras_only(
     for camera, event in events.items():
         row = index.get_event(event.id)
         assert row is not None and row.clip_key is not None and row.clip_error is None
-        data = store.read(row.clip_key)
-        head = store.client.stat_object(store.bucket, row.clip_key)
+        data = object_store.read(row.clip_key)
+        head = object_store.client.stat_object(object_store.bucket, row.clip_key)
         assert head.size == len(data) and head.metadata is not None
         digest = hashlib.sha256(data).hexdigest()
         assert row.clip_sha256 == head.metadata[f"x-amz-meta-{SHA256_META}"] == digest
@@ -337,7 +299,7 @@ def test_a_private_camera_clip_from_the_running_pipeline_hides_the_face(
 
 @pytest.mark.integration
 def test_a_long_masked_clip_does_not_delay_new_events(
-    store: ObjectStore,
+    object_store: ObjectStore,
     packets: list[EncodedPacket],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -358,7 +320,9 @@ def test_a_long_masked_clip_does_not_delay_new_events(
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     clips = ClipConfig(pre_roll_s=0.0, post_roll_s=0.0)
     privacy = {"private": PrivacyConfig(enabled=True)}
-    recorder = EventRecorder(index, store, {"private": ring}, clips, tmp_path / "work", privacy)
+    recorder = EventRecorder(
+        index, object_store, {"private": ring}, clips, tmp_path / "work", privacy
+    )
     recorder.start()
     try:
         end = packets[-1].wall_time

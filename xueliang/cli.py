@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -83,19 +84,35 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from common.periodic import Periodic
+    from storage.evidence import Evidence
     from storage.index import EventIndex
-    from storage.objects import ObjectStore
+    from storage.retention import RetentionSweeper
 
     setup_logging("api")
     config = _load(args.config)
+    index, store = EventIndex.connect(config.index.url), config.object_store()
     app = create_app(
-        EventIndex.connect(config.index.url),
-        ObjectStore.from_config(config.storage),
-        config.cameras,
-        config.api,
-        heartbeat_stale_s=3 * config.ingest.heartbeat_s,
+        index, store, config.cameras, config.api, heartbeat_stale_s=3 * config.ingest.heartbeat_s
     )
-    uvicorn.run(app, host=config.api.host, port=config.api.port, log_config=None)
+    # The deployment's one API process also keeps its evidence: audits and retention.
+    evidence = Evidence(index, store)
+    recheck = timedelta(days=config.evidence.recheck_days)
+    chores = [
+        Periodic("integrity-audit", config.evidence.audit_every_s, lambda: evidence.audit(recheck)),
+        Periodic(
+            "retention",
+            config.retention.sweep_every_s,
+            RetentionSweeper(index, store, evidence, config.retention).sweep,
+        ),
+    ]
+    for chore in chores:
+        chore.start()
+    try:
+        uvicorn.run(app, host=config.api.host, port=config.api.port, log_config=None)
+    finally:
+        for chore in chores:
+            chore.stop()
     return 0
 
 

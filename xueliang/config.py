@@ -18,7 +18,17 @@ from analytics.rules import LineConfig
 from api.config import ApiConfig
 from ingest.config import CameraConfig as StreamCameraConfig
 from ingest.config import IngestConfig, StrictModel
-from storage.config import ClipConfig, EmbeddedS3Config, IndexConfig, S3Config
+from storage.config import (
+    ClipConfig,
+    EmbeddedS3Config,
+    EvidenceConfig,
+    IndexConfig,
+    RecordingConfig,
+    S3Config,
+    SpoolConfig,
+)
+from storage.objects import ObjectStore
+from storage.retention import RetentionConfig
 
 
 class CameraConfig(StreamCameraConfig):
@@ -29,6 +39,7 @@ class CameraConfig(StreamCameraConfig):
     motion: GateConfig = Field(default_factory=GateConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
 
     def rules(self) -> CameraRules:
         """What analytics watches for on this camera."""
@@ -44,6 +55,9 @@ class Config(StrictModel):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     clips: ClipConfig = Field(default_factory=ClipConfig)
     storage: S3Config = Field(default_factory=EmbeddedS3Config)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     data_dir: Path = Path("data")
@@ -71,7 +85,19 @@ class Config(StrictModel):
                 f"ingest.ring_s ({self.ingest.ring_s:g}) must cover the longest clip: pre_roll "
                 f"+ max_duration + max(post_roll, end_after) = {longest:g} s"
             )
+        for camera in self.cameras:
+            # A segment is cut once the GOP after it has begun: the ring must still hold it.
+            if camera.recording.enabled and self.ingest.ring_s < camera.recording.segment_s + 20:
+                raise ValueError(
+                    f"ingest.ring_s ({self.ingest.ring_s:g}) must exceed camera "
+                    f"{camera.id!r}'s recording.segment_s ({camera.recording.segment_s:g}) by "
+                    "20 s (a GOP and the time to cut it)"
+                )
         return self
+
+    def object_store(self) -> ObjectStore:
+        """The configured bucket, with the evidence settings when WORM is on."""
+        return ObjectStore.from_config(self.storage, self.evidence if self.evidence.worm else None)
 
 
 class ConfigError(Exception):

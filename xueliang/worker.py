@@ -1,4 +1,5 @@
-"""A worker process: the cameras it holds leases for, one analytics loop, the recorder."""
+"""A worker process: the cameras it holds leases for, one analytics loop, the recorder, the
+spool and its uploader."""
 
 from __future__ import annotations
 
@@ -11,29 +12,20 @@ import time
 
 from analytics.detectors import create_detector
 from analytics.pipeline import AnalyticsLoop
+from common.backoff import Backoff
+from common.types import Event
 from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.ring import PacketRing
 from storage.index import CameraStatusRow, EventIndex, to_datetime, utcnow
 from storage.leases import CameraLeases
-from storage.objects import ObjectStore
 from storage.recorder import EventRecorder
+from storage.recording import SegmentRecorder
+from storage.spool import Spool, SpoolReport
+from storage.uploader import Uploader
 from xueliang.config import CameraConfig, Config
 
 log = logging.getLogger(__name__)
-S3_WAIT_S = 60.0
-
-
-def _wait_for_bucket(store: ObjectStore, stop: threading.Event) -> None:
-    deadline = time.monotonic() + S3_WAIT_S
-    while True:
-        try:
-            store.ensure_bucket()
-            return
-        except Exception as exc:
-            if time.monotonic() > deadline or stop.is_set():
-                raise
-            log.warning("object storage not reachable yet (%s); retrying", type(exc).__name__)
-            stop.wait(1.0)
+FULL_REPORT_EVERY_S = 60.0  # one storage_full event per camera and minute, not one per clip
 
 
 def _status_row(site: str, worker_id: str, health: CameraHealth) -> CameraStatusRow:
@@ -67,13 +59,18 @@ class Worker:
         self.worker_id = worker_id
         self.cameras_by_id: dict[str, CameraConfig] = {c.id: c for c in config.cameras if c.enabled}
         self.index = EventIndex.connect(config.index.url)
-        self.store = ObjectStore.from_config(config.storage)
+        self.store = config.object_store()
         self.leases = CameraLeases(self.index, worker_id, config.ingest.lease_s)
         self.rings: dict[str, PacketRing] = {}
         self.running: dict[str, Camera] = {}
+        # Each worker has a slot of the data dir's spool and its share of the size limit.
+        spool = config.spool
+        share = spool.model_copy(update={"max_bytes": max(1, spool.max_bytes // config.workers)})
+        self.spool = Spool(config.data_dir / "spool", share, self._on_spool_report)
+        self._last_full: dict[str, float] = {}
         self.recorder = EventRecorder(
             self.index,
-            self.store,
+            self.spool,
             self.rings,
             config.clips,
             config.data_dir / "work",
@@ -85,6 +82,38 @@ class Worker:
             config.analytics.events,
             self.recorder,
         )
+        self.recording = SegmentRecorder(self.spool, self.index, config.data_dir / "work")
+        self.uploader = Uploader(
+            self.spool,
+            self.store,
+            {
+                "clip": self.recorder.uploaded,
+                "snapshot": self.recorder.uploaded,
+                "recording": self.recording.uploaded,
+            },
+            Backoff(spool.retry_min_s, spool.retry_max_s),
+            spool.verify_etag,
+        )
+
+    def _on_spool_report(self, report: SpoolReport) -> None:
+        """A quarantined spool file or a full spool becomes an event of the camera it
+        concerns, so operators see it where they see everything else."""
+        camera_id, site = report.metadata.get("camera"), report.metadata.get("site")
+        if report.what == "evicted" or camera_id is None or site is None:
+            return
+        now = time.time()
+        kind = "spool_quarantine" if report.what == "quarantined" else "storage_full"
+        if kind == "storage_full":
+            if now - self._last_full.get(camera_id, 0.0) < FULL_REPORT_EVERY_S:
+                return
+            self._last_full[camera_id] = now
+        event = Event(
+            camera_id, site, kind, "", "", "high", now, now, ended_at=now,
+            detail=f"{report.kind} {report.detail}"[:64],
+        )  # fmt: skip
+        self.index.finish_event(
+            event, state="ended", ended_at=to_datetime(now), clip_error=f"{kind}: {report.key}"
+        )
 
     def _on_change(self, change: StateChange) -> None:
         site = self.cameras_by_id[change.camera_id].site
@@ -92,6 +121,13 @@ class Worker:
 
     def start_camera(self, camera_id: str) -> None:
         config = self.cameras_by_id[camera_id]
+        orphans = self.index.end_orphans(
+            camera_id, utcnow(), "interrupted: the worker recording it stopped"
+        )
+        if orphans:
+            log.warning(
+                "camera %s: %d event(s) left active by a stopped worker ended", camera_id, orphans
+            )
         ring = PacketRing(self.config.ingest.ring_s, self.config.ingest.ring_max_bytes)
         self.rings[camera_id] = ring
         rules = config.rules()
@@ -99,6 +135,8 @@ class Worker:
         on_frame = self.analytics.submit if rules.needs_frames else None
         camera = Camera(config, self.config.ingest, ring, on_frame, self._on_change)
         camera.start()
+        if config.recording.enabled:
+            self.recording.add_camera(camera_id, config.site, ring, config.recording.segment_s)
         self.running[camera_id] = camera
         log.info("worker %s took camera %s", self.worker_id, camera_id)
 
@@ -108,6 +146,7 @@ class Worker:
             camera.stop()
         for camera in cameras:
             camera.join()
+            self.recording.remove_camera(camera.config.id)  # the rest of its recording
             self.analytics.remove_camera(camera.config.id)
             log.info("worker %s gave up camera %s", self.worker_id, camera.config.id)
 
@@ -132,8 +171,10 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set, then shut down without losing events or holding leases."""
-        _wait_for_bucket(self.store, stop)
+        self.spool.open()  # what a previous run left is uploaded first (oldest first)
+        self.uploader.start()
         self.recorder.start()
+        self.recording.start()
         self.analytics.start()
         settings = self.config.ingest
         next_lease = 0.0
@@ -147,7 +188,10 @@ class Worker:
         log.info("worker %s stopping", self.worker_id)
         self.stop_cameras(list(self.running))
         self.analytics.stop()
+        self.recording.stop()
         self.recorder.stop()
+        self.uploader.stop(self.config.spool.drain_s)
+        self.spool.close()
         self.leases.leave()
 
 

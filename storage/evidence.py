@@ -1,0 +1,275 @@
+"""Evidence integrity: stored objects checked against the hashes recorded when they were
+made, legal holds that keep an event's media from deletion, and the chain-of-custody log of
+who did what with it and when."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from minio.error import S3Error
+from sqlalchemy import Boolean, Index, Integer, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from storage.index import Base, EventIndex, EventRow, UTCDateTime, utcnow
+from storage.objects import SHA256_META, ObjectStore
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+
+
+class CustodyRow(Base):
+    """One entry of the chain-of-custody log: `actor` did `action` on an event's object."""
+
+    __tablename__ = "custody_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(32))
+    object_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    action: Mapped[str] = mapped_column(String(32))  # fetch, verify, hold, release
+    actor: Mapped[str] = mapped_column(String(128))
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str] = mapped_column(String(256), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_custody_event_at", "event_id", "at"),)
+
+
+class IntegrityCheckRow(Base):
+    """The result of re-reading and re-hashing one stored object."""
+
+    __tablename__ = "integrity_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(32))
+    object_key: Mapped[str] = mapped_column(String(256))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    expected_sha256: Mapped[str] = mapped_column(String(64))
+    actual_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    problem: Mapped[str] = mapped_column(String(256), default="")
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_integrity_event_checked", "event_id", "checked_at"),)
+
+
+class LegalHoldRow(Base):
+    """A legal hold on an event: its media are not deleted while it is in place."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(256))
+    placed_by: Mapped[str] = mapped_column(String(128))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    released_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_legal_holds_event", "event_id"),)
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """One object re-read: `ok` when its bytes hash to the SHA-256 recorded in the index
+    and in its own metadata."""
+
+    key: str
+    ok: bool
+    expected: str
+    actual: str | None
+    problem: str = ""
+
+
+def verify_object(store: ObjectStore, key: str, expected: str) -> Verification:
+    """Re-read `key` and compare its SHA-256 with `expected` and with its metadata's.
+
+    Example:
+        >>> verify_object(store, "hq/gate/2026/01/01/e1.mp4", row.clip_sha256)  # doctest: +SKIP
+        Verification(key='hq/gate/2026/01/01/e1.mp4', ok=True, ...)
+    """
+    try:
+        stat = store.client.stat_object(store.bucket, key)
+        response = store.client.get_object(store.bucket, key)
+    except S3Error as error:
+        return Verification(key, False, expected, None, f"cannot be read: {error.code}")
+    try:
+        digest = hashlib.sha256()
+        for chunk in response.stream(CHUNK):
+            digest.update(chunk)
+    finally:
+        response.close()
+        response.release_conn()
+    actual = digest.hexdigest()
+    recorded = (stat.metadata or {}).get(f"x-amz-meta-{SHA256_META}")
+    if actual != expected:
+        return Verification(key, False, expected, actual, "content does not match the index")
+    if recorded != expected:
+        return Verification(key, False, expected, actual, "metadata hash does not match")
+    return Verification(key, True, expected, actual)
+
+
+class Evidence:
+    """Integrity checks, legal holds and the custody log of one deployment's events.
+
+    Every operation on an event's media names its `actor` (an API key's name, "audit" for
+    the periodic check) and is written to the custody log.
+
+    Example:
+        >>> evidence = Evidence(index, store)  # doctest: +SKIP
+        >>> [v.ok for v in evidence.verify_event(event_id, actor="operator-7")]  # doctest: +SKIP
+        [True, True]
+    """
+
+    def __init__(self, index: EventIndex, store: ObjectStore) -> None:
+        self.index = index
+        self.store = store
+        self._locked: bool | None = None
+
+    def bucket_locked(self) -> bool:
+        """Whether the bucket was made with object lock (asked once)."""
+        if self._locked is None:
+            try:
+                self.store.client.get_object_lock_config(self.store.bucket)
+                self._locked = True
+            except S3Error:
+                self._locked = False
+        return self._locked
+
+    def record(
+        self,
+        event_id: str,
+        action: str,
+        actor: str,
+        object_key: str | None = None,
+        client: str | None = None,
+        detail: str = "",
+    ) -> None:
+        """Append to the custody log."""
+        with self.index.sessions.begin() as session:
+            session.add(
+                CustodyRow(
+                    event_id=event_id,
+                    object_key=object_key,
+                    action=action,
+                    actor=actor,
+                    client=client,
+                    detail=detail[:256],
+                )
+            )
+
+    def custody(self, event_id: str) -> list[CustodyRow]:
+        """The custody log of an event, oldest first."""
+        with self.index.sessions() as session:
+            statement = select(CustodyRow).where(CustodyRow.event_id == event_id)
+            return list(session.scalars(statement.order_by(CustodyRow.at, CustodyRow.id)))
+
+    def verify_event(self, event_id: str, actor: str) -> list[Verification]:
+        """Re-read and re-hash an event's clip and snapshot; each result is recorded."""
+        row = self.index.get_event(event_id)
+        if row is None:
+            raise KeyError(event_id)
+        stored = [
+            (key, sha)
+            for key, sha in (
+                (row.clip_key, row.clip_sha256),
+                (row.snapshot_key, row.snapshot_sha256),
+            )
+            if key is not None and sha is not None
+        ]
+        results = [verify_object(self.store, key, sha) for key, sha in stored]
+        with self.index.sessions.begin() as session:
+            for result in results:
+                session.add(
+                    IntegrityCheckRow(
+                        event_id=event_id,
+                        object_key=result.key,
+                        ok=result.ok,
+                        expected_sha256=result.expected,
+                        actual_sha256=result.actual,
+                        problem=result.problem,
+                    )
+                )
+                session.add(
+                    CustodyRow(
+                        event_id=event_id,
+                        object_key=result.key,
+                        action="verify",
+                        actor=actor,
+                        detail="ok" if result.ok else result.problem,
+                    )
+                )
+        for result in results:
+            if not result.ok:
+                log.error(
+                    "evidence of event %s failed verification: %s: %s",
+                    event_id,
+                    result.key,
+                    result.problem,
+                )
+        return results
+
+    def hold(self, event_id: str, actor: str, reason: str) -> None:
+        """Place a legal hold on an event: the retention sweeper keeps its media, and on a
+        bucket with object lock the server refuses to delete them too."""
+        if self.index.get_event(event_id) is None:
+            raise KeyError(event_id)
+        with self.index.sessions.begin() as session:
+            if self._active_hold(session, event_id) is None:
+                session.add(LegalHoldRow(event_id=event_id, reason=reason[:256], placed_by=actor))
+        self._s3_hold(event_id, on=True)
+        self.record(event_id, "hold", actor, detail=reason)
+
+    def release(self, event_id: str, actor: str) -> None:
+        with self.index.sessions.begin() as session:
+            hold = self._active_hold(session, event_id)
+            if hold is None:
+                return
+            hold.released_by, hold.released_at = actor, utcnow()
+        self._s3_hold(event_id, on=False)
+        self.record(event_id, "release", actor)
+
+    def held(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of `event_ids` are under a legal hold now."""
+        with self.index.sessions() as session:
+            statement = select(LegalHoldRow.event_id).where(
+                LegalHoldRow.event_id.in_(event_ids), LegalHoldRow.released_at.is_(None)
+            )
+            return set(session.scalars(statement))
+
+    @staticmethod
+    def _active_hold(session: Session, event_id: str) -> LegalHoldRow | None:
+        statement = select(LegalHoldRow).where(
+            LegalHoldRow.event_id == event_id, LegalHoldRow.released_at.is_(None)
+        )
+        return session.scalars(statement).first()
+
+    def _s3_hold(self, event_id: str, on: bool) -> None:
+        """The server's own legal hold, where the bucket has object lock (WORM)."""
+        row = self.index.get_event(event_id)
+        if row is None or not self.bucket_locked():
+            return
+        for key in (row.clip_key, row.snapshot_key):
+            if key is None:
+                continue
+            if on:
+                self.store.client.enable_object_legal_hold(self.store.bucket, key)
+            else:
+                self.store.client.disable_object_legal_hold(self.store.bucket, key)
+
+    def audit(self, older_than: timedelta, batch: int = 100) -> list[Verification]:
+        """Verify up to `batch` ended events whose media were last checked longer ago than
+        `older_than` (or never), oldest first: the periodic audit."""
+        since = utcnow() - older_than
+        with self.index.sessions() as session:
+            recent = select(IntegrityCheckRow.event_id).where(IntegrityCheckRow.checked_at > since)
+            statement = (
+                select(EventRow.id)
+                .where(EventRow.clip_key.is_not(None), EventRow.id.not_in(recent))
+                .order_by(EventRow.seq)
+                .limit(batch)
+            )
+            due = list(session.scalars(statement))
+        return [result for event_id in due for result in self.verify_event(event_id, "audit")]

@@ -1,0 +1,180 @@
+"""Retention: event media and recordings older than their camera's policy (or beyond its
+byte budget) are deleted, objects and index rows together; nothing under a legal hold or an
+unexpired object-lock retention is ever deleted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from minio.error import S3Error
+from pydantic import Field
+from sqlalchemy import delete, select
+
+from ingest.config import StrictModel
+from storage.evidence import Evidence
+from storage.index import EventIndex, EventRow, utcnow
+from storage.objects import ObjectStore
+from storage.recording import RecordingRow
+
+log = logging.getLogger(__name__)
+
+
+class RetentionPolicy(StrictModel):
+    """How long, and how much, a camera keeps; None: no limit of that kind."""
+
+    event_days: float | None = Field(30.0, gt=0, description="event clips and snapshots")
+    recording_days: float | None = Field(7.0, gt=0, description="continuous recording")
+    recording_max_bytes: int | None = Field(None, gt=0, description="per camera, newest kept")
+
+
+class RetentionConfig(StrictModel):
+    """The default policy, replaced whole by a site's, which a camera's replaces in turn.
+
+    Example:
+        >>> config = RetentionConfig(sites={"hq": RetentionPolicy(event_days=90)})
+        >>> config.policy("hq", "gate").event_days, config.policy("shop-7", "door").event_days
+        (90.0, 30.0)
+    """
+
+    default: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    sites: dict[str, RetentionPolicy] = Field(default_factory=dict)
+    cameras: dict[str, RetentionPolicy] = Field(default_factory=dict)
+    sweep_every_s: float = Field(3600.0, gt=0)
+
+    def policy(self, site: str, camera_id: str) -> RetentionPolicy:
+        return self.cameras.get(camera_id) or self.sites.get(site) or self.default
+
+
+@dataclass(slots=True)
+class SweepResult:
+    """What one sweep deleted, and what it kept that was due."""
+
+    events: list[str] = field(default_factory=list)
+    recordings: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # events under a legal hold
+    locked: list[str] = field(default_factory=list)  # objects the server still retains
+
+
+class RetentionSweeper:
+    """Deletes what the retention policies no longer keep. An event goes when it ended
+    longer ago than its camera's `event_days`; recordings go by age and, oldest first, when
+    a camera's recordings exceed `recording_max_bytes`. Objects are deleted first and the
+    row only once they are gone, so an index row never points at nothing for long and an
+    object is never left without its row; a refused deletion (object lock) keeps both.
+
+    Example:
+        >>> sweeper = RetentionSweeper(index, store, evidence, RetentionConfig())  # doctest: +SKIP
+        >>> sweeper.sweep().events  # doctest: +SKIP
+        ['4f1c...']
+    """
+
+    def __init__(
+        self, index: EventIndex, store: ObjectStore, evidence: Evidence, config: RetentionConfig
+    ) -> None:
+        self.index = index
+        self.store = store
+        self.evidence = evidence
+        self.config = config
+
+    def sweep(self, now: datetime | None = None) -> SweepResult:
+        now = now or utcnow()
+        result = SweepResult()
+        self._sweep_events(now, result)
+        self._sweep_recordings(now, result)
+        if result.events or result.recordings:
+            log.info(
+                "retention: %d events and %d recording segments deleted",
+                len(result.events), len(result.recordings),
+            )  # fmt: skip
+        return result
+
+    def _sweep_events(self, now: datetime, result: SweepResult) -> None:
+        with self.index.sessions() as session:
+            ended = session.execute(
+                select(EventRow.id, EventRow.site, EventRow.camera_id, EventRow.ended_at).where(
+                    EventRow.state == "ended", EventRow.ended_at.is_not(None)
+                )
+            ).all()
+        due = []
+        for event_id, site, camera_id, ended_at in ended:
+            days = self.config.policy(site, camera_id).event_days
+            if days is not None and ended_at is not None and ended_at < now - timedelta(days=days):
+                due.append(event_id)
+        held = self.evidence.held(due)
+        result.held += sorted(held)
+        for event_id in due:
+            if event_id in held:
+                continue
+            row = self.index.get_event(event_id)
+            if row is None:
+                continue
+            if self._delete([row.clip_key, row.snapshot_key], result):
+                with self.index.sessions.begin() as session:
+                    session.execute(delete(EventRow).where(EventRow.id == event_id))
+                self.evidence.record(event_id, "delete", "retention", detail="retention expired")
+                result.events.append(event_id)
+
+    def _sweep_recordings(self, now: datetime, result: SweepResult) -> None:
+        with self.index.sessions() as session:
+            rows = list(session.scalars(select(RecordingRow).order_by(RecordingRow.start.desc())))
+        kept_bytes: dict[str, int] = {}
+        for row in rows:  # newest first: the byte budget keeps the newest
+            policy = self.config.policy(row.site, row.camera_id)
+            kept = kept_bytes.get(row.camera_id, 0) + row.size
+            too_old = policy.recording_days is not None and row.end < now - timedelta(
+                days=policy.recording_days
+            )
+            too_much = policy.recording_max_bytes is not None and kept > policy.recording_max_bytes
+            if not (too_old or too_much):
+                kept_bytes[row.camera_id] = kept
+                continue
+            if self._delete([row.key], result):
+                with self.index.sessions.begin() as session:
+                    session.execute(delete(RecordingRow).where(RecordingRow.id == row.id))
+                result.recordings.append(row.key)
+
+    def _delete(self, keys: Sequence[str | None], result: SweepResult) -> bool:
+        """Delete the objects, every version of them on a bucket with object lock (a plain
+        delete there only hides the object behind a delete marker); False, and nothing more
+        deleted, if the server still retains one."""
+        present = [key for key in keys if key is not None]
+        versions = [(key, None) for key in present]
+        if self.evidence.bucket_locked():
+            versions = [
+                (key, item.version_id)
+                for key in present
+                for item in self.store.client.list_objects(
+                    self.store.bucket, prefix=key, include_version=True
+                )
+                if item.object_name == key
+            ]
+        retained = [key for key, version in versions if self._retained(key, version)]
+        if retained:
+            log.info("retention: %s still retained by the server", ", ".join(retained))
+            result.locked += retained
+            return False
+        for key, version in versions:
+            try:
+                self.store.client.remove_object(self.store.bucket, key, version_id=version)
+            except S3Error as error:
+                if error.code == "NoSuchKey":
+                    continue
+                log.warning("retention: %s not deleted: %s", key, error.code)
+                result.locked.append(key)
+                return False
+        return True
+
+    def _retained(self, key: str, version: str | None) -> bool:
+        """An object lock retention not yet expired, or a legal hold, on this version."""
+        if version is None:
+            return False
+        retention = self.store.retention(key, version)
+        until = retention.retain_until_date if retention is not None else None
+        return (
+            until is not None and until > utcnow()
+        ) or self.store.client.is_object_legal_hold_enabled(
+            self.store.bucket, key, version_id=version
+        )

@@ -1,0 +1,262 @@
+"""Evidence on a real S3 server (SeaweedFS): tampering is found, object lock and legal holds
+keep media from deletion, and the retention sweeper deletes exactly what expired, objects
+and index rows together."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from minio.commonconfig import COMPLIANCE
+from minio.error import S3Error
+from minio.retention import Retention
+
+from api.app import create_app
+from api.config import ApiConfig
+from common.types import Event
+from storage.config import EvidenceConfig
+from storage.evidence import Evidence
+from storage.index import EventIndex, to_datetime
+from storage.objects import (
+    SHA256_META,
+    ObjectStore,
+    StorageConfigError,
+    StoredObject,
+    object_key,
+)
+from storage.recording import RecordingRow, recording_row
+from storage.retention import RetentionConfig, RetentionPolicy, RetentionSweeper
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> EventIndex:
+    return EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+
+
+@pytest.fixture(scope="module")
+def locked_store(object_store: ObjectStore) -> ObjectStore:
+    """A second bucket on the same server, made with object lock (WORM)."""
+    bucket = f"worm-{secrets.token_hex(4)}"
+    object_store.client.make_bucket(bucket, object_lock=True)
+    return ObjectStore(object_store.client, bucket)
+
+
+def stored_event(
+    index: EventIndex,
+    store: ObjectStore,
+    camera: str = "gate",
+    site: str = "hq",
+    ended_days_ago: float = 1.0,
+    retain: Retention | None = None,
+) -> Event:
+    """An ended event with a clip and a snapshot in `store`, as the recorder leaves it."""
+    ended = (NOW - timedelta(days=ended_days_ago)).timestamp()
+    event = Event(camera, site, "zone_intrusion", "person", "door", "high", ended - 20, ended)
+    event.ended_at = ended
+    index.add_event(event)
+    keys = {}
+    for name, data in (("clip", secrets.token_bytes(2048)), ("snapshot", secrets.token_bytes(512))):
+        key = object_key(site, camera, event.started_at, f"{event.id}.{name}")
+        stored = store.put(key, data, "application/octet-stream", {"event-id": event.id})
+        if retain is not None:
+            store.client.set_object_retention(store.bucket, key, retain)
+        keys[name] = stored
+    index.finish_event(
+        event, state="ended", ended_at=to_datetime(ended), clip_key=keys["clip"].key,
+        clip_sha256=keys["clip"].sha256, snapshot_key=keys["snapshot"].key,
+        snapshot_sha256=keys["snapshot"].sha256,
+    )  # fmt: skip
+    return event
+
+
+def exists(store: ObjectStore, key: str | None) -> bool:
+    assert key is not None
+    try:
+        store.client.stat_object(store.bucket, key)
+    except S3Error:
+        return False
+    return True
+
+
+def test_a_tampered_clip_fails_verification(index: EventIndex, object_store: ObjectStore) -> None:
+    evidence = Evidence(index, object_store)
+    event = stored_event(index, object_store)
+    assert [v.ok for v in evidence.verify_event(event.id, actor="operator-7")] == [True, True]
+
+    row = index.get_event(event.id)
+    assert row is not None and row.clip_key is not None and row.clip_sha256 is not None
+    forged = b"not the camera's footage"  # same key, same recorded hash: only the bytes differ
+    object_store.client.put_object(
+        object_store.bucket, row.clip_key, io.BytesIO(forged), len(forged),
+        metadata={SHA256_META: row.clip_sha256},
+    )  # fmt: skip
+    clip, snapshot = evidence.verify_event(event.id, actor="audit")
+    assert not clip.ok and clip.problem == "content does not match the index"
+    assert snapshot.ok
+    log = [(c.action, c.actor, c.detail) for c in evidence.custody(event.id)]
+    assert log[-2:] == [("verify", "audit", clip.problem), ("verify", "audit", "ok")]
+
+
+def test_the_audit_rechecks_what_was_not_checked_lately(
+    index: EventIndex, object_store: ObjectStore
+) -> None:
+    evidence = Evidence(index, object_store)
+    events = [stored_event(index, object_store, camera=f"cam-{k}") for k in range(3)]
+    evidence.verify_event(events[0].id, actor="operator-7")
+    checked = evidence.audit(older_than=timedelta(hours=1))
+    assert sorted({v.key.split("/")[-1].split(".")[0] for v in checked}) == sorted(
+        e.id for e in events[1:]
+    )
+    assert evidence.audit(older_than=timedelta(hours=1)) == []  # all checked just now
+
+
+def test_the_server_refuses_to_delete_a_locked_clip_and_the_sweeper_keeps_it(
+    index: EventIndex, locked_store: ObjectStore
+) -> None:
+    until = datetime.now(UTC) + timedelta(days=1)
+    event = stored_event(
+        index, locked_store, ended_days_ago=90, retain=Retention(COMPLIANCE, until)
+    )
+    row = index.get_event(event.id)
+    assert row is not None and row.clip_key is not None
+    (version,) = [
+        o.version_id
+        for o in locked_store.client.list_objects(
+            locked_store.bucket, prefix=row.clip_key, include_version=True
+        )
+    ]
+    with pytest.raises(S3Error, match="AccessDenied"):
+        locked_store.client.remove_object(locked_store.bucket, row.clip_key, version_id=version)
+
+    evidence = Evidence(index, locked_store)
+    result = RetentionSweeper(index, locked_store, evidence, RetentionConfig()).sweep(NOW)
+    assert result.events == [] and row.clip_key in result.locked
+    assert index.get_event(event.id) is not None and exists(locked_store, row.clip_key)
+
+
+def test_a_legal_hold_keeps_an_expired_event_until_released(
+    index: EventIndex, object_store: ObjectStore
+) -> None:
+    evidence = Evidence(index, object_store)
+    event = stored_event(index, object_store, ended_days_ago=60)
+    evidence.hold(event.id, actor="investigator-2", reason="case 2026-117")
+    sweeper = RetentionSweeper(index, object_store, evidence, RetentionConfig())
+
+    result = sweeper.sweep(NOW)
+    assert result.held == [event.id] and result.events == []
+    row = index.get_event(event.id)
+    assert row is not None and exists(object_store, row.clip_key)
+
+    evidence.release(event.id, actor="investigator-2")
+    assert sweeper.sweep(NOW).events == [event.id]
+    assert index.get_event(event.id) is None
+    assert not exists(object_store, row.clip_key) and not exists(object_store, row.snapshot_key)
+    actions = [(c.action, c.actor) for c in evidence.custody(event.id)]
+    assert actions == [
+        ("hold", "investigator-2"), ("release", "investigator-2"), ("delete", "retention")
+    ]  # fmt: skip
+
+
+def stored_segment(
+    index: EventIndex, store: ObjectStore, camera: str, days_ago: float, size: int
+) -> str:
+    start = (NOW - timedelta(days=days_ago)).timestamp()
+    key = object_key("hq", camera, start, f"recordings/{camera}-{start:.0f}.mp4")
+    stored: StoredObject = store.put(key, secrets.token_bytes(size), "video/mp4", {})
+    metadata = {
+        "site": "hq", "camera": camera, "start": str(start), "end": str(start + 60),
+        "connection": "1", "first-pts": "0", "time-base": "1/90000",
+    }  # fmt: skip
+    with index.sessions.begin() as session:
+        session.add(recording_row(metadata, stored))
+    return key
+
+
+def test_the_sweeper_deletes_what_expired_and_leaves_everything_else(
+    index: EventIndex, object_store: ObjectStore
+) -> None:
+    config = RetentionConfig(
+        default=RetentionPolicy(event_days=30, recording_days=7),
+        sites={"bank": RetentionPolicy(event_days=180, recording_days=None)},
+        cameras={"till": RetentionPolicy(event_days=30, recording_max_bytes=3000)},
+    )
+    old = stored_event(index, object_store, camera="gate", ended_days_ago=45)
+    young = stored_event(index, object_store, camera="gate", ended_days_ago=10)
+    bank = stored_event(index, object_store, camera="vault", site="bank", ended_days_ago=45)
+    old_segment = stored_segment(index, object_store, "gate", days_ago=8, size=1000)
+    new_segment = stored_segment(index, object_store, "gate", days_ago=6, size=1000)
+    till = [stored_segment(index, object_store, "till", days_ago=d, size=1000) for d in (3, 2, 1)]
+    till_newest = stored_segment(index, object_store, "till", days_ago=0.5, size=1000)
+
+    evidence = Evidence(index, object_store)
+    result = RetentionSweeper(index, object_store, evidence, config).sweep(NOW)
+    assert result.events == [old.id]
+    assert sorted(result.recordings) == sorted([old_segment, till[0]])  # too old; over budget
+    assert index.get_event(old.id) is None
+    assert index.get_event(young.id) is not None and index.get_event(bank.id) is not None
+    with index.sessions() as session:
+        left = {row.key for row in session.query(RecordingRow)}
+    assert left == {new_segment, *till[1:], till_newest}
+    for key in left:
+        assert exists(object_store, key)
+    assert not exists(object_store, old_segment) and not exists(object_store, till[0])
+
+
+def test_the_api_logs_every_fetch_and_verifies_and_holds(
+    index: EventIndex, object_store: ObjectStore
+) -> None:
+    event = stored_event(index, object_store)
+    app = create_app(index, object_store, [], ApiConfig(), heartbeat_stale_s=5)
+    with TestClient(app) as http:
+        clip = http.get(f"/api/events/{event.id}/clip")
+        assert clip.status_code == 200 and len(clip.content) == 2048
+        moved = http.get(f"/api/events/{event.id}/snapshot?redirect=true", follow_redirects=False)
+        assert moved.status_code == 307
+        verified = http.post(f"/api/events/{event.id}/verify").json()
+        assert [(v["kind"], v["ok"]) for v in verified] == [("clip", True), ("snapshot", True)]
+        assert http.put(f"/api/events/{event.id}/hold", json={"reason": ""}).status_code == 422
+        hold = http.put(f"/api/events/{event.id}/hold", json={"reason": "case 2026-117"})
+        assert hold.status_code == 204
+        assert Evidence(index, object_store).held([event.id]) == {event.id}
+        assert http.delete(f"/api/events/{event.id}/hold").status_code == 204
+        assert http.post("/api/events/nope/verify").status_code == 404
+        log = http.get(f"/api/events/{event.id}/custody").json()
+    assert [(entry["action"], entry["media"]) for entry in log] == [
+        ("fetch", "clip"), ("fetch", "snapshot"), ("verify", "clip"), ("verify", "snapshot"),
+        ("hold", None), ("release", None),
+    ]  # fmt: skip
+    assert {entry["client"] for entry in log[:2]} == {"testclient"}
+    assert log[1]["detail"] == "presigned" and log[4]["detail"] == "case 2026-117"
+
+
+def test_with_worm_the_bucket_is_locked_and_clips_are_retained(object_store: ObjectStore) -> None:
+    worm = EvidenceConfig(worm=True, mode="GOVERNANCE", retain_days=3)
+    store = ObjectStore(object_store.client, f"evidence-{secrets.token_hex(4)}", worm)
+    store.ensure_bucket()
+    store.ensure_bucket()  # again: it exists, with its lock
+    data = secrets.token_bytes(1000)
+    digest = hashlib.sha256(data).hexdigest()
+    for key, evidence in (("clip.mp4", True), ("recording.mp4", False)):
+        store.put_stream(
+            key, io.BytesIO(data), len(data), "video/mp4", {}, digest, evidence=evidence
+        )
+    retention = store.retention("clip.mp4")
+    assert retention is not None and retention.mode == "GOVERNANCE"
+    until = retention.retain_until_date
+    assert until is not None
+    assert timedelta(days=2.9) < until - datetime.now(UTC) < timedelta(days=3.1)
+    assert store.retention("recording.mp4") is None
+
+    unlocked = ObjectStore(object_store.client, object_store.bucket, worm)
+    with pytest.raises(
+        StorageConfigError, match=f"bucket '{object_store.bucket}' was made without"
+    ):
+        unlocked.ensure_bucket()
