@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
+import av
 import urllib3
 from fastapi import BackgroundTasks, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
@@ -23,6 +24,8 @@ from storage.evidence import Evidence
 from storage.index import CameraStatusRow, EventIndex, EventQuery, EventRow
 from storage.objects import ObjectStore
 from storage.recording import export_range, segments_between
+
+MAX_SEQ = 2**31 - 1  # event numbers are 32-bit (PostgreSQL INTEGER): larger cursors mean all
 
 
 class EventOut(BaseModel):
@@ -235,7 +238,7 @@ def create_app(
                 type=type,
                 start=as_utc(start),
                 end=as_utc(end),
-                before_seq=int(cursor) if cursor else None,
+                before_seq=min(int(cursor), MAX_SEQ) if cursor else None,
                 limit=limit,
             )
         )
@@ -328,14 +331,19 @@ def create_app(
         if not rows:
             raise HTTPException(404, "no recording of this camera covers that time")
         scratch = Path(tempfile.mkdtemp(prefix="xueliang-export-"))
-        background.add_task(shutil.rmtree, scratch, True)
         target = scratch / f"{camera_id}.mp4"
         try:
             export_range(rows, store.read, since.timestamp(), until.timestamp(), target)
-        except ClipError as exc:
-            raise HTTPException(404, str(exc)) from None
-        except (S3Error, urllib3.exceptions.HTTPError, OSError):
-            raise HTTPException(503, "object storage is unreachable") from None
+        except BaseException as exc:
+            shutil.rmtree(scratch, ignore_errors=True)  # background tasks run only on success
+            if isinstance(exc, ClipError):
+                raise HTTPException(404, str(exc)) from None
+            if isinstance(exc, av.error.FFmpegError):
+                raise HTTPException(502, "a stored recording segment cannot be read") from None
+            if isinstance(exc, S3Error | urllib3.exceptions.HTTPError | OSError):
+                raise HTTPException(503, "object storage is unreachable") from None
+            raise
+        background.add_task(shutil.rmtree, scratch, True)
         return FileResponse(target, media_type="video/mp4", filename=target.name)
 
     @app.get("/api/cameras")

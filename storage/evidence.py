@@ -15,7 +15,7 @@ from sqlalchemy import Boolean, Index, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.index import Base, EventIndex, EventRow, UTCDateTime, utcnow
-from storage.objects import SHA256_META, ObjectStore
+from storage.objects import NO_LOCK_CODES, SHA256_META, ObjectStore
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -134,7 +134,9 @@ class Evidence:
             try:
                 self.store.client.get_object_lock_config(self.store.bucket)
                 self._locked = True
-            except S3Error:
+            except S3Error as exc:
+                if exc.code not in NO_LOCK_CODES:
+                    raise  # e.g. access denied: no guess either way
                 self._locked = False
         return self._locked
 
@@ -251,13 +253,13 @@ class Evidence:
         row = self.index.get_event(event_id)
         if row is None or not self.bucket_locked():
             return
-        for key in (row.clip_key, row.snapshot_key):
-            if key is None:
-                continue
-            if on:
-                self.store.client.enable_object_legal_hold(self.store.bucket, key)
-            else:
-                self.store.client.disable_object_legal_hold(self.store.bucket, key)
+        client, bucket = self.store.client, self.store.bucket
+        for key in (k for k in (row.clip_key, row.snapshot_key) if k is not None):
+            for version in self.store.versions(key):
+                if on:  # every version: an upload repeated after a crash made another
+                    client.enable_object_legal_hold(bucket, key, version_id=version)
+                else:
+                    client.disable_object_legal_hold(bucket, key, version_id=version)
 
     def audit(self, older_than: timedelta, batch: int = 100) -> list[Verification]:
         """Verify up to `batch` ended events whose media were last checked longer ago than

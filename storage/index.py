@@ -21,6 +21,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -95,6 +96,8 @@ class EventRow(Base):
     snapshot_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     clip_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
     clip_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    clip_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    snapshot_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     clip_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     clip_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     clip_error: Mapped[str | None] = mapped_column(String(256), nullable=True)

@@ -22,6 +22,15 @@ from storage.embedded import load_or_create_credentials
 SHA256_META = "sha256"
 META_PREFIX = "x-amz-meta-"
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest multipart part (but the last)
+# "This object has no retention / legal hold": MinIO's codes (the SDK maps some to None)
+# and SeaweedFS's.
+NO_LOCK_CODES = frozenset(
+    {
+        "NoSuchObjectLockConfiguration",
+        "ObjectLockConfigurationNotFoundError",
+        "NoSuchObjectLegalHold",
+    }
+)
 PRESIGN_MAX_S = 3600  # presigned links are for one review, not for sharing
 
 
@@ -208,9 +217,22 @@ class ObjectStore:
         try:
             return self.client.get_object_retention(self.bucket, key, version_id=version_id)
         except S3Error as exc:
-            # MinIO says NoSuchObjectLockConfiguration (the SDK maps it to None); SeaweedFS:
-            if exc.code == "ObjectLockConfigurationNotFoundError":
+            if exc.code in NO_LOCK_CODES:
                 return None
+            raise
+
+    def versions(self, key: str) -> list[str | None]:
+        """The version ids of `key` (on a versioned bucket; else [None] if it exists)."""
+        found = self.client.list_objects(self.bucket, prefix=key, include_version=True)
+        return [item.version_id for item in found if item.object_name == key]
+
+    def legal_hold(self, key: str, version_id: str | None = None) -> bool:
+        """Whether the object (version) is under an S3 legal hold."""
+        try:
+            return self.client.is_object_legal_hold_enabled(self.bucket, key, version_id=version_id)
+        except S3Error as exc:
+            if exc.code in NO_LOCK_CODES:
+                return False
             raise
 
     def tags(self, key: str) -> dict[str, str]:

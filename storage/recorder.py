@@ -201,7 +201,12 @@ class EventRecorder:
             id=meta["event-id"],
         )
         if entry.kind == "snapshot":
-            self.index.finish_event(event, snapshot_key=stored.key, snapshot_sha256=stored.sha256)
+            self.index.finish_event(
+                event,
+                snapshot_key=stored.key,
+                snapshot_sha256=stored.sha256,
+                snapshot_size=stored.size,
+            )
         elif entry.kind == "clip":
             # state and end too: the process may have died between spooling and indexing
             self.index.finish_event(
@@ -210,6 +215,7 @@ class EventRecorder:
                 ended_at=datetime.fromisoformat(meta["end"]),
                 clip_key=stored.key,
                 clip_sha256=stored.sha256,
+                clip_size=stored.size,
                 clip_start=datetime.fromisoformat(meta["clip-start"]),
                 clip_end=datetime.fromisoformat(meta["clip-end"]),
                 clip_error=None,  # a worker that took the camera over may have given up on it

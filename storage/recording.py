@@ -10,7 +10,7 @@ import statistics
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
@@ -69,10 +69,15 @@ class SegmentCutter:
         self.segment_s = segment_s
         self._pending: list[list[EncodedPacket]] = []  # GOPs taken for the next segment
         self._taken = float("-inf")  # wall time of the first packet of the last GOP taken
+        self._lock = threading.Lock()  # the recording thread and a stopping camera both poll
 
     def poll(self, final: bool = False) -> list[Segment]:
         """The segments completed since the last call; with `final` (the camera stops), the
         rest too, up to the newest packet."""
+        with self._lock:
+            return self._poll(final)
+
+    def _poll(self, final: bool) -> list[Segment]:
         segments = []
         for gop in self.ring.gops_after(self._taken, include_open=final):
             first = gop[0]
@@ -218,17 +223,29 @@ def export_range(
     copy; `read` fetches a segment's bytes by key. Returns the wall times of the first and
     last frames written.
 
-    Only segments of one connection are stitched (the one covering most of the range): the
-    codec parameters may change across a reconnection. The packets keep their original
-    timestamps (less the first one's), so the joins have neither a gap nor a repeated frame.
+    Only segments of one unbroken run are stitched (the one covering most of the range): the
+    codec parameters and timestamps change across a reconnection or a restart. The packets
+    keep their original timestamps (less the first one's), so the joins have neither a gap
+    nor a repeated frame.
     """
     if not rows:
         raise ClipError("no recording covers the requested range")
-    runs: dict[int, list[RecordingRow]] = {}
+    runs: list[list[RecordingRow]] = []
     for row in rows:
-        runs.setdefault(row.connection, []).append(row)
+        last = runs[-1][-1] if runs else None
+        # One run: the same connection, on in time and in stream timestamps (a restarted
+        # worker numbers its connections from 1 again and its timestamps from 0).
+        if (
+            last is not None
+            and row.connection == last.connection
+            and row.start >= last.end - timedelta(seconds=1)
+            and row.first_pts > last.first_pts
+        ):
+            runs[-1].append(row)
+        else:
+            runs.append([row])
     chosen = max(
-        runs.values(),
+        runs,
         key=lambda run: sum(
             min(r.end.timestamp(), end) - max(r.start.timestamp(), start) for r in run
         ),
@@ -285,8 +302,12 @@ class SegmentRecorder:
         """Stop recording a camera; what its ring holds is spooled now."""
         with self._lock:
             recorded = self._cameras.pop(camera_id, None)
-        if recorded is not None:
+        if recorded is None:
+            return
+        try:
             self._spool(recorded[0], recorded[1].poll(final=True))
+        except Exception:  # a stopping worker must go on stopping
+            log.exception("the last recording of camera %s was not spooled", camera_id)
 
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)

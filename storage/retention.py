@@ -26,6 +26,7 @@ class RetentionPolicy(StrictModel):
     """How long, and how much, a camera keeps; None: no limit of that kind."""
 
     event_days: float | None = Field(30.0, gt=0, description="event clips and snapshots")
+    event_max_bytes: int | None = Field(None, gt=0, description="per camera, newest kept")
     recording_days: float | None = Field(7.0, gt=0, description="continuous recording")
     recording_max_bytes: int | None = Field(None, gt=0, description="per camera, newest kept")
 
@@ -59,9 +60,10 @@ class SweepResult:
 
 
 class RetentionSweeper:
-    """Deletes what the retention policies no longer keep. An event goes when it ended
-    longer ago than its camera's `event_days`; recordings go by age and, oldest first, when
-    a camera's recordings exceed `recording_max_bytes`. Objects are deleted first and the
+    """Deletes what the retention policies no longer keep. Events go when they ended longer
+    ago than their camera's `event_days` and, oldest first, when the camera's clips and
+    snapshots exceed `event_max_bytes`; recordings likewise by `recording_days` and
+    `recording_max_bytes`. Objects are deleted first and the
     row only once they are gone, so an index row never points at nothing for long and an
     object is never left without its row; a refused deletion (object lock) keeps both.
 
@@ -94,28 +96,46 @@ class RetentionSweeper:
     def _sweep_events(self, now: datetime, result: SweepResult) -> None:
         with self.index.sessions() as session:
             ended = session.execute(
-                select(EventRow.id, EventRow.site, EventRow.camera_id, EventRow.ended_at).where(
-                    EventRow.state == "ended", EventRow.ended_at.is_not(None)
+                select(
+                    EventRow.id, EventRow.site, EventRow.camera_id, EventRow.ended_at,
+                    EventRow.clip_size, EventRow.snapshot_size,
                 )
-            ).all()
+                .where(EventRow.state == "ended", EventRow.ended_at.is_not(None))
+                .order_by(EventRow.started_at.desc())
+            ).all()  # fmt: skip
         due = []
-        for event_id, site, camera_id, ended_at in ended:
-            days = self.config.policy(site, camera_id).event_days
-            if days is not None and ended_at is not None and ended_at < now - timedelta(days=days):
+        kept_bytes: dict[str, int] = {}
+        for event_id, site, camera_id, ended_at, clip_size, snapshot_size in ended:
+            policy = self.config.policy(site, camera_id)  # newest first: the budget keeps them
+            kept = kept_bytes.get(camera_id, 0) + (clip_size or 0) + (snapshot_size or 0)
+            too_old = (
+                policy.event_days is not None
+                and ended_at is not None
+                and (ended_at < now - timedelta(days=policy.event_days))
+            )
+            too_much = policy.event_max_bytes is not None and kept > policy.event_max_bytes
+            if too_old or too_much:
                 due.append(event_id)
-        held = self.evidence.held(due)
-        result.held += sorted(held)
+            else:
+                kept_bytes[camera_id] = kept
         for event_id in due:
-            if event_id in held:
-                continue
-            row = self.index.get_event(event_id)
-            if row is None:
-                continue
-            if self._delete([row.clip_key, row.snapshot_key], result):
-                with self.index.sessions.begin() as session:
-                    session.execute(delete(EventRow).where(EventRow.id == event_id))
-                self.evidence.record(event_id, "delete", "retention", detail="retention expired")
-                result.events.append(event_id)
+            try:
+                self._sweep_event(event_id, result)
+            except Exception:  # one object's trouble must not stop the sweep
+                log.exception("retention: event %s not swept", event_id)
+
+    def _sweep_event(self, event_id: str, result: SweepResult) -> None:
+        # Asked per event, just before deleting: a hold placed during a sweep counts.
+        if self.evidence.held([event_id]):
+            result.held.append(event_id)
+            return
+        row = self.index.get_event(event_id)
+        if row is None or not self._delete([row.clip_key, row.snapshot_key], result):
+            return
+        with self.index.sessions.begin() as session:
+            session.execute(delete(EventRow).where(EventRow.id == event_id))
+        self.evidence.record(event_id, "delete", "retention", detail="retention expired")
+        result.events.append(event_id)
 
     def _sweep_recordings(self, now: datetime, result: SweepResult) -> None:
         with self.index.sessions() as session:
@@ -131,26 +151,22 @@ class RetentionSweeper:
             if not (too_old or too_much):
                 kept_bytes[row.camera_id] = kept
                 continue
-            if self._delete([row.key], result):
-                with self.index.sessions.begin() as session:
-                    session.execute(delete(RecordingRow).where(RecordingRow.id == row.id))
-                result.recordings.append(row.key)
+            try:
+                if self._delete([row.key], result):
+                    with self.index.sessions.begin() as session:
+                        session.execute(delete(RecordingRow).where(RecordingRow.id == row.id))
+                    result.recordings.append(row.key)
+            except Exception:  # one object's trouble must not stop the sweep
+                log.exception("retention: recording %s not swept", row.key)
 
     def _delete(self, keys: Sequence[str | None], result: SweepResult) -> bool:
         """Delete the objects, every version of them on a bucket with object lock (a plain
         delete there only hides the object behind a delete marker); False, and nothing more
         deleted, if the server still retains one."""
         present = [key for key in keys if key is not None]
-        versions = [(key, None) for key in present]
+        versions: list[tuple[str, str | None]] = [(key, None) for key in present]
         if self.evidence.bucket_locked():
-            versions = [
-                (key, item.version_id)
-                for key in present
-                for item in self.store.client.list_objects(
-                    self.store.bucket, prefix=key, include_version=True
-                )
-                if item.object_name == key
-            ]
+            versions = [(key, version) for key in present for version in self.store.versions(key)]
         retained = [key for key, version in versions if self._retained(key, version)]
         if retained:
             log.info("retention: %s still retained by the server", ", ".join(retained))
@@ -173,8 +189,4 @@ class RetentionSweeper:
             return False
         retention = self.store.retention(key, version)
         until = retention.retain_until_date if retention is not None else None
-        return (
-            until is not None and until > utcnow()
-        ) or self.store.client.is_object_legal_hold_enabled(
-            self.store.bucket, key, version_id=version
-        )
+        return (until is not None and until > utcnow()) or self.store.legal_hold(key, version)

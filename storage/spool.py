@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -54,6 +54,9 @@ class SpoolEntry:
         data = asdict(self)
         data["path"] = self.path.name
         return data
+
+
+SPOOL_ENTRY_FIELDS = frozenset(f.name for f in fields(SpoolEntry))
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,13 +269,14 @@ class Spool:
         assert self.slot is not None
         listed: set[str] = set()
         for manifest in sorted(self.slot.glob(f"*{MANIFEST}")):
+            data: Any = None
             try:
                 data = json.loads(manifest.read_bytes())
-                entry = SpoolEntry(**{**data, "path": self.slot / data["path"]})
-            except (ValueError, TypeError, KeyError):
-                log.error("spool manifest %s is unreadable; quarantined", manifest.name)
-                shutil.move(manifest, self.quarantine_dir / manifest.name)
-                self.stats.quarantined += 1
+                # Fields it does not know (a manifest of a newer version) are left aside.
+                known = {name: data[name] for name in SPOOL_ENTRY_FIELDS if name in data}
+                entry = SpoolEntry(**{**known, "path": self.slot / data["path"]})
+            except (ValueError, TypeError, KeyError) as exc:
+                self._quarantine_unreadable(manifest, data, exc)
                 continue
             if not entry.path.exists():
                 log.error("spool entry %s (%s) lost its file; dropped", entry.id, entry.key)
@@ -289,6 +293,22 @@ class Spool:
         self._count()
         if self._entries:
             log.info("spool replays %d entries (%d bytes)", self.stats.entries, self.stats.bytes)
+
+    def _quarantine_unreadable(self, manifest: Path, data: object, error: Exception) -> None:
+        """A manifest that cannot be read: it and its file (never its file alone, which the
+        orphan sweep would delete) go to quarantine, and it is reported."""
+        assert self.slot is not None
+        entry_id = manifest.name.removesuffix(MANIFEST)
+        for path in [manifest, *self.slot.glob(f"{entry_id}.*")]:
+            if path.exists():
+                shutil.move(path, self.quarantine_dir / path.name)
+        _fsync_dir(self.quarantine_dir)
+        self.stats.quarantined += 1
+        known = data if isinstance(data, dict) else {}
+        key, kind = str(known.get("key", entry_id)), known.get("kind", "clip")
+        metadata = known.get("metadata") if isinstance(known.get("metadata"), dict) else {}
+        log.error("spool manifest %s is unreadable (%s); quarantined", manifest.name, error)
+        self._report("quarantined", key, kind, metadata or {}, f"unreadable manifest: {error}")
 
     def close(self) -> None:
         if self._lock_fd is not None:

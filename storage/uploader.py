@@ -65,6 +65,7 @@ class Uploader:
         self.stats = UploaderStats()
         self._attempts: dict[str, int] = {}
         self._due: dict[str, float] = {}
+        self._verified: dict[str, StoredObject] = {}  # uploads whose callback still failed
         self._bucket_ready = False
         self._stopping = False
         self._deadline = 0.0
@@ -104,7 +105,10 @@ class Uploader:
 
     def _attempt(self, entry: SpoolEntry) -> None:
         try:
-            stored = self.upload(entry)
+            # Uploaded and verified before, only its indexing failed: not sent again (on a
+            # WORM bucket every PUT is one more version the server must keep).
+            stored = self._verified.get(entry.id) or self.upload(entry)
+            self._verified[entry.id] = stored
             callback = self.on_uploaded.get(entry.kind)
             if callback is not None:
                 callback(entry, stored)
@@ -123,6 +127,7 @@ class Uploader:
             )  # fmt: skip
             return
         self.spool.remove(entry)
+        self._verified.pop(entry.id, None)
         self.stats.uploaded += 1
         self.stats.bytes += entry.size
         # The server took this one: whatever failed before may well go through now.

@@ -71,8 +71,9 @@ def stored_event(
         keys[name] = stored
     index.finish_event(
         event, state="ended", ended_at=to_datetime(ended), clip_key=keys["clip"].key,
-        clip_sha256=keys["clip"].sha256, snapshot_key=keys["snapshot"].key,
-        snapshot_sha256=keys["snapshot"].sha256,
+        clip_sha256=keys["clip"].sha256, clip_size=keys["clip"].size,
+        snapshot_key=keys["snapshot"].key, snapshot_sha256=keys["snapshot"].sha256,
+        snapshot_size=keys["snapshot"].size,
     )  # fmt: skip
     return event
 
@@ -186,11 +187,18 @@ def test_the_sweeper_deletes_what_expired_and_leaves_everything_else(
     config = RetentionConfig(
         default=RetentionPolicy(event_days=30, recording_days=7),
         sites={"bank": RetentionPolicy(event_days=180, recording_days=None)},
-        cameras={"till": RetentionPolicy(event_days=30, recording_max_bytes=3000)},
+        cameras={
+            "till": RetentionPolicy(event_days=30, recording_max_bytes=3000),
+            "lobby": RetentionPolicy(event_days=None, event_max_bytes=6000),
+        },
     )
     old = stored_event(index, object_store, camera="gate", ended_days_ago=45)
     young = stored_event(index, object_store, camera="gate", ended_days_ago=10)
     bank = stored_event(index, object_store, camera="vault", site="bank", ended_days_ago=45)
+    # 2,560 bytes each (clip and snapshot): a budget of 6,000 keeps the newest two
+    lobby = [
+        stored_event(index, object_store, camera="lobby", ended_days_ago=d) for d in (90, 3, 2)
+    ]
     old_segment = stored_segment(index, object_store, "gate", days_ago=8, size=1000)
     new_segment = stored_segment(index, object_store, "gate", days_ago=6, size=1000)
     till = [stored_segment(index, object_store, "till", days_ago=d, size=1000) for d in (3, 2, 1)]
@@ -198,10 +206,11 @@ def test_the_sweeper_deletes_what_expired_and_leaves_everything_else(
 
     evidence = Evidence(index, object_store)
     result = RetentionSweeper(index, object_store, evidence, config).sweep(NOW)
-    assert result.events == [old.id]
+    assert sorted(result.events) == sorted([old.id, lobby[0].id])
     assert sorted(result.recordings) == sorted([old_segment, till[0]])  # too old; over budget
     assert index.get_event(old.id) is None
-    assert index.get_event(young.id) is not None and index.get_event(bank.id) is not None
+    for kept in (young, bank, *lobby[1:]):
+        assert index.get_event(kept.id) is not None
     with index.sessions() as session:
         left = {row.key for row in session.query(RecordingRow)}
     assert left == {new_segment, *till[1:], till_newest}
@@ -260,3 +269,15 @@ def test_with_worm_the_bucket_is_locked_and_clips_are_retained(object_store: Obj
         StorageConfigError, match=f"bucket '{object_store.bucket}' was made without"
     ):
         unlocked.ensure_bucket()
+
+
+def test_on_a_locked_bucket_expired_media_without_retention_are_swept(
+    index: EventIndex, locked_store: ObjectStore
+) -> None:
+    """Recordings get no object-lock retention: once expired, every version of them goes."""
+    old = stored_segment(index, locked_store, "gate", days_ago=8, size=1000)
+    young = stored_segment(index, locked_store, "gate", days_ago=1, size=1000)
+    evidence = Evidence(index, locked_store)
+    result = RetentionSweeper(index, locked_store, evidence, RetentionConfig()).sweep(NOW)
+    assert result.recordings == [old] and result.locked == []
+    assert locked_store.versions(old) == [] and len(locked_store.versions(young)) == 1

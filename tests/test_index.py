@@ -20,8 +20,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from minio import Minio
 from sqlalchemy import Column, Integer, MetaData, Table, select
 
+from api.app import create_app
+from api.config import ApiConfig
 from common.types import Box, Event
 from storage.index import (
     Base,
@@ -34,6 +38,7 @@ from storage.index import (
 )
 from storage.leases import CameraLeases
 from storage.migrations import MODEL_MODULES, alembic_config, script_directory, target_metadata
+from storage.objects import ObjectStore
 from tests.postgres import PASSWORD, PostgresServer, postgres  # noqa: F401 (the fixture)
 from tests.servers import free_port
 
@@ -515,3 +520,15 @@ def test_a_wrong_password_is_named_without_it(postgres: PostgresServer) -> None:
     message = str(caught.value)
     assert f"127.0.0.1:{postgres.port}/postgres" in message and "password" in message
     assert "wrong-Secret-1" not in message and PASSWORD not in message
+
+
+def test_the_api_pages_with_any_cursor_on_either_backend(index: EventIndex) -> None:
+    """Cursors are event numbers, 32-bit in the index; a larger one means "from the newest"
+    (on PostgreSQL it used to overflow the query's INTEGER parameter: a 500)."""
+    for event in make_events()[:3]:
+        index.add_event(event)
+    store = ObjectStore(Minio("127.0.0.1:9", "key", "secret", secure=False), "unused")
+    with TestClient(create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)) as http:
+        for cursor in ("2147483648", "999999999999999999"):
+            page = http.get(f"/api/events?cursor={cursor}")
+            assert page.status_code == 200 and len(page.json()["items"]) == 3, page.text

@@ -75,19 +75,27 @@ def frames(data: bytes) -> list[tuple[float, str]]:
         ]
 
 
+def store_segments(
+    packets: list[EncodedPacket], index: EventIndex, store: ObjectStore, work: Path
+) -> None:
+    """Cut, remux, store and index the segments, as a worker and its uploader do."""
+    with index.sessions.begin() as session:
+        for segment in cut(packets):
+            path = work / f"segment-{segment.start:.3f}.mp4"
+            remux_to_mp4(segment.packets, path)
+            name = f"recording-{segment.start:.3f}.mp4"
+            key = object_key(work.name, "walkway", segment.start, name)  # apart from other tests
+            metadata = segment_metadata(segment, "hq")
+            stored = store.put(key, path.read_bytes(), "video/mp4", metadata)
+            session.add(recording_row(metadata, stored))
+
+
 @pytest.mark.integration
 def test_a_range_across_three_segments_plays_with_no_gap_or_repeat(
     packets: list[EncodedPacket], vtest_h264: Path, object_store: ObjectStore, tmp_path: Path
 ) -> None:
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
-    with index.sessions.begin() as session:
-        for number, segment in enumerate(cut(packets)):
-            path = tmp_path / f"segment-{number}.mp4"
-            remux_to_mp4(segment.packets, path)
-            key = object_key("hq", "walkway", segment.start, f"recording-{number}.mp4")
-            metadata = segment_metadata(segment, "hq")
-            stored = object_store.put(key, path.read_bytes(), "video/mp4", metadata)
-            session.add(recording_row(metadata, stored))
+    store_segments(packets, index, object_store, tmp_path)
 
     start, end = START + 13.0, START + 31.0  # from the middle of the 2nd to the 4th segment
     with index.sessions() as session:
@@ -119,3 +127,23 @@ def test_a_range_across_three_segments_plays_with_no_gap_or_repeat(
         before = [datetime.fromtimestamp(START - t, UTC).isoformat() for t in (3600, 1800)]
         unrecorded = http.get(url, params={"start": before[0], "end": before[1]})
         assert unrecorded.status_code == 404
+
+
+@pytest.mark.integration
+def test_a_range_across_a_restart_is_cut_to_one_run(
+    vtest_h264: Path, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """A worker restarted 10 s after the first stopped numbers its connections and timestamps
+    afresh: the export keeps to the run covering most of the range, playable."""
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    before = [p for p in camera_packets(vtest_h264) if p.wall_time < START + 40]
+    after = [p for p in camera_packets(vtest_h264, START + 50) if p.wall_time < START + 70]
+    store_segments(before, index, object_store, tmp_path)
+    store_segments(after, index, object_store, tmp_path)
+    with index.sessions() as session:
+        rows = segments_between(session, "walkway", START + 20, START + 62)
+    target = tmp_path / "export.mp4"
+    first, last = export_range(rows, object_store.read, START + 20, START + 62, target)
+    assert START + 18 <= first <= START + 20 and last < START + 40  # the first run's 20 s
+    steps = np.diff([t for t, _ in frames(target.read_bytes())])
+    assert np.allclose(steps, 0.1, atol=1e-3), steps

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import time
@@ -27,9 +28,9 @@ from ingest.ring import EncodedPacket, PacketRing
 from storage.config import ClipConfig, EmbeddedS3Config, SpoolConfig
 from storage.embedded import EmbeddedS3Server, load_or_create_credentials
 from storage.index import EventIndex, EventRow
-from storage.objects import MIN_PART_SIZE, ObjectStore
+from storage.objects import MIN_PART_SIZE, ObjectStore, StoredObject
 from storage.recorder import EventRecorder
-from storage.spool import Kind, Spool, SpoolFullError, SpoolReport
+from storage.spool import Kind, Spool, SpoolEntry, SpoolFullError, SpoolReport
 from storage.uploader import OnUploaded, Uploader
 from tests.clips import START
 from tests.media import camera_packets
@@ -149,6 +150,29 @@ def test_entries_are_durable_listed_oldest_first_and_replayed(tmp_path: Path) ->
     assert not added[0].path.exists()
 
 
+def test_an_unreadable_manifest_quarantines_its_file_and_a_newer_one_still_loads(
+    tmp_path: Path,
+) -> None:
+    reports: list[SpoolReport] = []
+    spool = Spool(tmp_path / "spool", SpoolConfig(), reports.append)
+    spool.open()
+    meta = {"camera": "gate", "site": "hq"}
+    broken, newer = (
+        spool.add(a_file(tmp_path / f"{n}.mp4", 1000), f"k/{n}.mp4", "video/mp4", meta, "clip")
+        for n in range(2)
+    )
+    slot, clip = broken.path.parent, broken.path.read_bytes()
+    (slot / f"{broken.id}.manifest.json").write_bytes(b'{"key": "k/0.mp4", "si')  # torn
+    manifest = slot / f"{newer.id}.manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "added_later": 1}))
+    spool.close()
+
+    again = Spool(tmp_path / "spool", SpoolConfig(), reports.append)
+    assert [e.id for e in again.open()] == [newer.id]
+    assert (again.quarantine_dir / broken.path.name).read_bytes() == clip  # kept, not deleted
+    assert [(r.what, r.key) for r in reports] == [("quarantined", broken.id)]
+
+
 def test_each_worker_has_its_own_slot_and_orphaned_slots_are_adopted(tmp_path: Path) -> None:
     root = tmp_path / "spool"
     first, second = Spool(root, SpoolConfig()), Spool(root, SpoolConfig())
@@ -242,6 +266,37 @@ def test_a_tampered_spool_file_is_quarantined_and_never_uploaded(s3_up: S3, tmp_
     assert spool.stats.quarantined == 1
     assert (spool.quarantine_dir / bad.path.name).exists()
     assert (spool.quarantine_dir / f"{bad.id}.manifest.json").exists()
+
+
+@pytest.mark.integration
+def test_an_upload_whose_indexing_fails_is_not_sent_again(s3_up: S3, tmp_path: Path) -> None:
+    """The index was busy twice after a verified upload: only the indexing is retried (on a
+    WORM bucket each PUT would be one more version the server must keep)."""
+    store = s3_up.store("spool-index-retry")
+    spool = Spool(tmp_path / "spool", SpoolConfig())
+    spool.open()
+    meta = {"camera": "gate", "site": "hq"}
+    entry = spool.add(a_file(tmp_path / "c.mp4", 4000), "hq/gate/c.mp4", "video/mp4", meta, "clip")
+    puts: list[str] = []
+    put_stream = store.put_stream
+
+    def counted(key: str, *args: Any, **kwargs: Any) -> str:
+        puts.append(key)
+        return put_stream(key, *args, **kwargs)
+
+    store.put_stream = counted  # type: ignore[method-assign]
+    failures = iter([RuntimeError("database is locked")] * 2)
+    indexed: list[str] = []
+
+    def index(_: SpoolEntry, stored: StoredObject) -> None:
+        for failure in failures:
+            raise failure
+        indexed.append(stored.key)
+
+    uploader = Uploader(spool, store, {"clip": index}, Backoff(0.05, 0.1))
+    uploader.start()
+    assert uploader.stop(drain_s=10) == 0
+    assert puts == [entry.key] and indexed == [entry.key]
 
 
 @pytest.mark.integration
