@@ -138,7 +138,7 @@ def test_http_flv_is_read(nginx: NginxRtmp, vtest_h264: Path) -> None:
         ["ffmpeg", "-loglevel", "error", "-y", "-i", str(vtest_h264), "-c", "copy", str(flv)],
         check=True,
     )
-    seen = watch_camera(nginx.file_url("cam.flv"), seconds=2.0)
+    seen = watch_camera(nginx.file_url("cam.flv"), seconds=6.0)  # a loaded machine reads slower
     # a finished file served over HTTP: read at network speed, then reopened
     assert_whole_gops_of_the_footage(seen.packets)
     assert len(seen.packets) >= 795
