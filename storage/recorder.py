@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from analytics.privacy import FaceMasker, PrivacyConfig
 from common.types import Event
@@ -189,20 +190,12 @@ class EventRecorder:
         hash go to the event's row. Idempotent, and needs nothing but the entry's metadata,
         so it works as well for an entry replayed after a restart."""
         meta = entry.metadata
-        event = Event(
-            meta["camera"],
-            meta["site"],
-            meta["event-type"],
-            "",
-            "",
-            "",
-            _epoch(meta["start"]),
-            _epoch(meta["end"]),
-            id=meta["event-id"],
-        )
+        event = event_from_metadata(meta)
         if entry.kind == "snapshot":
             self.index.finish_event(
                 event,
+                state="ended",  # it was ended before its media were spooled
+                ended_at=datetime.fromisoformat(meta["end"]),
                 snapshot_key=stored.key,
                 snapshot_sha256=stored.sha256,
                 snapshot_size=stored.size,
@@ -244,19 +237,42 @@ def _epoch(iso: str) -> float:
 
 
 def event_metadata(event: Event) -> dict[str, str]:
-    """The user metadata of an event's objects (S3 allows ASCII only: ids and types are).
+    """The user metadata of an event's objects: all an index row needs, should the object be
+    indexed before the event's start ever was (S3 allows ASCII only: free text such as zone
+    names is percent-encoded).
 
     Example:
-        >>> e = Event("gate", "hq", "loitering", "person", "z", "low", 0.0, 1.0, ended_at=2.0)
-        >>> sorted(event_metadata(e).items())[-1]
-        ('start', '1970-01-01T00:00:00+00:00')
+        >>> e = Event("gate", "hq", "loitering", "person", "东门", "low", 0.0, 1.0, ended_at=2.0)
+        >>> event_metadata(e)["zone"], event_from_metadata(event_metadata(e)).zone
+        ('%E4%B8%9C%E9%97%A8', '东门')
     """
     assert event.ended_at is not None
-    return {
+    metadata = {
         "site": event.site,
         "camera": event.camera_id,
         "event-id": event.id,
         "event-type": event.type,
+        "label": quote(event.label),
+        "zone": quote(event.zone),
+        "severity": event.severity,
+        "detail": quote(event.detail),
         "start": _iso(event.started_at),
         "end": _iso(event.ended_at),
     }
+    if event.alarm is not None:
+        metadata["alarm"] = "{}-{}".format(*event.alarm)
+    return {name: value for name, value in metadata.items() if value}  # S3 drops empty ones
+
+
+def event_from_metadata(meta: Mapping[str, str]) -> Event:
+    """The event an object's `event_metadata` describes (objects stored before it had the
+    descriptive fields give empty ones)."""
+    alarm = meta.get("alarm")
+    method, _, kind = alarm.partition("-") if alarm else ("", "", "")
+    end = _epoch(meta["end"])
+    return Event(
+        meta["camera"], meta["site"], meta["event-type"], unquote(meta.get("label", "")),
+        unquote(meta.get("zone", "")), meta.get("severity", ""), _epoch(meta["start"]), end,
+        ended_at=end, detail=unquote(meta.get("detail", "")),
+        alarm=(int(method), int(kind)) if alarm else None, id=meta["event-id"],
+    )  # fmt: skip

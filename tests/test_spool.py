@@ -29,7 +29,7 @@ from storage.config import ClipConfig, EmbeddedS3Config, SpoolConfig
 from storage.embedded import EmbeddedS3Server, load_or_create_credentials
 from storage.index import EventIndex, EventRow
 from storage.objects import MIN_PART_SIZE, ObjectStore, StoredObject
-from storage.recorder import EventRecorder
+from storage.recorder import EventRecorder, event_metadata
 from storage.spool import Kind, Spool, SpoolEntry, SpoolFullError, SpoolReport
 from storage.uploader import OnUploaded, Uploader
 from tests.clips import START
@@ -328,6 +328,9 @@ def test_objects_carry_metadata_tags_type_and_a_short_presigned_link(
         "camera": "gate",
         "event-id": event.id,
         "event-type": "loitering",
+        "label": "person",
+        "zone": "lawn",
+        "severity": "low",
         "start": "2023-11-14T22:13:30+00:00",
         "end": "2023-11-14T22:13:34+00:00",
         "clip-start": row.clip_start.isoformat() if row.clip_start else "",
@@ -505,3 +508,28 @@ def test_a_worker_killed_mid_upload_leaves_every_clip_exactly_once(
     pending = [r.id for r in rows if r.state == "ended" and not r.clip_key and not r.clip_error]
     assert pending == []
     assert [r for r in rows if r.type in ("spool_quarantine", "storage_full")] == []
+
+
+def test_media_indexed_before_their_event_make_a_whole_row(tmp_path: Path) -> None:
+    """After a crash, a replayed snapshot may reach the index before its event's start ever
+    did: the row is made from the object's metadata alone, and is complete."""
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    spool = Spool(tmp_path / "spool", SpoolConfig())
+    spool.open()
+    recorder = EventRecorder(index, spool, {}, ClipConfig(), tmp_path / "work")
+    event = Event(
+        "gate", "hq", "zone_intrusion", "person", "东门 (east gate)", "high", START, START + 8,
+        ended_at=START + 8, detail="2 people", alarm=(5, 6),
+    )  # fmt: skip
+    entry = spool.add(
+        a_file(tmp_path / "s.jpg", 100), "hq/gate/s.jpg", "image/jpeg", event_metadata(event),
+        "snapshot",
+    )  # fmt: skip
+    recorder.uploaded(entry, StoredObject(entry.key, entry.size, entry.sha256))
+    row = index.get_event(event.id)
+    assert row is not None
+    assert (row.label, row.zone, row.severity, row.detail) == (
+        "person", "东门 (east gate)", "high", "2 people"
+    )  # fmt: skip
+    assert (row.alarm_method, row.alarm_type, row.state) == (5, 6, "ended")
+    assert row.snapshot_key == entry.key and row.ended_at is not None
