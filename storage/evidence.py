@@ -261,6 +261,19 @@ class Evidence:
                 else:
                     client.disable_object_legal_hold(bucket, key, version_id=version)
 
+    def reconcile_holds(self) -> int:
+        """Set the server's legal hold on every version of every held event's media: media
+        uploaded after their hold was placed (they were still in the spool) get it too.
+        Returns how many events were gone through."""
+        if not self.bucket_locked():
+            return 0
+        with self.index.sessions() as session:
+            active = select(LegalHoldRow.event_id).where(LegalHoldRow.released_at.is_(None))
+            held = sorted(set(session.scalars(active)))
+        for event_id in held:
+            self._s3_hold(event_id, on=True)
+        return len(held)
+
     def audit(self, older_than: timedelta, batch: int = 100) -> list[Verification]:
         """Verify up to `batch` ended events whose media were last checked longer ago than
         `older_than` (or never), oldest first: the periodic audit."""

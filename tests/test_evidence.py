@@ -281,3 +281,22 @@ def test_on_a_locked_bucket_expired_media_without_retention_are_swept(
     result = RetentionSweeper(index, locked_store, evidence, RetentionConfig()).sweep(NOW)
     assert result.recordings == [old] and result.locked == []
     assert locked_store.versions(old) == [] and len(locked_store.versions(young)) == 1
+
+
+def test_a_hold_placed_before_the_upload_reaches_the_object(
+    index: EventIndex, locked_store: ObjectStore
+) -> None:
+    """Held while its clip still waited in the spool: the next evidence round holds it."""
+    event = Event("gate", "hq", "zone_intrusion", "person", "door", "high", 1e9, 1e9 + 5)
+    index.add_event(event)
+    evidence = Evidence(index, locked_store)
+    evidence.hold(event.id, actor="investigator-2", reason="case 2026-118")
+    key = object_key("hq", "gate", event.started_at, f"{event.id}.mp4")
+    stored = locked_store.put(key, secrets.token_bytes(1000), "video/mp4", {})
+    index.finish_event(event, clip_key=stored.key, clip_sha256=stored.sha256)
+    (version,) = locked_store.versions(key)
+    assert not locked_store.legal_hold(key, version)
+    assert evidence.reconcile_holds() == 1
+    assert locked_store.legal_hold(key, version)
+    evidence.release(event.id, actor="investigator-2")
+    assert not locked_store.legal_hold(key, version)

@@ -99,7 +99,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     evidence = Evidence(index, store)
     recheck = timedelta(days=config.evidence.recheck_days)
     chores = [
-        Periodic("integrity-audit", config.evidence.audit_every_s, lambda: evidence.audit(recheck)),
+        Periodic(
+            "evidence",
+            config.evidence.audit_every_s,
+            lambda: (evidence.audit(recheck), evidence.reconcile_holds()),
+        ),
         Periodic(
             "retention",
             config.retention.sweep_every_s,
