@@ -221,6 +221,10 @@ class ObjectStore:
                 return None
             raise
 
+    def versioned(self) -> bool:
+        """Whether the bucket keeps versions (always so with object lock)."""
+        return self.client.get_bucket_versioning(self.bucket).status == "Enabled"
+
     def versions(self, key: str) -> list[str | None]:
         """The version ids of `key` (on a versioned bucket; else [None] if it exists)."""
         found = self.client.list_objects(self.bucket, prefix=key, include_version=True)

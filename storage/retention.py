@@ -160,14 +160,15 @@ class RetentionSweeper:
                 log.exception("retention: recording %s not swept", row.key)
 
     def _delete(self, keys: Sequence[str | None], result: SweepResult) -> bool:
-        """Delete the objects, every version of them on a bucket with object lock (a plain
-        delete there only hides the object behind a delete marker); False, and nothing more
-        deleted, if the server still retains one."""
+        """Delete the objects, every version of them on a versioned bucket (object lock makes
+        one; there a plain delete only hides the object behind a delete marker); False, and
+        nothing more deleted, if the server still retains one."""
         present = [key for key in keys if key is not None]
         versions: list[tuple[str, str | None]] = [(key, None) for key in present]
-        if self.evidence.bucket_locked():
+        locked = self.evidence.bucket_locked()
+        if locked or self.store.versioned():
             versions = [(key, version) for key in present for version in self.store.versions(key)]
-        retained = [key for key, version in versions if self._retained(key, version)]
+        retained = [key for key, version in versions if locked and self._retained(key, version)]
         if retained:
             log.info("retention: %s still retained by the server", ", ".join(retained))
             result.locked += retained

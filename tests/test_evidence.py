@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from minio.commonconfig import COMPLIANCE
+from minio.commonconfig import COMPLIANCE, ENABLED
 from minio.error import S3Error
 from minio.retention import Retention
+from minio.versioningconfig import VersioningConfig
 
 from api.app import create_app
 from api.config import ApiConfig
@@ -300,3 +301,16 @@ def test_a_hold_placed_before_the_upload_reaches_the_object(
     assert locked_store.legal_hold(key, version)
     evidence.release(event.id, actor="investigator-2")
     assert not locked_store.legal_hold(key, version)
+
+
+def test_on_a_versioned_bucket_every_version_of_an_expired_object_goes(
+    index: EventIndex, object_store: ObjectStore
+) -> None:
+    store = ObjectStore(object_store.client, f"versioned-{secrets.token_hex(4)}")
+    store.ensure_bucket()
+    store.client.set_bucket_versioning(store.bucket, VersioningConfig(ENABLED))
+    old = stored_segment(index, store, "gate", days_ago=8, size=1000)
+    store.put(old, secrets.token_bytes(1000), "video/mp4", {})  # a second version of it
+    assert len(store.versions(old)) == 2
+    result = RetentionSweeper(index, store, Evidence(index, store), RetentionConfig()).sweep(NOW)
+    assert result.recordings == [old] and store.versions(old) == []
