@@ -15,7 +15,7 @@ from sqlalchemy import Boolean, Index, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.index import Base, EventIndex, EventRow, UTCDateTime, utcnow
-from storage.objects import NO_LOCK_CODES, SHA256_META, ObjectStore
+from storage.objects import NO_LOCK_CODES, ObjectStore
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -91,22 +91,19 @@ def verify_object(store: ObjectStore, key: str, expected: str) -> Verification:
         Verification(key='hq/gate/2026/01/01/e1.mp4', ok=True, ...)
     """
     try:
-        stat = store.client.stat_object(store.bucket, key)
-        response = store.client.get_object(store.bucket, key)
+        stored = store.stat(key)
+        chunks = store.open(key, CHUNK) if stored is not None else None
     except S3Error as error:
         return Verification(key, False, expected, None, f"cannot be read: {error.code}")
-    try:
-        digest = hashlib.sha256()
-        for chunk in response.stream(CHUNK):
-            digest.update(chunk)
-    finally:
-        response.close()
-        response.release_conn()
+    if stored is None or chunks is None:
+        return Verification(key, False, expected, None, "cannot be read: NoSuchKey")
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
     actual = digest.hexdigest()
-    recorded = (stat.metadata or {}).get(f"x-amz-meta-{SHA256_META}")
     if actual != expected:
         return Verification(key, False, expected, actual, "content does not match the index")
-    if recorded != expected:
+    if stored.sha256 != expected:
         return Verification(key, False, expected, actual, "metadata hash does not match")
     return Verification(key, True, expected, actual)
 

@@ -252,13 +252,18 @@ def export_range(
     )
     time_base = Fraction(chosen[0].time_base)
     written: list[float] = []
+    head = read(chosen[0].key)  # its stream is the template; fetched once for both uses
+
+    def fetch(key: str) -> bytes:
+        return head if key == chosen[0].key else read(key)
+
     with (
-        av.open(io.BytesIO(read(chosen[0].key)), "r") as first,
+        av.open(io.BytesIO(head), "r") as first,
         av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out,
     ):
         stream = out.add_stream_from_template(first.streams.video[0])
         origin: int | None = None
-        for packet, pts, dts, wall in _trimmed(_packets(chosen, read), start, end):
+        for packet, pts, dts, wall in _trimmed(_packets(chosen, fetch), start, end):
             origin = pts if origin is None else origin
             packet.pts, packet.dts = pts - origin, dts - origin
             packet.time_base, packet.stream = time_base, stream

@@ -80,10 +80,15 @@ class RetentionSweeper:
         self.store = store
         self.evidence = evidence
         self.config = config
+        self._locked = self._versioned = False  # the bucket's, found out by each sweep
 
     def sweep(self, now: datetime | None = None) -> SweepResult:
         now = now or utcnow()
         result = SweepResult()
+        # Asked once a sweep: a versioned bucket (object lock makes one) needs every version
+        # of an object deleted, and a locked one its retention asked first.
+        self._locked = self.evidence.bucket_locked()
+        self._versioned = self._locked or self.store.versioned()
         self._sweep_events(now, result)
         self._sweep_recordings(now, result)
         if result.events or result.recordings:
@@ -165,10 +170,11 @@ class RetentionSweeper:
         nothing more deleted, if the server still retains one."""
         present = [key for key in keys if key is not None]
         versions: list[tuple[str, str | None]] = [(key, None) for key in present]
-        locked = self.evidence.bucket_locked()
-        if locked or self.store.versioned():
+        if self._versioned:
             versions = [(key, version) for key in present for version in self.store.versions(key)]
-        retained = [key for key, version in versions if locked and self._retained(key, version)]
+        retained = [
+            key for key, version in versions if self._locked and self._retained(key, version)
+        ]
         if retained:
             log.info("retention: %s still retained by the server", ", ".join(retained))
             result.locked += retained
