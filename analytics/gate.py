@@ -72,13 +72,9 @@ def _inside(box: Box, outer: Box) -> bool:
     return outer.x1 <= box.x1 and outer.y1 <= box.y1 and box.x2 <= outer.x2 and box.y2 <= outer.y2
 
 
-def _covered(region: Box, tracks: Sequence[Track]) -> bool:
-    """Most of `region` lies within a known track's box, grown by half its size."""
-    for track in tracks:
-        box = _grown(track.box, 0.5)
-        if region.area and region.intersection(box) >= 0.6 * region.area:
-            return True
-    return False
+def _covered(region: Box, boxes: Sequence[Box]) -> bool:
+    """Most of `region` lies within one of `boxes` (known tracks' boxes, grown)."""
+    return any(region.area and region.intersection(box) >= 0.6 * region.area for box in boxes)
 
 
 def split(region: Box, max_width: float, max_height: float, overlap: float = 0.15) -> list[Box]:
@@ -163,6 +159,7 @@ class DetectionGate:
         self.last = GateDecision((), "no frame yet")  # the latest frame's decision
         self._since_refresh = 0
         self._since_whole = 0
+        self._whole: dict[tuple[float, float], list[Box]] = {}  # whole-frame tiles, per size
         self._examined: list[tuple[float, Box]] = []  # crops the detector looked at, and when
 
     def decide(
@@ -173,7 +170,9 @@ class DetectionGate:
         self.stats.frames += 1
         height, width = image.shape[:2]
         window = (min(1.0, self.config.crop_px / width), min(1.0, self.config.crop_px / height))
-        whole = split(FULL_FRAME, *window, overlap=0.25)
+        whole = self._whole.get(window)
+        if whole is None:
+            whole = self._whole.setdefault(window, split(FULL_FRAME, *window, overlap=0.25))
         if not self.config.enabled:
             return self._detect(whole, "gate off", t, refresh=True)
         moving = self.motion.regions(image)
@@ -185,21 +184,28 @@ class DetectionGate:
             self._since_whole = 0
             return self._detect(whole, "whole look", t, refresh=True)
         self._examined = [(at, b) for at, b in self._examined if t - at <= self.config.recheck_s]
-        looked = [b for _, b in self._examined]
-        new = [
-            r for r in moving if not _covered(r, tracks) and not any(_inside(r, b) for b in looked)
-        ]
         if (moving or tracks) and self._since_refresh >= self.config.tracked_every:
             targets = [*moving, *(_grown(track.box, TRACK_MARGIN) for track in tracks)]
             reason, refresh = "tracked motion", True
-        elif new or tentative:
+        elif new := self._new_motion(moving, tracks):
             targets = [*new, *(_grown(box, TRACK_MARGIN) for box in tentative)]
-            reason, refresh = "new motion" if new else "new object", False
+            reason, refresh = "new motion", False
+        elif tentative:
+            targets = [_grown(box, TRACK_MARGIN) for box in tentative]
+            reason, refresh = "new object", False
         else:
             self.last = GateDecision((), "skipped")
             return self.last
         crops = cover(targets, *window)
         return self._detect(crops if len(crops) <= len(whole) else whole, reason, t, refresh)
+
+    def _new_motion(self, moving: Sequence[Box], tracks: Sequence[Track]) -> list[Box]:
+        """The moving regions on no known track and not where the detector just looked."""
+        known = [_grown(track.box, 0.5) for track in tracks]
+        looked = [b for _, b in self._examined]
+        return [
+            r for r in moving if not _covered(r, known) and not any(_inside(r, b) for b in looked)
+        ]
 
     def _detect(self, regions: Sequence[Box], reason: str, t: float, refresh: bool) -> GateDecision:
         if refresh:

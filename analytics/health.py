@@ -42,6 +42,7 @@ class ConditionEvents:
         at: float,
         frame: Frame | None = None,
         mask: Mask | None = None,
+        alarm: tuple[int, int] = PICTURE_ALARM,
     ) -> None:
         key = (camera_id, condition)
         with self._lock:
@@ -57,7 +58,7 @@ class ConditionEvents:
                     severity="high",
                     started_at=at,
                     last_seen_at=at,
-                    alarm=VIDEO_LOSS_ALARM if condition == VIDEO_LOSS else PICTURE_ALARM,
+                    alarm=alarm,
                 )
                 if frame is not None:
                     caption = condition.replace("_", " ")
@@ -75,7 +76,9 @@ class ConditionEvents:
     def video_changed(self, change: StateChange, site: str) -> None:
         """A camera went offline (video loss starts) or came back (it ends)."""
         if change.new == "offline":
-            self.changed(change.camera_id, site, VIDEO_LOSS, True, change.at)
+            self.changed(
+                change.camera_id, site, VIDEO_LOSS, True, change.at, alarm=VIDEO_LOSS_ALARM
+            )
         elif change.old == "offline":
             self.changed(change.camera_id, site, VIDEO_LOSS, False, change.at)
 

@@ -179,7 +179,14 @@ class FaceMasker:
     def __init__(self, config: PrivacyConfig) -> None:
         self.detector = FaceDetector(config)
         self.blurrer = FaceBlurrer(config.method)
+        # The last picture masked and its result: several events starting on one frame each
+        # render a snapshot of it, and face detection is the expensive part.
+        self._last: tuple[BGRImage, BGRImage] | None = None
 
     def __call__(self, image: BGRImage) -> BGRImage:
+        if self._last is not None and self._last[0] is image:
+            return self._last[1].copy()  # callers draw on what they get
         faces = self.detector.detect(image)
-        return self.blurrer.apply(image, [face.box for face in faces], copy=True)
+        masked = self.blurrer.apply(image, [face.box for face in faces], copy=True)
+        self._last = (image, masked)
+        return masked.copy()

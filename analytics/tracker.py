@@ -205,6 +205,8 @@ class _Tracklet:
         self.history: deque[tuple[float, Box]] = deque([(t, self.kalman.box)], maxlen=history)
 
     def predict(self, t: float) -> None:
+        if t == self.updated_at:
+            return  # already there (predicted for the gate, then updated)
         if self.missed:
             self.kalman.hold_size()
         self.kalman.predict(max(0.0, t - self.updated_at))

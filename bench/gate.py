@@ -22,6 +22,7 @@ from typing import Any
 
 import av
 import numpy as np
+from cameras import WHOLE_VIEW, Discard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -33,25 +34,16 @@ from analytics.pipeline import CameraAnalytics, CameraRules
 from analytics.quality import QualityConfig
 from analytics.rules import LineConfig, LineCrossingRule
 from analytics.tracker import TrackerConfig
-from common.types import BGRImage, Event, Frame
+from common.types import BGRImage, Frame
 from tests.labels import vtest_crossings, vtest_people
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-WHOLE_VIEW = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
 SETTINGS: dict[str, dict[str, Any]] = {
     "gate (default)": {},
     "gate off, 224 px tiles": {"enabled": False},
     "gate off, whole frames": {"enabled": False, "crop_px": 640},
     "gate, whole frames": {"crop_px": 640},
 }
-
-
-class Discard:
-    def event_started(self, event: Event) -> None:
-        pass
-
-    def event_ended(self, event: Event) -> None:
-        pass
 
 
 def main() -> None:

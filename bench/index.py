@@ -40,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from decode import log
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select
@@ -64,10 +66,6 @@ COLUMNS = [
     "updated_at",
 ]  # fmt: skip
 BATCH = 50_000
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def rows(count: int, seed: int = 1, zone: str = "") -> Iterator[tuple[Any, ...]]:

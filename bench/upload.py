@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from decode import log
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage.config import EmbeddedS3Config, SpoolConfig
@@ -38,18 +40,7 @@ from storage.embedded import EmbeddedS3Server
 from storage.objects import ObjectStore
 from storage.spool import Spool
 from storage.uploader import Uploader
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.servers import free_port
 
 
 def bare(store: ObjectStore, files: list[Path], prefix: str) -> float:
