@@ -1,10 +1,11 @@
 """Clip upload throughput through the spool and the uploader against a bare `put_object`.
 
 - ours: what the recorder and the worker's uploader do with each clip: `Spool.add` (move the
-  file in, hash it (SHA-256 and MD5), fsync it and its manifest) on one thread while the
-  `Uploader` thread checks each entry's bytes against its manifest, puts it with its
-  metadata and tags, verifies it with a HEAD (size, SHA-256 metadata, ETag) and removes it;
-  timed from the first `add` until the spool is empty;
+  file in, hash it (SHA-256), fsync it and its manifest) on one thread while the `Uploader`
+  checks each entry's bytes against its manifest (SHA-256, and the MD5 of the ETag; the next
+  entry's on a second thread while one is sent), puts it with its metadata and tags,
+  verifies it with a HEAD (size, SHA-256 metadata, ETag) and removes it; timed from the
+  first `add` until the spool is empty;
 - drain: the same uploader emptying a spool that already holds the clips (the backlog
   after an S3 outage, when throughput matters most), timed from its start;
 - bare: `Minio.put_object` of the same files, one after the other, from open files, with

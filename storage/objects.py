@@ -187,7 +187,7 @@ class ObjectStore:
             part_size=part_size,
             retention=retention,
         )
-        return str(result.etag or "")
+        return str(result.etag or "").strip('"')
 
     def stat(self, key: str) -> StoredObject | None:
         """The object's size, SHA-256 (user metadata), ETag, type and metadata; None if

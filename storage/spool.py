@@ -3,7 +3,6 @@ entry, and stays there until its upload is verified."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -13,10 +12,10 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 from storage.config import SpoolConfig
 from storage.objects import expected_etag
@@ -33,8 +32,8 @@ TMP = ".tmp"
 
 @dataclass(frozen=True, slots=True)
 class SpoolEntry:
-    """One spooled object: its bytes at `path`, what it becomes in S3, and its digests
-    (computed once, when it was spooled). `etag` is the ETag S3 will give the upload."""
+    """One spooled object: its bytes at `path`, what it becomes in S3, and its SHA-256
+    (computed when it was spooled); it goes up in one PUT up to `part_size`, in parts beyond."""
 
     id: str
     key: str
@@ -42,8 +41,6 @@ class SpoolEntry:
     content_type: str
     size: int
     sha256: str
-    md5: str
-    etag: str
     part_size: int
     added_at: float
     metadata: dict[str, str] = field(default_factory=dict)
@@ -149,23 +146,23 @@ class Digests:
                 self.parts.append(self._part.digest())
                 self._part, self._in_part = hashlib.md5(), 0
 
-    def _all_parts(self) -> list[bytes]:
-        return self.parts + ([self._part.digest()] if self._in_part or not self.parts else [])
-
-    def md5(self) -> str:
-        """The MD5 of the whole stream if it is one part ("" otherwise: never needed)."""
-        parts = self._all_parts()
-        return parts[0].hex() if self.with_md5 and len(parts) == 1 else ""
-
     def etag(self) -> str:
-        return expected_etag(self._all_parts(), self.md5()) if self.with_md5 else ""
+        """The ETag S3 gives the stream uploaded in parts of `part_size` ("" without MD5)."""
+        if not self.with_md5:
+            return ""
+        parts = self.parts + ([self._part.digest()] if self._in_part or not self.parts else [])
+        return expected_etag(parts, parts[0].hex() if len(parts) == 1 else "")
 
 
-def sha256_of(stream: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    while chunk := stream.read(CHUNK):
-        digest.update(chunk)
-    return digest.hexdigest()
+@dataclass(frozen=True, slots=True)
+class CheckedEntry:
+    """A spool entry's bytes, read and found to match its manifest: `data` in memory when it
+    goes up in one PUT (None beyond: it is streamed from its file), and the `etag` S3 will
+    give those bytes ("" when ETags are not compared)."""
+
+    entry: SpoolEntry
+    data: bytes | None
+    etag: str
 
 
 class Spool:
@@ -290,7 +287,8 @@ class Spool:
                 # never got an entry back, so nothing waits for it.
                 log.warning("spool file %s has no manifest; removed", orphan.name)
                 orphan.unlink()
-        self._count()
+        self.stats.entries = len(self._entries)
+        self.stats.bytes = sum(e.size for e in self._entries.values())
         if self._entries:
             log.info("spool replays %d entries (%d bytes)", self.stats.entries, self.stats.bytes)
 
@@ -334,7 +332,8 @@ class Spool:
         entry_id = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
         path = self.slot / f"{entry_id}{source.suffix}"
         shutil.move(source, path)
-        digests = Digests(self.config.part_size, with_md5=self.config.verify_etag)
+        # SHA-256 only: the MD5 S3's ETag is compared with comes from the check before upload
+        digests = Digests(self.config.part_size, with_md5=False)
         with open(path, "rb") as data:
             while chunk := data.read(CHUNK):
                 digests.update(chunk)
@@ -347,8 +346,6 @@ class Spool:
             content_type=content_type,
             size=digests.size,
             sha256=digests.sha256.hexdigest(),
-            md5=digests.md5(),
-            etag=digests.etag(),
             part_size=self.config.part_size,
             added_at=time.time(),
             metadata=dict(metadata),
@@ -360,7 +357,8 @@ class Spool:
         with self._changed:
             self._entries[entry.id] = entry
             self.stats.added += 1
-            self._count()
+            self.stats.entries += 1
+            self.stats.bytes += entry.size
             self._poked = True
             self._changed.notify_all()
         return entry
@@ -432,29 +430,32 @@ class Spool:
             self._poked = True
             self._changed.notify_all()
 
-    def read_checked(self, entry: SpoolEntry) -> bytes:
-        """The entry's bytes, checked against its manifest (SpoolCorruptError if not)."""
-        data = entry.path.read_bytes()
-        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise SpoolCorruptError(f"spool file of {entry.key} does not match its manifest")
-        return data
-
-    @contextlib.contextmanager
-    def open_checked(self, entry: SpoolEntry) -> Iterator[BinaryIO]:
-        """The entry's file, checked against its manifest first, rewound (for large ones)."""
+    def check(self, entry: SpoolEntry) -> CheckedEntry:
+        """Read the entry's file once, hashing it (SHA-256, and the MD5s of S3's ETag when
+        `verify_etag` is on); SpoolCorruptError unless it matches the manifest. Its bytes are
+        kept in memory when it goes up in one PUT."""
+        digests = Digests(entry.part_size, with_md5=self.config.verify_etag)
+        small = entry.size <= entry.part_size
+        chunks = []
         with open(entry.path, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            if size != entry.size or sha256_of(stream) != entry.sha256:
-                raise SpoolCorruptError(f"spool file of {entry.key} does not match its manifest")
-            stream.seek(0)
-            yield stream
+            while chunk := stream.read(CHUNK):
+                digests.update(chunk)
+                if small:
+                    chunks.append(chunk)
+        if digests.size != entry.size or digests.sha256.hexdigest() != entry.sha256:
+            raise SpoolCorruptError(f"spool file of {entry.key} does not match its manifest")
+        return CheckedEntry(entry, b"".join(chunks) if small else None, digests.etag())
 
-    def remove(self, entry: SpoolEntry) -> None:
-        """Forget an uploaded entry: manifest first, so a crash leaves no manifest without its
-        file (a file without a manifest is swept at the next open)."""
+    def remove(self, entry: SpoolEntry) -> Path:
+        """Forget an uploaded entry. Its manifest goes now; its file is returned for the
+        caller to unlink when it has time (freeing a clip's blocks takes a millisecond or
+        two): a file without a manifest is swept at the next open, so a crash in between
+        leaves nothing behind."""
         with self._changed:
-            self._drop(entry)
+            self._manifest(entry).unlink(missing_ok=True)
+            self._forget(entry)
             self.stats.removed += 1
+        return entry.path
 
     def quarantine(self, entry: SpoolEntry, reason: str) -> None:
         """Move an entry that failed its check out of the way, for a human to look at."""
@@ -466,9 +467,8 @@ class Spool:
             if manifest.exists():
                 shutil.move(manifest, self.quarantine_dir / manifest.name)
             _fsync_dir(self.quarantine_dir)
-            self._entries.pop(entry.id, None)
+            self._forget(entry)
             self.stats.quarantined += 1
-            self._count()
         log.error("spool entry %s (%s) quarantined: %s", entry.id, entry.key, reason)
         self._report("quarantined", entry.key, entry.kind, entry.metadata, reason)
 
@@ -480,9 +480,10 @@ class Spool:
         """Remove an entry's manifest and file (the caller holds the lock)."""
         self._manifest(entry).unlink(missing_ok=True)
         entry.path.unlink(missing_ok=True)
-        self._entries.pop(entry.id, None)
-        self._count()
+        self._forget(entry)
 
-    def _count(self) -> None:
-        self.stats.entries = len(self._entries)
-        self.stats.bytes = sum(e.size for e in self._entries.values())
+    def _forget(self, entry: SpoolEntry) -> None:
+        """Take an entry off the list and the counts (the caller holds the lock)."""
+        if self._entries.pop(entry.id, None) is not None:
+            self.stats.entries -= 1
+            self.stats.bytes -= entry.size

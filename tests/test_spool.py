@@ -30,8 +30,8 @@ from storage.embedded import EmbeddedS3Server, load_or_create_credentials
 from storage.index import EventIndex, EventRow
 from storage.objects import MIN_PART_SIZE, ObjectStore, StoredObject
 from storage.recorder import EventRecorder, event_metadata
-from storage.spool import Kind, Spool, SpoolEntry, SpoolFullError, SpoolReport
-from storage.uploader import OnUploaded, Uploader
+from storage.spool import CheckedEntry, Kind, Spool, SpoolEntry, SpoolFullError, SpoolReport
+from storage.uploader import OnUploaded, Uploader, UploadMismatchError
 from tests.clips import START
 from tests.media import camera_packets
 from tests.servers import Pipeline, RtspCamera, free_port, pipeline_config
@@ -135,7 +135,7 @@ def test_entries_are_durable_listed_oldest_first_and_replayed(tmp_path: Path) ->
     assert not (tmp_path / "0.mp4").exists()  # moved in
     data = added[1].path.read_bytes()
     assert added[1].sha256 == hashlib.sha256(data).hexdigest()
-    assert added[1].md5 == added[1].etag == hashlib.md5(data).hexdigest()
+    assert spool.check(added[1]) == CheckedEntry(added[1], data, hashlib.md5(data).hexdigest())
     slot = added[0].path.parent
     (slot / "half-moved.mp4").write_bytes(b"crashed before its manifest")
     (slot / "x.manifest.json.1234.tmp").write_bytes(b"{")
@@ -145,9 +145,15 @@ def test_entries_are_durable_listed_oldest_first_and_replayed(tmp_path: Path) ->
     assert again.open() == added  # the same entries, oldest first
     assert not (slot / "half-moved.mp4").exists()
     assert not list(slot.glob("*.tmp"))
-    again.remove(added[0])
+    assert again.remove(added[0]) == added[0].path  # the caller's to unlink
     assert [e.id for e in again.entries()] == [e.id for e in added[1:]]
-    assert not added[0].path.exists()
+    assert not (slot / f"{added[0].id}.manifest.json").exists()
+    assert again.stats.entries == 2 and again.stats.bytes == added[1].size + added[2].size
+    again.close()  # as if the process died before it unlinked the file
+
+    third = Spool(tmp_path / "spool", SpoolConfig())
+    assert third.open() == added[1:]
+    assert not added[0].path.exists()  # a file without a manifest is swept
 
 
 def test_an_unreadable_manifest_quarantines_its_file_and_a_newer_one_still_loads(
@@ -247,25 +253,30 @@ def test_a_tampered_spool_file_is_quarantined_and_never_uploaded(s3_up: S3, tmp_
     spool = Spool(tmp_path / "spool", SpoolConfig(), reports.append)
     spool.open()
     meta = {"camera": "gate", "site": "hq"}
-    bad = spool.add(
-        a_file(tmp_path / "bad.mp4", 4000), "hq/gate/bad.mp4", "video/mp4", meta, "clip"
-    )
-    good = spool.add(a_file(tmp_path / "ok.mp4", 4000), "hq/gate/ok.mp4", "video/mp4", meta, "clip")
-    with open(bad.path, "r+b") as data:  # one byte changed on disk after spooling
-        data.seek(100)
-        byte = data.read(1)
-        data.seek(100)
-        data.write(bytes([byte[0] ^ 0xFF]))
+    # The bad one first (checked by the uploader) and in the middle (checked ahead, while
+    # the one before it goes up).
+    bad, first, middle, last = [
+        spool.add(a_file(tmp_path / f"{name}.mp4", 4000), f"hq/gate/{name}.mp4", "video/mp4",
+                  meta, "clip")
+        for name in ("bad", "first", "middle", "last")
+    ]  # fmt: skip
+    for tampered in (bad, middle):
+        with open(tampered.path, "r+b") as data:  # one byte changed on disk after spooling
+            data.seek(100)
+            byte = data.read(1)
+            data.seek(100)
+            data.write(bytes([byte[0] ^ 0xFF]))
     uploaded: list[str] = []
     uploader = Uploader(spool, store, {"clip": lambda entry, stored: uploaded.append(entry.key)})
     uploader.start()
     assert uploader.stop(drain_s=20) == 0
-    assert uploaded == [good.key]
-    assert bucket_objects(store) == [good.key]
-    assert [(r.what, r.key) for r in reports] == [("quarantined", bad.key)]
-    assert spool.stats.quarantined == 1
-    assert (spool.quarantine_dir / bad.path.name).exists()
-    assert (spool.quarantine_dir / f"{bad.id}.manifest.json").exists()
+    assert uploaded == [first.key, last.key]
+    assert bucket_objects(store) == [first.key, last.key]
+    assert [(r.what, r.key) for r in reports] == [("quarantined", k) for k in (bad.key, middle.key)]
+    assert spool.stats.quarantined == 2
+    for tampered in (bad, middle):
+        assert (spool.quarantine_dir / tampered.path.name).exists()
+        assert (spool.quarantine_dir / f"{tampered.id}.manifest.json").exists()
 
 
 @pytest.mark.integration
@@ -352,15 +363,40 @@ def test_objects_carry_metadata_tags_type_and_a_short_presigned_link(
 
 
 @pytest.mark.integration
+def test_an_upload_the_server_stored_differently_is_not_taken(s3_up: S3, tmp_path: Path) -> None:
+    """The server's ETag of the stored bytes must be the MD5 of the checked bytes, on every
+    upload (only the first one is also read back with a HEAD)."""
+    store = s3_up.store("spool-etag")
+    spool = Spool(tmp_path / "spool", SpoolConfig())
+    spool.open()
+    uploader = Uploader(spool, store)
+    first, second = (
+        spool.add(a_file(tmp_path / f"{n}.mp4", 4000), f"hq/gate/{n}.mp4", "video/mp4", {}, "clip")
+        for n in range(2)
+    )
+    assert uploader.upload(first).etag == hashlib.md5(first.path.read_bytes()).hexdigest()
+    put_stream = store.put_stream
+
+    def altered(*args: Any, **kwargs: Any) -> str:
+        put_stream(*args, **kwargs)
+        return "0" * 32  # as if a proxy or a faulty disk changed the bytes on the way
+
+    store.put_stream = altered  # type: ignore[method-assign]
+    with pytest.raises(UploadMismatchError, match="etag"):
+        uploader.upload(second)
+
+
+@pytest.mark.integration
 def test_a_large_object_goes_up_in_parts_and_is_verified(s3_up: S3, tmp_path: Path) -> None:
     store = s3_up.store("spool-parts")
     spool = Spool(tmp_path / "spool", SpoolConfig(part_size=MIN_PART_SIZE))
     spool.open()
     source = a_file(tmp_path / "segment.mp4", 2 * MIN_PART_SIZE + 12345)
     entry = spool.add(source, "hq/gate/rec/segment.mp4", "video/mp4", {}, "recording")
-    assert entry.etag.endswith("-3")
+    checked = spool.check(entry)
+    assert checked.data is None and checked.etag.endswith("-3")  # streamed, in three parts
     stored = Uploader(spool, store).upload(entry)  # raises if size, SHA-256 or ETag differ
-    assert stored.etag == entry.etag and stored.size == entry.size
+    assert stored.etag == checked.etag and stored.size == entry.size
     assert hashlib.sha256(store.read(entry.key)).hexdigest() == entry.sha256
 
 

@@ -92,7 +92,6 @@ class Worker:
                 "recording": self.recording.uploaded,
             },
             Backoff(spool.retry_min_s, spool.retry_max_s),
-            spool.verify_etag,
         )
 
     def _on_spool_report(self, report: SpoolReport) -> None:
