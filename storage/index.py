@@ -168,6 +168,17 @@ class WorkerRow(Base):
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ChoreRow(Base):
+    """A deployment-wide chore (retention sweep, evidence audit): when it is next due, and
+    the process that took its last turn."""
+
+    __tablename__ = "chores"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class WebhookOutboxRow(Base):
     """One webhook delivery to make: written in the transaction that stores the event, sent
     and retried by the dispatcher (issue 6) until delivered or given up.

@@ -1,15 +1,24 @@
-"""Camera -> worker assignment through leases in the index, so workers may span machines."""
+"""Leases in the index, so processes may span machines: camera -> worker assignment, and
+turns at the chores one API process of the deployment does at a time."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from storage.index import CameraLeaseRow, EventIndex, WorkerRow, utcnow
+from storage.index import CameraLeaseRow, ChoreRow, EventIndex, WorkerRow, utcnow
+
+
+def holder_id() -> str:
+    """A name for this process in leases, unique across machines and restarts."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 class CameraLeases:
@@ -112,3 +121,47 @@ class CameraLeases:
         self.release()
         with self.index.sessions.begin() as session:
             session.execute(delete(WorkerRow).where(WorkerRow.worker_id == self.worker_id))
+
+
+class ChoreTurns:
+    """Makes a chore that every API process schedules run once per interval in the whole
+    deployment: a process takes the turn by moving the chore's due time on by `every_s`
+    with a conditional update, which only one process can win. If the one that won dies,
+    the next process to try after the due time takes the next turn.
+
+    Example:
+        >>> index = EventIndex.connect("sqlite://")
+        >>> first, second = ChoreTurns(index, "api-1"), ChoreTurns(index, "api-2")
+        >>> first.run("sweep", 3600, lambda: None), second.run("sweep", 3600, lambda: None)
+        (True, False)
+    """
+
+    def __init__(self, index: EventIndex, holder: str) -> None:
+        self.index = index
+        self.holder = holder
+
+    def take(self, name: str, every_s: float, now: datetime | None = None) -> bool:
+        """Take the chore's turn if it is due (True), moving its next one `every_s` on."""
+        now = now or utcnow()
+        with self.index.sessions() as session:
+            known = session.get(ChoreRow, name) is not None
+        if not known:
+            try:
+                with self.index.sessions.begin() as session:
+                    session.add(ChoreRow(name=name, holder=None, due_at=now))
+            except IntegrityError:
+                pass  # another process added it first
+        with self.index.sessions.begin() as session:
+            result = session.execute(
+                update(ChoreRow)
+                .where(ChoreRow.name == name, ChoreRow.due_at <= now)
+                .values(holder=self.holder, due_at=now + timedelta(seconds=every_s))
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def run(self, name: str, every_s: float, work: Callable[[], object]) -> bool:
+        """Do `work` if this process takes the turn; whether it did."""
+        if not self.take(name, every_s):
+            return False
+        work()
+        return True

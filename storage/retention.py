@@ -8,10 +8,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from minio.error import S3Error
 from pydantic import Field
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from ingest.config import StrictModel
 from storage.evidence import Evidence
@@ -44,6 +46,9 @@ class RetentionConfig(StrictModel):
     sites: dict[str, RetentionPolicy] = Field(default_factory=dict)
     cameras: dict[str, RetentionPolicy] = Field(default_factory=dict)
     sweep_every_s: float = Field(3600.0, gt=0)
+    sweep_batch: int = Field(
+        10_000, gt=0, description="most events and most segments deleted per camera per sweep"
+    )
 
     def policy(self, site: str, camera_id: str) -> RetentionPolicy:
         return self.cameras.get(camera_id) or self.sites.get(site) or self.default
@@ -63,9 +68,11 @@ class RetentionSweeper:
     """Deletes what the retention policies no longer keep. Events go when they ended longer
     ago than their camera's `event_days` and, oldest first, when the camera's clips and
     snapshots exceed `event_max_bytes`; recordings likewise by `recording_days` and
-    `recording_max_bytes`. Objects are deleted first and the
-    row only once they are gone, so an index row never points at nothing for long and an
-    object is never left without its row; a refused deletion (object lock) keeps both.
+    `recording_max_bytes`. Cameras are gone through one at a time, each at most
+    `sweep_batch` rows a sweep, so a year of 24/7 recording is never loaded at once.
+    Objects are deleted first and the row only once they are gone, so an index row never
+    points at nothing for long and an object is never left without its row; a refused
+    deletion (object lock) keeps both.
 
     Example:
         >>> sweeper = RetentionSweeper(index, store, evidence, RetentionConfig())  # doctest: +SKIP
@@ -99,35 +106,20 @@ class RetentionSweeper:
         return result
 
     def _sweep_events(self, now: datetime, result: SweepResult) -> None:
-        with self.index.sessions() as session:
-            ended = session.execute(
-                select(
-                    EventRow.id, EventRow.site, EventRow.camera_id, EventRow.ended_at,
-                    EventRow.clip_size, EventRow.snapshot_size,
-                )
-                .where(EventRow.state == "ended", EventRow.ended_at.is_not(None))
-                .order_by(EventRow.started_at.desc())
-            ).all()  # fmt: skip
-        due = []
-        kept_bytes: dict[str, int] = {}
-        for event_id, site, camera_id, ended_at, clip_size, snapshot_size in ended:
-            policy = self.config.policy(site, camera_id)  # newest first: the budget keeps them
-            kept = kept_bytes.get(camera_id, 0) + (clip_size or 0) + (snapshot_size or 0)
-            too_old = (
-                policy.event_days is not None
-                and ended_at is not None
-                and (ended_at < now - timedelta(days=policy.event_days))
-            )
-            too_much = policy.event_max_bytes is not None and kept > policy.event_max_bytes
-            if too_old or too_much:
-                due.append(event_id)
-            else:
-                kept_bytes[camera_id] = kept
-        for event_id in due:
-            try:
-                self._sweep_event(event_id, result)
-            except Exception:  # one object's trouble must not stop the sweep
-                log.exception("retention: event %s not swept", event_id)
+        ended = (EventRow.state == "ended", EventRow.ended_at.is_not(None))
+        for site, camera_id in self._cameras(EventRow.site, EventRow.camera_id):
+            policy = self.config.policy(site, camera_id)
+            due = self._due(
+                (EventRow.camera_id == camera_id, *ended),
+                EventRow.id, EventRow.started_at, EventRow.ended_at,
+                func.coalesce(EventRow.clip_size, 0) + func.coalesce(EventRow.snapshot_size, 0),
+                policy.event_days, policy.event_max_bytes, now,
+            )  # fmt: skip
+            for event_id in due:
+                try:
+                    self._sweep_event(event_id, result)
+                except Exception:  # one object's trouble must not stop the sweep
+                    log.exception("retention: event %s not swept", event_id)
 
     def _sweep_event(self, event_id: str, result: SweepResult) -> None:
         # Asked per event, just before deleting: a hold placed during a sweep counts.
@@ -143,26 +135,72 @@ class RetentionSweeper:
         result.events.append(event_id)
 
     def _sweep_recordings(self, now: datetime, result: SweepResult) -> None:
+        for site, camera_id in self._cameras(RecordingRow.site, RecordingRow.camera_id):
+            policy = self.config.policy(site, camera_id)
+            due = self._due(
+                (RecordingRow.camera_id == camera_id,),
+                RecordingRow.id, RecordingRow.start, RecordingRow.end, RecordingRow.size,
+                policy.recording_days, policy.recording_max_bytes, now,
+            )  # fmt: skip
+            with self.index.sessions() as session:
+                rows = session.execute(
+                    select(RecordingRow.id, RecordingRow.key).where(RecordingRow.id.in_(due))
+                ).all()
+            for row_id, key in rows:
+                try:
+                    if self._delete([key], result):
+                        with self.index.sessions.begin() as session:
+                            session.execute(delete(RecordingRow).where(RecordingRow.id == row_id))
+                        result.recordings.append(key)
+                except Exception:  # one object's trouble must not stop the sweep
+                    log.exception("retention: recording %s not swept", key)
+
+    def _cameras(
+        self, site: InstrumentedAttribute[str], camera_id: InstrumentedAttribute[str]
+    ) -> list[tuple[str, str]]:
         with self.index.sessions() as session:
-            rows = list(session.scalars(select(RecordingRow).order_by(RecordingRow.start.desc())))
-        kept_bytes: dict[str, int] = {}
-        for row in rows:  # newest first: the byte budget keeps the newest
-            policy = self.config.policy(row.site, row.camera_id)
-            kept = kept_bytes.get(row.camera_id, 0) + row.size
-            too_old = policy.recording_days is not None and row.end < now - timedelta(
-                days=policy.recording_days
+            return [(s, c) for s, c in session.execute(select(site, camera_id).distinct())]
+
+    def _due(
+        self,
+        where: tuple[ColumnElement[bool], ...],
+        row_id: InstrumentedAttribute[Any],
+        start: InstrumentedAttribute[datetime],
+        end: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None],
+        size: ColumnElement[int] | InstrumentedAttribute[int],
+        days: float | None,
+        max_bytes: int | None,
+        now: datetime,
+    ) -> list[Any]:
+        """One camera's rows its policy no longer keeps, at most `sweep_batch` (the rest go
+        next sweep): by age alone, an index range on (camera, start) read oldest first (what
+        ended before the cutoff started before it too); with a byte budget, its rows newest
+        first, streamed, keeping the newest that fit."""
+        cutoff = now - timedelta(days=days) if days is not None else None
+        limit = self.config.sweep_batch
+        with self.index.sessions() as session:
+            if max_bytes is None:
+                if cutoff is None:
+                    return []
+                expired = select(row_id).where(*where, start < cutoff, end < cutoff)
+                return list(session.scalars(expired.order_by(start).limit(limit)))
+            newest_first = (
+                select(row_id, end, size)
+                .where(*where)
+                .order_by(start.desc())
+                .execution_options(yield_per=1000)
             )
-            too_much = policy.recording_max_bytes is not None and kept > policy.recording_max_bytes
-            if not (too_old or too_much):
-                kept_bytes[row.camera_id] = kept
-                continue
-            try:
-                if self._delete([row.key], result):
-                    with self.index.sessions.begin() as session:
-                        session.execute(delete(RecordingRow).where(RecordingRow.id == row.id))
-                    result.recordings.append(row.key)
-            except Exception:  # one object's trouble must not stop the sweep
-                log.exception("retention: recording %s not swept", row.key)
+            due: list[Any] = []
+            kept = 0
+            for key, ended_at, row_size in session.execute(newest_first):
+                too_old = cutoff is not None and ended_at < cutoff
+                if too_old or kept + row_size > max_bytes:
+                    due.append(key)
+                    if len(due) == limit:
+                        break
+                else:
+                    kept += row_size
+            return due
 
     def _delete(self, keys: Sequence[str | None], result: SweepResult) -> bool:
         """Delete the objects, every version of them on a versioned bucket (object lock makes

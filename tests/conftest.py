@@ -11,6 +11,9 @@ from storage.config import EmbeddedS3Config
 from storage.embedded import EmbeddedS3Server
 from storage.objects import ObjectStore
 from tests.media import corrupt_copy
+
+# Session PostgreSQL, and `index`: each test that takes it runs on SQLite and on PostgreSQL.
+from tests.postgres import index, index_url, postgres  # noqa: F401
 from tests.servers import CHECKOUT, RtspCamera, free_port
 from xueliang.samples import encode, encode_h264
 

@@ -7,6 +7,9 @@ the server runs as the unprivileged `postgres` user (via `runuser`) and owns the
 Example (a test):
     def test_x(postgres: PostgresServer) -> None:
         url = postgres.create_database()   # a fresh, empty database per call
+
+    def test_y(index: EventIndex) -> None:  # run once on SQLite, once on PostgreSQL
+        ...
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from storage.index import EventIndex
 from tests.servers import free_port
 
 USER = "xueliang"
+BACKENDS = ["sqlite", "postgresql"]
 PASSWORD = "pg-test-secret"  # a test-only password, used to check that errors never show it
 
 
@@ -142,3 +147,19 @@ def postgres() -> Iterator[PostgresServer]:
     """One server for the test session (fsync off: the tests never crash it)."""
     with running_postgres({"fsync": "off", "synchronous_commit": "off"}) as server:
         yield server
+
+
+@pytest.fixture(params=BACKENDS)
+def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each backend (PostgreSQL: a new database on the session server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'index.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+def index(index_url: str) -> Iterator[EventIndex]:
+    opened = EventIndex.connect(index_url)
+    yield opened
+    opened.close()

@@ -8,7 +8,6 @@ import hashlib
 import io
 import secrets
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -35,11 +34,6 @@ from storage.retention import RetentionConfig, RetentionPolicy, RetentionSweeper
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> EventIndex:
-    return EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +165,8 @@ def stored_segment(
     index: EventIndex, store: ObjectStore, camera: str, days_ago: float, size: int
 ) -> str:
     start = (NOW - timedelta(days=days_ago)).timestamp()
-    key = object_key("hq", camera, start, f"recordings/{camera}-{start:.0f}.mp4")
+    # unique: the buckets are shared by the tests (and by each backend's run of one)
+    key = object_key("hq", camera, start, f"recordings/{camera}-{secrets.token_hex(4)}.mp4")
     stored: StoredObject = store.put(key, secrets.token_bytes(size), "video/mp4", {})
     metadata = {
         "site": "hq", "camera": camera, "start": str(start), "end": str(start + 60),
@@ -218,6 +213,25 @@ def test_the_sweeper_deletes_what_expired_and_leaves_everything_else(
     for key in left:
         assert exists(object_store, key)
     assert not exists(object_store, old_segment) and not exists(object_store, till[0])
+
+
+def test_a_sweep_deletes_at_most_a_batch_per_camera_oldest_first(
+    index: EventIndex, object_store: ObjectStore
+) -> None:
+    expired = [stored_event(index, object_store, ended_days_ago=d) for d in (60, 50, 40)]
+    budget = [stored_event(index, object_store, "lobby", ended_days_ago=d) for d in (3, 2, 1)]
+    kept = stored_event(index, object_store, ended_days_ago=1)
+    config = RetentionConfig(
+        default=RetentionPolicy(event_days=30),
+        cameras={"lobby": RetentionPolicy(event_days=None, event_max_bytes=2560)},
+        sweep_batch=2,
+    )
+    sweeper = RetentionSweeper(index, object_store, Evidence(index, object_store), config)
+    first = sweeper.sweep(NOW).events
+    assert sorted(first) == sorted([expired[0].id, expired[1].id, budget[1].id, budget[0].id])
+    assert sweeper.sweep(NOW).events == [expired[2].id]
+    assert sweeper.sweep(NOW).events == []
+    assert index.get_event(kept.id) is not None and index.get_event(budget[2].id) is not None
 
 
 def test_the_api_logs_every_fetch_and_verifies_and_holds(

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,37 +31,21 @@ from storage.index import (
     Base,
     CameraRow,
     CameraStatusRow,
+    ChoreRow,
     EventIndex,
     EventQuery,
     IndexDatabaseError,
     WebhookOutboxRow,
 )
-from storage.leases import CameraLeases
+from storage.leases import CameraLeases, ChoreTurns
 from storage.migrations import MODEL_MODULES, alembic_config, script_directory, target_metadata
 from storage.objects import ObjectStore
-from tests.postgres import PASSWORD, PostgresServer, postgres  # noqa: F401 (the fixture)
+from tests.postgres import PASSWORD, PostgresServer
 from tests.servers import free_port
 
-BACKENDS = ["sqlite", "postgresql"]
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 SITES = ["hq", "north", "south"]
 TYPES = ["zone_intrusion", "loitering", "line_crossing", "video_loss"]
-
-
-@pytest.fixture(params=BACKENDS)
-def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database of each backend (PostgreSQL: a new database on the session server)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'index.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
-
-
-@pytest.fixture
-def index(index_url: str) -> Iterator[EventIndex]:
-    opened = EventIndex.connect(index_url)
-    yield opened
-    opened.close()
 
 
 def make_events() -> list[Event]:
@@ -301,6 +285,36 @@ def test_leases_share_cameras_and_expire(index: EventIndex) -> None:
 
 
 @pytest.mark.integration
+def test_one_process_of_the_deployment_takes_each_turn_of_a_chore(index: EventIndex) -> None:
+    nodes = [ChoreTurns(index, f"api-{n}") for n in range(4)]
+    done: list[str] = []
+    barrier = threading.Barrier(len(nodes))
+
+    def round_at(node: ChoreTurns, at: datetime) -> None:
+        barrier.wait()  # all four try at once
+        if node.take("retention", 3600, at):
+            done.append(node.holder)
+
+    for hour in range(3):
+        at = T0 + timedelta(hours=hour, seconds=1)
+        threads = [threading.Thread(target=round_at, args=(node, at)) for node in nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(done) == hour + 1  # exactly one per round
+    assert not nodes[0].take("retention", 3600, T0 + timedelta(hours=2, minutes=59))  # not due
+    ran: list[str] = []
+    assert nodes[0].run("audit", 60, lambda: ran.append("api-0"))  # chores are independent
+    assert not nodes[1].run("audit", 60, lambda: ran.append("api-1"))  # due in a minute
+    assert ran == ["api-0"]
+    with index.sessions() as session:
+        row = session.get(ChoreRow, "retention")
+        assert row is not None and row.holder == done[-1]
+        assert row.due_at == T0 + timedelta(hours=3, seconds=1)
+
+
+@pytest.mark.integration
 def test_outbox_and_api_cameras_round_trip(index: EventIndex) -> None:
     due = T0 + timedelta(seconds=5)
     with index.sessions.begin() as session:
@@ -514,7 +528,7 @@ def test_an_unreachable_server_is_named_without_the_password() -> None:
 
 
 @pytest.mark.integration
-def test_a_wrong_password_is_named_without_it(postgres: PostgresServer) -> None:  # noqa: F811
+def test_a_wrong_password_is_named_without_it(postgres: PostgresServer) -> None:
     with pytest.raises(IndexDatabaseError) as caught:
         EventIndex.connect(postgres.url(password="wrong-Secret-1"))
     message = str(caught.value)

@@ -71,9 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from xueliang.worker import Worker, new_worker_id
+    from storage.leases import holder_id
+    from xueliang.worker import Worker
 
-    worker_id = new_worker_id()
+    worker_id = holder_id()
     setup_logging(f"worker {worker_id}")
     config = _load(args.config)
     Worker(config, worker_id).run(_stop_on_signals())
@@ -87,6 +88,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from common.periodic import Periodic
     from storage.evidence import Evidence
     from storage.index import EventIndex
+    from storage.leases import ChoreTurns, holder_id
     from storage.retention import RetentionSweeper
 
     setup_logging("api")
@@ -95,20 +97,21 @@ def cmd_api(args: argparse.Namespace) -> int:
     app = create_app(
         index, store, config.cameras, config.api, heartbeat_stale_s=3 * config.ingest.heartbeat_s
     )
-    # The deployment's one API process also keeps its evidence: audits and retention.
+    # API processes keep the evidence too (audits and retention), one of them per round.
     evidence = Evidence(index, store)
     recheck = timedelta(days=config.evidence.recheck_days)
+    sweeper = RetentionSweeper(index, store, evidence, config.retention)
+    turns = ChoreTurns(index, f"api-{holder_id()}")
+    audit_s, sweep_s = config.evidence.audit_every_s, config.retention.sweep_every_s
     chores = [
         Periodic(
             "evidence",
-            config.evidence.audit_every_s,
-            lambda: (evidence.audit(recheck), evidence.reconcile_holds()),
+            audit_s,
+            lambda: turns.run(
+                "evidence", audit_s, lambda: (evidence.audit(recheck), evidence.reconcile_holds())
+            ),
         ),
-        Periodic(
-            "retention",
-            config.retention.sweep_every_s,
-            RetentionSweeper(index, store, evidence, config.retention).sweep,
-        ),
+        Periodic("retention", sweep_s, lambda: turns.run("retention", sweep_s, sweeper.sweep)),
     ]
     for chore in chores:
         chore.start()

@@ -4,9 +4,6 @@ spool and its uploader."""
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import threading
 import time
 
@@ -192,7 +189,3 @@ class Worker:
         self.uploader.stop(self.config.spool.drain_s)
         self.spool.close()
         self.leases.leave()
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(2)}"
