@@ -213,12 +213,13 @@ class Evidence:
     def hold(self, event_id: str, actor: str, reason: str) -> None:
         """Place a legal hold on an event: the retention sweeper keeps its media, and on a
         bucket with object lock the server refuses to delete them too."""
-        if self.index.get_event(event_id) is None:
+        row = self.index.get_event(event_id)
+        if row is None:
             raise KeyError(event_id)
         with self.index.sessions.begin() as session:
             if self._active_hold(session, event_id) is None:
                 session.add(LegalHoldRow(event_id=event_id, reason=reason[:256], placed_by=actor))
-        self._s3_hold(event_id, on=True)
+        self._s3_hold(row, on=True)
         self.record(event_id, "hold", actor, detail=reason)
 
     def release(self, event_id: str, actor: str) -> None:
@@ -227,7 +228,9 @@ class Evidence:
             if hold is None:
                 return
             hold.released_by, hold.released_at = actor, utcnow()
-        self._s3_hold(event_id, on=False)
+        row = self.index.get_event(event_id)
+        if row is not None:
+            self._s3_hold(row, on=False)
         self.record(event_id, "release", actor)
 
     def held(self, event_ids: Sequence[str]) -> set[str]:
@@ -245,10 +248,10 @@ class Evidence:
         )
         return session.scalars(statement).first()
 
-    def _s3_hold(self, event_id: str, on: bool) -> None:
-        """The server's own legal hold, where the bucket has object lock (WORM)."""
-        row = self.index.get_event(event_id)
-        if row is None or not self.bucket_locked():
+    def _s3_hold(self, row: EventRow, on: bool) -> None:
+        """The server's own legal hold on an event's media, where the bucket has object
+        lock (WORM)."""
+        if not self.bucket_locked():
             return
         client, bucket = self.store.client, self.store.bucket
         for key in (k for k in (row.clip_key, row.snapshot_key) if k is not None):
@@ -266,9 +269,9 @@ class Evidence:
             return 0
         with self.index.sessions() as session:
             active = select(LegalHoldRow.event_id).where(LegalHoldRow.released_at.is_(None))
-            held = sorted(set(session.scalars(active)))
-        for event_id in held:
-            self._s3_hold(event_id, on=True)
+            held = list(session.scalars(select(EventRow).where(EventRow.id.in_(active))))
+        for row in held:
+            self._s3_hold(row, on=True)
         return len(held)
 
     def audit(self, older_than: timedelta, batch: int = 100) -> list[Verification]:

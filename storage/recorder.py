@@ -18,14 +18,12 @@ from analytics.privacy import FaceMasker, PrivacyConfig
 from common.types import Event
 from ingest.ring import EncodedPacket, PacketRing
 from storage.clips import mask_to_mp4, remux_to_mp4
-from storage.config import ClipConfig, SpoolConfig
+from storage.config import ClipConfig
 from storage.index import EventIndex, to_datetime
-from storage.objects import ObjectStore, StoredObject, object_key
+from storage.objects import StoredObject, object_key
 from storage.spool import Spool, SpoolEntry
-from storage.uploader import Uploader
 
 log = logging.getLogger(__name__)
-STANDALONE_DRAIN_S = 60.0
 
 
 class EventRecorder:
@@ -43,29 +41,19 @@ class EventRecorder:
         >>> uploader = Uploader(spool, store, dict.fromkeys(("clip", "snapshot"),
         ...                                                  recorder.uploaded))  # doctest: +SKIP
         >>> recorder.start()  # doctest: +SKIP
-
-    Given an ObjectStore instead of a Spool (tools and tests), the recorder runs a spool of
-    its own under `work_dir/spool` and its uploader, and `stop` waits until both are empty.
     """
 
     def __init__(
         self,
         index: EventIndex,
-        spool: Spool | ObjectStore,
+        spool: Spool,
         rings: Mapping[str, PacketRing],
         clips: ClipConfig,
         work_dir: Path,
         privacy: Mapping[str, PrivacyConfig] | None = None,
     ) -> None:
         self.index = index
-        self._uploader: Uploader | None = None
-        if isinstance(spool, Spool):
-            self.spool = spool
-        else:
-            self.spool = Spool(work_dir / "spool", SpoolConfig())
-            self._uploader = Uploader(
-                self.spool, spool, {"clip": self.uploaded, "snapshot": self.uploaded}
-            )
+        self.spool = spool
         self.rings = rings
         self.clips = clips
         self.work_dir = work_dir
@@ -96,9 +84,6 @@ class EventRecorder:
 
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        if self._uploader is not None:
-            self.spool.open()
-            self._uploader.start()
         self._indexer.start()
         self._thread.start()
 
@@ -111,9 +96,6 @@ class EventRecorder:
             self._stopping = True
             self._wake.notify()
         self._thread.join()
-        if self._uploader is not None:
-            self._uploader.stop(STANDALONE_DRAIN_S)
-            self.spool.close()
 
     def _index(self) -> None:
         while (event := self._started.get()) is not None:

@@ -1,8 +1,20 @@
-"""An event sink for tests: keeps what it is given."""
+"""Event sinks for tests: one that keeps what it is given, and the storage stage as a worker
+runs it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
+from analytics.privacy import PrivacyConfig
 from common.types import Event
+from ingest.ring import PacketRing
+from storage.config import ClipConfig, SpoolConfig
+from storage.index import EventIndex
+from storage.objects import ObjectStore
+from storage.recorder import EventRecorder
+from storage.spool import Spool
+from storage.uploader import Uploader
 
 
 class Collected:
@@ -17,3 +29,35 @@ class Collected:
 
     def event_ended(self, event: Event) -> None:
         self.ended.append(event)
+
+
+class UploadingRecorder(EventRecorder):
+    """An EventRecorder with a spool of its own (under `work_dir/spool`) and its uploader into
+    `store`, wired as a worker wires them; `stop` returns once every clip and snapshot is
+    uploaded and indexed."""
+
+    def __init__(
+        self,
+        index: EventIndex,
+        store: ObjectStore,
+        rings: Mapping[str, PacketRing],
+        clips: ClipConfig,
+        work_dir: Path,
+        privacy: Mapping[str, PrivacyConfig] | None = None,
+    ) -> None:
+        spool = Spool(work_dir / "spool", SpoolConfig())
+        super().__init__(index, spool, rings, clips, work_dir, privacy)
+        self.uploader = Uploader(
+            self.spool, store, dict.fromkeys(("clip", "snapshot"), self.uploaded)
+        )
+
+    def start(self) -> None:
+        self.spool.open()
+        self.uploader.start()
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        left = self.uploader.stop(drain_s=60)
+        self.spool.close()
+        assert left == 0, f"{left} spool entries not uploaded"

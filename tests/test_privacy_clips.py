@@ -27,10 +27,10 @@ from storage.clips import mask_to_mp4, remux_to_mp4
 from storage.config import ClipConfig
 from storage.index import EventIndex
 from storage.objects import SHA256_META, ObjectStore
-from storage.recorder import EventRecorder
 from tests.clips import START
 from tests.media import camera_packets
 from tests.servers import Pipeline, RtspCamera, pipeline_config, running
+from tests.sinks import UploadingRecorder
 from xueliang.samples import encode
 
 MARGIN = 0.15  # FaceBlurrer's default: how far beyond a face box the blur reaches
@@ -201,7 +201,7 @@ def test_the_recorder_stores_masked_clips_of_private_cameras_only(
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     clips = ClipConfig(pre_roll_s=0.0, post_roll_s=0.0)
     privacy = {"private": PrivacyConfig(enabled=True), "public": PrivacyConfig()}
-    recorder = EventRecorder(index, object_store, rings, clips, tmp_path / "work", privacy)
+    recorder = UploadingRecorder(index, object_store, rings, clips, tmp_path / "work", privacy)
     recorder.start()
     end = packets[-1].wall_time
     events = {
@@ -320,7 +320,7 @@ def test_a_long_masked_clip_does_not_delay_new_events(
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     clips = ClipConfig(pre_roll_s=0.0, post_roll_s=0.0)
     privacy = {"private": PrivacyConfig(enabled=True)}
-    recorder = EventRecorder(
+    recorder = UploadingRecorder(
         index, object_store, {"private": ring}, clips, tmp_path / "work", privacy
     )
     recorder.start()

@@ -35,6 +35,7 @@ from storage.uploader import OnUploaded, Uploader, UploadMismatchError
 from tests.clips import START
 from tests.media import camera_packets
 from tests.servers import Pipeline, RtspCamera, free_port, pipeline_config
+from tests.sinks import UploadingRecorder
 
 OUTAGE_S = 30.0
 WHOLE_VIEW = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
@@ -319,7 +320,7 @@ def test_objects_carry_metadata_tags_type_and_a_short_presigned_link(
     for packet in packets:
         ring.append(packet)
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
-    recorder = EventRecorder(index, store, {"gate": ring}, ClipConfig(), tmp_path / "work")
+    recorder = UploadingRecorder(index, store, {"gate": ring}, ClipConfig(), tmp_path / "work")
     recorder.start()
     event = Event("gate", "hq", "loitering", "person", "lawn", "low", START + 10, START + 14)
     event.snapshot, event.ended_at = jpeg(), START + 14
