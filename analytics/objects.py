@@ -59,7 +59,9 @@ class StaticChange:
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
         self.background: Grey | None = None
-        self._previous: Grey | None = None
+        # The latest frame, shrunk once: its regions are judged on it, the next frame is
+        # compared with it.
+        self._latest: Grey | None = None
         self._age: Grey | None = None
         self._last_t = 0.0
 
@@ -76,19 +78,19 @@ class StaticChange:
     def update(self, image: BGRImage, t: float) -> None:
         grey = self.grey(image)
         if self.background is None or self.background.shape != grey.shape:
-            self.background, self._previous = grey.copy(), grey
+            self.background, self._latest = grey.copy(), grey
             self._age = np.zeros_like(grey)
             self._last_t = t
             return
-        assert self._previous is not None and self._age is not None
+        assert self._latest is not None and self._age is not None
         dt = max(0.0, t - self._last_t)
         self._last_t = t
         differs = np.abs(grey - self.background) > self.threshold
-        still = np.abs(grey - self._previous) <= self.threshold / 2
+        still = np.abs(grey - self._latest) <= self.threshold / 2
         self._age = np.where(differs & still, self._age + dt, 0.0).astype(np.float32)
         usual = ~differs  # learn only where the scene looks as it did
         self.background[usual] += self.LEARNING_RATE * (grey[usual] - self.background[usual])
-        self._previous = grey
+        self._latest = grey
 
     def regions(self, min_age: float = 0.0, min_area: float = 0.0) -> list[tuple[Box, float]]:
         """Boxes (normalized) of static changes at least `min_age` old, with their age."""
@@ -106,10 +108,10 @@ class StaticChange:
             found.append((Box(x / width, y / height, (x + w) / width, (y + h) / height), age))
         return found
 
-    def edges_now_and_before(self, box: Box, image: BGRImage) -> tuple[float, float]:
-        """Mean edge strength inside `box` in the frame and in the background."""
-        assert self.background is not None
-        grey = self.grey(image)
+    def edges_now_and_before(self, box: Box) -> tuple[float, float]:
+        """Mean edge strength inside `box` in the latest frame and in the background."""
+        assert self.background is not None and self._latest is not None
+        grey = self._latest
         height, width = grey.shape
         x1, y1 = int(box.x1 * width), int(box.y1 * height)
         x2, y2 = max(x1 + 1, int(box.x2 * width)), max(y1 + 1, int(box.y2 * height))
@@ -121,10 +123,10 @@ class StaticChange:
 
         return edges(grey), edges(self.background)
 
-    def absorb(self, box: Box, image: BGRImage) -> None:
-        """Take the frame's content inside `box` into the background: the new normal."""
-        assert self.background is not None and self._age is not None
-        grey = self.grey(image)
+    def absorb(self, box: Box) -> None:
+        """Take the latest frame's content inside `box` into the background: the new normal."""
+        assert self.background is not None and self._latest is not None and self._age is not None
+        grey = self._latest
         height, width = grey.shape
         x1, y1, x2, y2 = (int(box.x1 * width), int(box.y1 * height),
                           int(box.x2 * width) + 1, int(box.y2 * height) + 1)  # fmt: skip
@@ -140,15 +142,11 @@ class StaticObjectRule(Rule, ABC):
         self.polygon = polygon
         self.config = config
         self.change = StaticChange(config.threshold)
-        self._image: BGRImage | None = None
 
     def see(self, image: BGRImage, t: float) -> None:
         self.change.update(image, t)
-        self._image = image
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
-        if self._image is None:
-            return []
         config = self.config
         found = []
         for box, age in self.change.regions(config.min_static_s, config.min_area):
@@ -156,9 +154,9 @@ class StaticObjectRule(Rule, ABC):
             if not self.polygon.contains(centre):
                 continue
             if age >= config.absorb_after_s:
-                self.change.absorb(box, self._image)
+                self.change.absorb(box)
                 continue
-            now, before = self.change.edges_now_and_before(box, self._image)
+            now, before = self.change.edges_now_and_before(box)
             if self.matches(now, before, box, tracks):
                 # The same object keeps its key while its box wobbles: a coarse grid cell.
                 key = f"static:{int(box.x1 * 20)}:{int(box.y1 * 20)}"

@@ -169,6 +169,21 @@ def weighted_share(cells: npt.NDArray[np.bool_], weights: FloatArray) -> float:
     return float(weights[cells].sum()) / total if total > 0 else 0.0
 
 
+@dataclass(frozen=True, eq=False)  # no equality: arrays do not compare to one bool
+class CellStatistics:
+    """A picture and the mean and variance of each of its grid cells (`Grid.statistics`),
+    kept for a picture that many frames are compared with."""
+
+    image: NumberArray
+    means: FloatArray
+    variances: FloatArray
+
+    @cached_property
+    def spreads(self) -> FloatArray:
+        """The standard deviation of each cell."""
+        return np.sqrt(self.variances)
+
+
 class Grid:
     """Splits a picture into `columns` x `rows` equal cells; the few pixels left over at the
     right and bottom edges belong to none.
@@ -191,22 +206,19 @@ class Grid:
         cells = cv2.resize(cropped, (self.columns, self.rows), interpolation=cv2.INTER_AREA)
         return cells.reshape(self.rows, self.columns).astype(np.float64, copy=False)
 
-    def spreads(self, image: NumberArray) -> FloatArray:
-        """The standard deviation of each cell."""
-        return np.sqrt(self._variances(image, self.means(image)))
+    def statistics(self, image: NumberArray) -> CellStatistics:
+        """`image` with the mean and variance of each cell."""
+        means = self.means(image)
+        variances = np.maximum(self.means(image * image) - means * means, 0.0)
+        return CellStatistics(image, means, variances)
 
-    def correlations(self, image: NumberArray, reference: NumberArray) -> FloatArray:
-        """Each cell's zero-mean normalized cross-correlation of `image` with `reference`
-        (-1..1; 0 where either is flat)."""
-        image_means, reference_means = self.means(image), self.means(reference)
-        covariance = self.means(image * reference) - image_means * reference_means
-        spread = np.sqrt(
-            self._variances(image, image_means) * self._variances(reference, reference_means)
-        )
+    def correlations(self, image: NumberArray, reference: CellStatistics) -> FloatArray:
+        """Each cell's zero-mean normalized cross-correlation of `image` with the `reference`
+        picture (-1..1; 0 where either is flat)."""
+        current = self.statistics(image)
+        covariance = self.means(image * reference.image) - current.means * reference.means
+        spread = np.sqrt(current.variances * reference.variances)
         return np.divide(covariance, spread, out=np.zeros_like(covariance), where=spread > 1e-6)
-
-    def _variances(self, image: NumberArray, means: FloatArray) -> FloatArray:
-        return np.maximum(self.means(image * image) - means * means, 0.0)
 
 
 class QualityFrame:
@@ -448,28 +460,36 @@ class DefocusCheck(LearnedCheck):
         return frame.sharpness < self.config.min_ratio * float(normal)
 
 
-class SceneChangeCheck(LearnedCheck):
+class SceneChangeCheck(QualityCheck):
     """The view no longer matches the reference learned at the start: cells holding at least
     `min_share` of the reference's structure (edges) no longer correlate with it. The
-    reference is learned once, from the first clean footage, and again after a `reset`."""
+    reference is the median structure of the first clean footage (`samples`), learned once
+    and again after a `reset`; it is fixed in between, so its cells are worked out once."""
 
     name = SCENE_CHANGE
 
-    def __init__(self, config: SceneChangeConfig, reference: RunningMedian) -> None:
-        super().__init__(reference)
+    def __init__(self, config: SceneChangeConfig, samples: RunningMedian) -> None:
         self.config = config
         self.relearn_after_s = config.relearn_after_s
+        self.samples = samples
+        self.reference: CellStatistics | None = None  # once `samples` is ready
+
+    def update(self, frame: QualityFrame) -> bool:
+        if self.reference is None:
+            return False
+        correlations = frame.grid.correlations(frame.structure, self.reference)
+        lost = correlations < self.config.min_correlation
+        return weighted_share(lost, self.reference.spreads) >= self.config.min_share
 
     def learn(self, frame: QualityFrame) -> None:
-        if not self.normal.ready:
-            super().learn(frame)
+        if self.reference is None and self.samples.wants(frame.wall_time):
+            self.samples.add(frame.structure, frame.wall_time)
+            if self.samples.ready:
+                self.reference = frame.grid.statistics(self.samples.value)
 
-    def measure(self, frame: QualityFrame) -> FloatArray:
-        return frame.structure
-
-    def departs(self, frame: QualityFrame, normal: FloatArray) -> bool:
-        lost = frame.grid.correlations(frame.structure, normal) < self.config.min_correlation
-        return weighted_share(lost, frame.grid.spreads(normal)) >= self.config.min_share
+    def reset(self) -> None:
+        self.samples.clear()
+        self.reference = None
 
 
 @dataclass(frozen=True, slots=True)

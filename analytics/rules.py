@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -249,6 +250,12 @@ def _track_finding(track: Track, detail: str = "") -> Finding:
     return Finding(f"track:{track.id}", track.label, track.score, (track.box,), detail)
 
 
+def _when(sighting: tuple[float, Box]) -> float:
+    """The time of a `Track.history` entry: the history is oldest first, so rules find the
+    entries they want by bisection instead of walking all of it every frame."""
+    return sighting[0]
+
+
 class ZoneTrackRule(Rule, ABC):
     """A rule about each object of `labels` standing in a polygon."""
 
@@ -338,11 +345,12 @@ class WrongWayRule(ZoneTrackRule):
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
         found = []
         for track in self.inside(tracks):
-            recent = [(when, p) for when, p in track.path if when >= t - self.window_s]
-            if len(recent) < 2:
+            first = bisect_left(track.history, t - self.window_s, key=_when)
+            if len(track.history) - first < 2:
                 continue
-            dx = recent[-1][1][0] - recent[0][1][0]
-            dy = recent[-1][1][1] - recent[0][1][1]
+            x0, y0 = track.history[first][1].bottom_centre
+            x1, y1 = track.history[-1][1].bottom_centre
+            dx, dy = x1 - x0, y1 - y0
             travel = math.hypot(dx, dy)
             along = (dx * self.direction[0] + dy * self.direction[1]) / travel if travel else 0
             if travel >= self.min_distance and along < -0.5:  # more than 120 degrees off
@@ -442,11 +450,11 @@ class LineCrossingRule(Rule):
             if track.label not in self.labels:
                 continue
             side, seen = self._side.get(track.id, (0, float("-inf")))
-            for when, point in track.path:
-                if when <= seen:
+            for when, box in track.history[bisect_right(track.history, seen, key=_when) :]:
+                if when <= seen:  # a repeated time: that moment is judged already
                     continue
                 seen = when
-                across, along = self._place(point)
+                across, along = self._place(box.bottom_centre)
                 if abs(across) < self.margin or not -0.05 <= along <= 1.05:
                     continue
                 now = 1 if across > 0 else -1
