@@ -14,3 +14,6 @@ class ApiConfig(StrictModel):
     export_max_s: float = Field(
         3600.0, gt=0, description="longest recording one request exports (a temporary file)"
     )
+    rate_per_s: float = Field(20.0, gt=0, description="requests per second per key, on average")
+    burst: int = Field(60, ge=1, description="requests per key at once beyond the rate")
+    max_body_bytes: int = Field(1024**2, ge=1024, description="largest request body")

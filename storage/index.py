@@ -101,6 +101,12 @@ class EventRow(Base):
     clip_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     clip_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     clip_error: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # The operator's workflow (storage/workflow.py): new, acknowledged, resolved, false_alarm.
+    status: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -118,6 +124,8 @@ class EventRow(Base):
         Index("ix_events_state_seq", "state", "seq"),
         Index("ix_events_site_type_seq", "site", "type", "seq"),
         Index("ix_events_site_state_seq", "site", "state", "seq"),  # a site's live wall
+        Index("ix_events_site_status_seq", "site", "status", "seq"),  # what is still new
+        Index("ix_events_status_seq", "status", "seq"),
         Index("ix_events_started", "started_at", "seq"),
     )
 
@@ -247,6 +255,9 @@ class EventQuery:
     camera_id: str | None = None
     type: str | None = None
     state: str | None = None
+    status: str | None = None
+    severity: str | None = None
+    sites: Sequence[str] | None = None  # the caller's scope: only these sites (None: all)
     start: datetime | None = None
     end: datetime | None = None
     before_seq: int | None = None
@@ -578,9 +589,13 @@ class EventIndex:
                 (EventRow.camera_id, query.camera_id),
                 (EventRow.type, query.type),
                 (EventRow.state, query.state),
+                (EventRow.status, query.status),
+                (EventRow.severity, query.severity),
             )
             if value is not None
         ]
+        if query.sites is not None:
+            conditions.append(EventRow.site.in_(list(query.sites)))
         if query.start is not None:
             conditions.append(EventRow.started_at >= query.start)
         if query.end is not None:

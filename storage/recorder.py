@@ -57,7 +57,7 @@ class EventRecorder:
         self.rings = rings
         self.clips = clips
         self.work_dir = work_dir
-        self.privacy = privacy or {}
+        self.privacy = privacy if privacy is not None else {}  # the caller may update it
         # The recorder thread's own face models (analytics has its own for snapshots), one
         # per distinct privacy setting: cameras configured alike share one session.
         self._maskers: dict[str, FaceMasker] = {}

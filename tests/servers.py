@@ -85,7 +85,8 @@ class RtspCamera:
 
 
 class Pipeline:
-    """`xueliang run CONFIG` as a child process, its log captured to a file."""
+    """`xueliang run CONFIG` as a child process, its log captured to a file; `get` asks its
+    API with an admin key made by `xueliang create-key` before the start."""
 
     def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
         self.workdir = workdir
@@ -94,13 +95,29 @@ class Pipeline:
         self.config = config
         self.api_port = config["api"]["port"]
         self.process: subprocess.Popen[bytes] | None = None
+        self.key = ""
 
     @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET `path` of the API with the admin key."""
+        return httpx.get(f"{self.api}{path}", headers=self.headers, **{"timeout": 30, **kwargs})
+
     def start(self, timeout: float = 90.0) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
+        if not self.key:
+            made = subprocess.run(
+                [sys.executable, "-m", "xueliang", "create-key", str(self.config_path),
+                 "--name", "tests", "--role", "admin", "--all-sites"],
+                capture_output=True, text=True, check=True, cwd=self.workdir,
+            )  # fmt: skip
+            self.key = made.stdout.strip()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "xueliang", "run", str(self.config_path)],
@@ -148,7 +165,7 @@ class Pipeline:
         body: Any = None
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, self.log()
-            body = httpx.get(f"{self.api}{path}", timeout=5).json()
+            body = self.get(path, timeout=5).json()
             found = predicate(body)
             if found:
                 return found

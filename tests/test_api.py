@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +14,11 @@ from minio import Minio
 from api.app import create_app
 from api.config import ApiConfig
 from common.types import Box, Event
-from ingest.config import CameraConfig
+from storage.accounts import ApiKeys
+from storage.cameras import CameraConfig
 from storage.index import EventIndex
 from storage.objects import ObjectStore
+from tests.apiclient import api_client
 from tests.servers import free_port
 
 
@@ -29,7 +33,7 @@ def client(tmp_path: Path) -> Iterator[tuple[TestClient, EventIndex]]:
         )
     ]
     app = create_app(index, store, cameras, ApiConfig(), heartbeat_stale_s=5)
-    with TestClient(app) as test_client:
+    with api_client(app, index) as test_client:
         yield test_client, index
 
 
@@ -45,7 +49,8 @@ def test_bad_query_values_are_422_not_500(client: tuple[TestClient, EventIndex])
     ):
         response = http.get(f"/api/events?{query}")
         assert response.status_code == 422, query
-        assert "detail" in response.json()
+        error = response.json()["error"]
+        assert error["code"] == "invalid" and error["message"], query
 
 
 def test_missing_event_and_missing_media_are_404(client: tuple[TestClient, EventIndex]) -> None:
@@ -55,7 +60,7 @@ def test_missing_event_and_missing_media_are_404(client: tuple[TestClient, Event
     event_id = http.get("/api/events").json()["items"][0]["id"]
     response = http.get(f"/api/events/{event_id}/clip")
     assert response.status_code == 404
-    assert "no clip" in response.json()["detail"]
+    assert "no clip" in response.json()["error"]["message"]
 
 
 def test_unreachable_storage_is_503_before_any_byte(
@@ -68,7 +73,7 @@ def test_unreachable_storage_is_503_before_any_byte(
     index.finish_event(event, clip_key="hq/gate/1970/01/01/x.mp4", state="ended")
     response = http.get(f"/api/events/{event.id}/clip")
     assert response.status_code == 503
-    assert response.json()["detail"] == "object storage is unreachable"
+    assert response.json()["error"]["message"] == "object storage is unreachable"
 
 
 def test_pagination_walks_every_event_once(client: tuple[TestClient, EventIndex]) -> None:
@@ -94,3 +99,89 @@ def test_camera_credentials_in_the_query_are_masked(
     http, _ = client
     text = http.get("/api/cameras").text
     assert "hunter2" not in text and "user=***" in text and "channel=1" in text
+
+
+def unreachable_store() -> ObjectStore:
+    return ObjectStore(Minio(f"127.0.0.1:{free_port()}", "key", "secret", secure=False), "bkt")
+
+
+def test_admins_make_list_and_revoke_keys(tmp_path: Path) -> None:
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    app = create_app(index, unreachable_store(), [], ApiConfig(), heartbeat_stale_s=5)
+    with api_client(app, index) as admin, api_client(app, index, "operator") as desk:
+        made = admin.post(
+            "/api/keys", json={"name": "shop 7 panel", "role": "shop", "sites": ["shop-7"]}
+        )
+        assert made.status_code == 201, made.text
+        key = made.json()["key"]
+        assert key.startswith("xl_") and made.json()["created_by"] == "admin of tests"
+        shop = {"Authorization": f"Bearer {key}"}
+        assert admin.get("/api/me", headers=shop).json()["sites"] == ["shop-7"]
+        with TestClient(app, headers={"X-API-Key": key}) as by_header:
+            assert by_header.get("/api/me").json()["role"] == "shop"
+        two = admin.get("/api/me", headers={"X-API-Key": key})  # and the admin's Bearer key
+        assert two.status_code == 401 and "two different" in two.json()["error"]["message"]
+        listed = admin.get("/api/keys").text
+        assert "shop 7 panel" in listed and key.split("_")[2] not in listed
+        wide = admin.post("/api/keys", json={"name": "x", "role": "shop", "all_sites": True})
+        assert wide.status_code == 422 and "all_sites" in wide.json()["error"]["message"]
+        nowhere = admin.post("/api/keys", json={"name": "x", "role": "installer"})
+        assert nowhere.status_code == 422
+        bad_site = admin.post("/api/keys", json={"name": "x", "role": "shop", "sites": ["A B"]})
+        assert bad_site.status_code == 422
+        assert desk.post("/api/keys", json={"name": "x", "role": "admin"}).status_code == 403
+        assert admin.delete(f"/api/keys/{made.json()['id']}").status_code == 204
+        assert admin.get("/api/me", headers=shop).status_code == 401
+        assert admin.delete("/api/keys/nope").status_code == 404
+
+
+def test_each_key_has_a_request_budget(tmp_path: Path) -> None:
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    settings = ApiConfig(rate_per_s=0.2, burst=3)
+    app = create_app(index, unreachable_store(), [], settings, heartbeat_stale_s=5)
+    with api_client(app, index) as busy, api_client(app, index) as other:
+        assert [busy.get("/api/me").status_code for _ in range(3)] == [200, 200, 200]
+        refused = busy.get("/api/me")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["retry-after"]) <= 5
+        assert other.get("/api/me").status_code == 200  # another key's budget is its own
+
+
+def test_a_body_over_the_limit_is_refused_declared_or_streamed(tmp_path: Path) -> None:
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    settings = ApiConfig(max_body_bytes=1024)
+    app = create_app(index, unreachable_store(), [], settings, heartbeat_stale_s=5)
+    body = b'{"name": "' + b"x" * 2000 + b'", "role": "shop", "sites": ["a"]}'
+
+    def chunks() -> Iterator[bytes]:
+        yield from (body[i : i + 256] for i in range(0, len(body), 256))
+
+    with api_client(app, index) as admin:
+        declared = admin.post(
+            "/api/keys", content=body, headers={"content-type": "application/json"}
+        )
+        assert declared.status_code == 413 and declared.json()["error"]["code"] == "too_large"
+        streamed = admin.post(
+            "/api/keys", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413, streamed.text
+        assert admin.get("/api/keys").json()[0]["name"] == "admin of tests"  # nothing made
+
+
+def test_the_first_admin_key_comes_from_the_command_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("cameras: [{id: gate, site: hq, url: 'rtsp://127.0.0.1/gate'}]\n")
+    command = [sys.executable, "-m", "xueliang", "create-key", str(config), "--name", "ops"]
+    made = subprocess.run(
+        [*command, "--role", "admin", "--all-sites"], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'data' / 'xueliang.db'}")
+    principal = ApiKeys(index).authenticate(key)
+    assert principal is not None and principal.role == "admin" and principal.sites is None
+    assert key not in made.stderr
+    refused = subprocess.run(
+        [*command, "--role", "shop", "--all-sites"], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "all_sites is not allowed" in refused.stderr

@@ -75,7 +75,7 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
             "detector.model: model file not found",
         ),
         ({**good_config(), "storage": {"type": "ftp"}}, "storage: Input tag 'ftp'"),
-        ({"cameras": []}, "cameras: List should have at least 1 item"),
+        ({"cameras": {"gate": "rtsp://10.0.0.1/x"}}, "cameras: Input should be a valid list"),
         (
             broken(["cameras", 0, "url"], f"rtsp://admin:{PASSWORD}/x@10.0.0.1/live"),
             "cameras.0.url: URL has '@' after its host",
@@ -97,7 +97,7 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
         "zone-point",
         "model-file",
         "storage-type",
-        "no-camera",
+        "cameras-not-a-list",
         "unencoded-password",
         "data-dir-type",
         "ring-too-short",

@@ -21,11 +21,15 @@ pytestmark = pytest.mark.integration
 
 
 def poll(url: str, predicate: Any, timeout: float, demo: subprocess.Popen[bytes], log: Path) -> Any:
+    """GET `url` with the demo's admin key (once the demo has made it) until `predicate`."""
+    key_file = log.parent / "demo" / "admin.key"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert demo.poll() is None, log.read_text()
         try:
-            found = predicate(httpx.get(url, timeout=2).json())
+            key = key_file.read_text().strip() if key_file.exists() else ""
+            answer = httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=2)
+            found = predicate(answer.json()) if answer.status_code == 200 else None
         except httpx.HTTPError:
             found = None
         if found:
@@ -51,6 +55,9 @@ def test_demo_runs_the_pipeline_and_ctrl_c_stops_it_without_loss(
     try:
         poll(f"{api}/api/cameras", lambda c: c and c[0]["state"] == "online", 120, demo, log_path)
         assert f"{api}/api/events" in log_path.read_text()
+        key_file = tmp_path / "demo" / "admin.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert httpx.get(f"{api}/api/events", timeout=5).status_code == 401  # no key, no data
         children = psutil.Process(demo.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         for part in ("weed", "rtsp_server.py", "xueliang api", "xueliang worker"):
@@ -75,3 +82,4 @@ def test_demo_runs_the_pipeline_and_ctrl_c_stops_it_without_loss(
     assert stored is not None and stored.state == "ended"
     assert stored.snapshot_key and stored.clip_key, output
     assert "Traceback" not in output
+    assert key_file.read_text().strip() not in output  # the key is in its file only

@@ -106,7 +106,7 @@ def test_intrusion_event_with_clip_and_snapshot(pipeline: Pipeline) -> None:
     assert head.metadata["x-amz-meta-sha256"] == hashlib.sha256(clip).hexdigest()
     assert event["clip_sha256"] == hashlib.sha256(clip).hexdigest()
 
-    served = httpx.get(f"{pipeline.api}/api/events/{event['id']}/clip", timeout=30)
+    served = pipeline.get(f"/api/events/{event['id']}/clip", timeout=30)
     assert served.status_code == 200 and served.content == clip
 
     with av.open(io.BytesIO(clip), "r") as container:
@@ -123,7 +123,7 @@ def test_intrusion_event_with_clip_and_snapshot(pipeline: Pipeline) -> None:
     assert wanted - 0.5 <= length <= wanted + GOP_S + 0.5
     assert when(event["clip_start"]) <= when(event["started_at"]) - PRE_ROLL + 0.2
 
-    snapshot = httpx.get(f"{pipeline.api}/api/events/{event['id']}/snapshot", timeout=30)
+    snapshot = pipeline.get(f"/api/events/{event['id']}/snapshot", timeout=30)
     assert snapshot.status_code == 200
     assert snapshot.headers["content-type"] == "image/jpeg"
     picture = decode_jpeg(snapshot.content)
@@ -159,9 +159,7 @@ def test_continuous_recording_exports_any_range(pipeline: Pipeline) -> None:
     }
     deadline = time.monotonic() + 30
     while True:
-        served = httpx.get(
-            f"{pipeline.api}/api/cameras/walkway/recording", params=params, timeout=30
-        )
+        served = pipeline.get("/api/cameras/walkway/recording", params=params, timeout=30)
         if served.status_code == 200 or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -196,19 +194,56 @@ def test_camera_goes_offline_and_comes_back(pipeline: Pipeline, camera: RtspCame
     assert restarted_at <= when(loss["ended_at"]) <= back_at
     assert (loss["alarm_method"], loss["alarm_type"]) == (2, 1)  # GB/T 28181: video loss
     # Its clip holds one side of the gap only: no frames glued across it.
-    clip = httpx.get(f"{pipeline.api}/api/events/{loss['id']}/clip", timeout=30).content
+    clip = pipeline.get(f"/api/events/{loss['id']}/clip", timeout=30).content
     with av.open(io.BytesIO(clip), "r") as container:
         times = [float(f.time) for f in container.decode(video=0) if f.time is not None]
     assert len(times) > 10
     assert max(b - a for a, b in itertools.pairwise(times)) < 1.0
 
 
+def test_a_camera_added_over_the_api_streams_within_the_lease_time(
+    pipeline: Pipeline, camera: RtspCamera
+) -> None:
+    api, admin = pipeline.api, pipeline.headers
+    lease_s = 10.0  # ingest.lease_s's default: the workers read the cameras every third of it
+    assert httpx.put(f"{api}/api/sites/campus", json={"name": "Campus"}, headers=admin).is_success
+    made = httpx.post(
+        f"{api}/api/keys", json={"name": "installer 3", "role": "installer", "sites": ["campus"]},
+        headers=admin,
+    )  # fmt: skip
+    installer = {"Authorization": f"Bearer {made.json()['key']}"}
+    body = {
+        "id": "walkway-api", "site": "campus", "url": camera.url("walkway"),
+        "username": USER, "password": PASSWORD,
+    }  # fmt: skip
+    added_at = time.monotonic()
+    added = httpx.post(f"{api}/api/cameras", json=body, headers=installer, timeout=10)
+    assert added.status_code == 201, added.text
+
+    def online(cameras: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next(
+            (c for c in cameras if c["id"] == "walkway-api" and c["state"] == "online"), None
+        )
+
+    seen = pipeline.wait_for("/api/cameras", online, timeout=lease_s + 20)
+    assert time.monotonic() - added_at <= lease_s + 5, "not streaming within the lease time"
+    assert seen["decode_fps"] > 0 and seen["source"] == "api"
+    answers = [added.text, httpx.get(f"{api}/api/cameras/walkway-api", headers=installer).text]
+    assert httpx.delete(f"{api}/api/cameras/walkway-api", headers=installer).status_code == 204
+    deadline = time.monotonic() + lease_s
+    while "gave up camera walkway-api" not in pipeline.log() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "gave up camera walkway-api" in pipeline.log()
+    for text in [*answers, pipeline.log()]:
+        assert PASSWORD not in text
+
+
 def test_camera_password_is_never_shown(pipeline: Pipeline) -> None:
     answers = [
-        httpx.get(f"{pipeline.api}{path}", timeout=10).text
+        pipeline.get(path, timeout=10).text
         for path in ("/api/cameras", "/api/events", "/openapi.json")
     ]
-    cameras = httpx.get(f"{pipeline.api}/api/cameras", timeout=10).json()
+    cameras = pipeline.get("/api/cameras", timeout=10).json()
     assert cameras[0]["url"].startswith("rtsp://127.0.0.1:")
     for text in [*answers, pipeline.log()]:
         assert PASSWORD not in text

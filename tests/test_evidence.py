@@ -10,7 +10,6 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from minio.commonconfig import COMPLIANCE, ENABLED
 from minio.error import S3Error
 from minio.retention import Retention
@@ -31,6 +30,7 @@ from storage.objects import (
 )
 from storage.recording import RecordingRow, recording_row
 from storage.retention import RetentionConfig, RetentionPolicy, RetentionSweeper
+from tests.apiclient import api_client
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 pytestmark = pytest.mark.integration
@@ -239,7 +239,7 @@ def test_the_api_logs_every_fetch_and_verifies_and_holds(
 ) -> None:
     event = stored_event(index, object_store)
     app = create_app(index, object_store, [], ApiConfig(), heartbeat_stale_s=5)
-    with TestClient(app) as http:
+    with api_client(app, index) as http:
         clip = http.get(f"/api/events/{event.id}/clip")
         assert clip.status_code == 200 and len(clip.content) == 2048
         moved = http.get(f"/api/events/{event.id}/snapshot?redirect=true", follow_redirects=False)

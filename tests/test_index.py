@@ -20,7 +20,6 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from fastapi.testclient import TestClient
 from minio import Minio
 from sqlalchemy import Column, Integer, MetaData, Table, select
 
@@ -40,6 +39,7 @@ from storage.index import (
 from storage.leases import CameraLeases, ChoreTurns
 from storage.migrations import MODEL_MODULES, alembic_config, script_directory, target_metadata
 from storage.objects import ObjectStore
+from tests.apiclient import api_client
 from tests.postgres import PASSWORD, PostgresServer
 from tests.servers import free_port
 
@@ -542,7 +542,8 @@ def test_the_api_pages_with_any_cursor_on_either_backend(index: EventIndex) -> N
     for event in make_events()[:3]:
         index.add_event(event)
     store = ObjectStore(Minio("127.0.0.1:9", "key", "secret", secure=False), "unused")
-    with TestClient(create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)) as http:
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
+    with api_client(app, index) as http:
         for cursor in ("2147483648", "999999999999999999"):
             page = http.get(f"/api/events?cursor={cursor}")
             assert page.status_code == 200 and len(page.json()["items"]) == 3, page.text

@@ -14,7 +14,6 @@ from typing import Any
 import av
 import av.container
 import cv2
-import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -281,7 +280,7 @@ def test_a_private_camera_clip_from_the_running_pipeline_hides_the_face(
                 lambda body: next((e for e in body["items"] if e["has_clip"]), None),
                 timeout=30,
             )
-            clip = httpx.get(f"{pipeline.api}/api/events/{loss['id']}/clip", timeout=30).content
+            clip = pipeline.get(f"/api/events/{loss['id']}/clip", timeout=30).content
     finally:
         camera.stop()
     assert loss["clip_sha256"] == hashlib.sha256(clip).hexdigest()

@@ -12,11 +12,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.config import ApiConfig
 from ingest.ring import EncodedPacket, PacketRing
+from storage.cameras import CameraConfig
 from storage.clips import remux_to_mp4
 from storage.index import EventIndex
 from storage.objects import ObjectStore, object_key
@@ -28,6 +28,7 @@ from storage.recording import (
     segment_metadata,
     segments_between,
 )
+from tests.apiclient import api_client
 from tests.clips import START
 from tests.media import camera_packets
 
@@ -117,8 +118,9 @@ def test_a_range_across_three_segments_plays_with_no_gap_or_repeat(
     ]
     assert [digest for _, digest in exported] == original  # the same pictures, not re-encoded
 
-    app = create_app(index, object_store, [], ApiConfig(), heartbeat_stale_s=5)
-    with TestClient(app) as http:
+    walkway = CameraConfig(id="walkway", site="hq", url="rtsp://127.0.0.1/walkway")
+    app = create_app(index, object_store, [walkway], ApiConfig(), heartbeat_stale_s=5)
+    with api_client(app, index) as http:
         url = "/api/cameras/walkway/recording"
         since, until = (datetime.fromtimestamp(t, UTC).isoformat() for t in (start, end))
         served = http.get(url, params={"start": since, "end": until})

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
+from storage.accounts import ROLES
 from storage.config import ExternalS3Config
 from xueliang.config import Config, ConfigError, load_config
 from xueliang.logs import register_secrets, setup_logging
@@ -123,6 +124,25 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create_key(args: argparse.Namespace) -> int:
+    """Make an API key (the first admin key, before there is one to make others with) and
+    print it: it is shown this once and kept only as a hash."""
+    from storage.accounts import ApiKeys
+    from storage.index import EventIndex
+
+    config = load_config(args.config)
+    keys = ApiKeys(EventIndex.connect(config.index.url))
+    try:
+        row, key = keys.create(args.name, args.role, args.site, args.all_sites, by="command line")
+    except ValueError as exc:
+        print(f"xueliang: {exc}", file=sys.stderr)
+        return 2
+    scope = "all sites" if row.all_sites else ", ".join(row.sites)
+    print(f"{row.role} key {row.id} ({row.name}; {scope}); shown once:", file=sys.stderr)
+    print(key)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from xueliang.demo import run_demo
 
@@ -147,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_config("worker", "(started by `run`) a worker process").set_defaults(handler=cmd_worker)
     with_config("api", "(started by `run`) the API server").set_defaults(handler=cmd_api)
+    create_key = with_config("create-key", "make an API key and print it (shown once)")
+    create_key.add_argument("--name", required=True, help="who holds it, as the logs name them")
+    create_key.add_argument("--role", required=True, choices=ROLES)
+    create_key.add_argument("--site", action="append", default=[], help="a site (repeatable)")
+    create_key.add_argument(
+        "--all-sites", action="store_true", help="every site (admin and operator keys)"
+    )
+    create_key.set_defaults(handler=cmd_create_key)
     demo = commands.add_parser(
         "demo", help="run everything on the embedded default with a demo camera"
     )

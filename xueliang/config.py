@@ -9,21 +9,15 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from analytics.config import AnalyticsConfig, DetectorConfig, SsdOnnxDetectorConfig, ZoneConfig
-from analytics.gate import GateConfig
-from analytics.pipeline import CameraRules
-from analytics.privacy import PrivacyConfig
-from analytics.quality import QualityConfig
-from analytics.rules import LineConfig
+from analytics.config import AnalyticsConfig, DetectorConfig, SsdOnnxDetectorConfig
 from api.config import ApiConfig
-from ingest.config import CameraConfig as StreamCameraConfig
 from ingest.config import IngestConfig, StrictModel
+from storage.cameras import CameraConfig
 from storage.config import (
     ClipConfig,
     EmbeddedS3Config,
     EvidenceConfig,
     IndexConfig,
-    RecordingConfig,
     S3Config,
     SpoolConfig,
 )
@@ -31,25 +25,10 @@ from storage.objects import ObjectStore
 from storage.retention import RetentionConfig
 
 
-class CameraConfig(StreamCameraConfig):
-    """A camera's stream (ingest) and what to watch for on it (analytics)."""
-
-    zones: list[ZoneConfig] = Field(default_factory=list)
-    lines: list[LineConfig] = Field(default_factory=list)
-    motion: GateConfig = Field(default_factory=GateConfig)
-    quality: QualityConfig = Field(default_factory=QualityConfig)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
-    recording: RecordingConfig = Field(default_factory=RecordingConfig)
-
-    def rules(self) -> CameraRules:
-        """What analytics watches for on this camera."""
-        return CameraRules(
-            self.id, self.site, self.zones, self.lines, self.motion, self.quality, self.privacy
-        )
-
-
 class Config(StrictModel):
-    cameras: list[CameraConfig] = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(
+        default_factory=list, description="more may be added over the API (installers)"
+    )
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     detector: DetectorConfig = Field(default_factory=SsdOnnxDetectorConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)

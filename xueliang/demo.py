@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from storage.accounts import ApiKeys
+from storage.index import EventIndex
 from xueliang.config import load_config
 from xueliang.samples import encode_h264
 from xueliang.supervisor import Child, Supervisor
@@ -35,6 +37,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config_path = demo_dir / "config.yaml"
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     config = load_config(config_path)
+    key_file = demo_admin_key(EventIndex.connect(config.index.url), demo_dir)
 
     camera = Child(
         "demo-camera",
@@ -51,9 +54,24 @@ def run_demo(args: argparse.Namespace) -> int:
     return Supervisor(config, config_path, extra=[camera]).run(
         on_ready=[
             f"demo camera: rtsp://127.0.0.1:{args.rtsp_port}/demo",
-            f"events:      {api}/api/events",
+            f"admin key:   {key_file}",
+            f'events:      curl -H "Authorization: Bearer $(cat {key_file})" {api}/api/events',
             f"cameras:     {api}/api/cameras",
             f"API docs:    {api}/docs",
             "Ctrl-C stops everything.",
         ]
     )
+
+
+def demo_admin_key(index: EventIndex, demo_dir: Path) -> Path:
+    """The demo's admin key, in a file only its owner can read: made on the first run (and
+    again if it was revoked), never printed or logged."""
+    key_file = demo_dir / "admin.key"
+    keys = ApiKeys(index)
+    if key_file.exists() and keys.authenticate(key_file.read_text().strip()) is not None:
+        return key_file
+    _, key = keys.create("demo admin", "admin", [], all_sites=True, by="demo")
+    key_file.touch(mode=0o600)
+    key_file.chmod(0o600)
+    key_file.write_text(key + "\n")
+    return key_file

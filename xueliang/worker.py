@@ -3,23 +3,26 @@ spool and its uploader."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 
 from analytics.detectors import create_detector
 from analytics.pipeline import AnalyticsLoop
+from analytics.privacy import PrivacyConfig
 from common.backoff import Backoff
 from common.types import Event
 from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.ring import PacketRing
+from storage.cameras import ApiCameras, CameraConfig
 from storage.index import CameraStatusRow, EventIndex, to_datetime, utcnow
 from storage.leases import CameraLeases
 from storage.recorder import EventRecorder
 from storage.recording import SegmentRecorder
 from storage.spool import Spool, SpoolReport
 from storage.uploader import Uploader
-from xueliang.config import CameraConfig, Config
+from xueliang.config import Config
 
 log = logging.getLogger(__name__)
 FULL_REPORT_EVERY_S = 60.0  # one storage_full event per camera and minute, not one per clip
@@ -49,13 +52,20 @@ def _status_row(site: str, worker_id: str, health: CameraHealth) -> CameraStatus
 
 
 class Worker:
-    """Runs the cameras this worker holds leases for; takes and gives cameras as leases move."""
+    """Runs the cameras this worker holds leases for; takes and gives cameras as leases move.
+
+    The cameras are those of the config file and those added over the API (read again at
+    every lease round, so a camera added, changed or removed there is started, restarted or
+    stopped without a restart of the worker)."""
 
     def __init__(self, config: Config, worker_id: str) -> None:
         self.config = config
         self.worker_id = worker_id
-        self.cameras_by_id: dict[str, CameraConfig] = {c.id: c for c in config.cameras if c.enabled}
+        self.configured: dict[str, CameraConfig] = {c.id: c for c in config.cameras}
+        self.cameras_by_id: dict[str, CameraConfig] = {}
+        self.privacy: dict[str, PrivacyConfig] = {}  # the recorder reads it as cameras change
         self.index = EventIndex.connect(config.index.url)
+        self.api_cameras = ApiCameras(self.index)
         self.store = config.object_store()
         self.leases = CameraLeases(self.index, worker_id, config.ingest.lease_s)
         self.rings: dict[str, PacketRing] = {}
@@ -71,7 +81,7 @@ class Worker:
             self.rings,
             config.clips,
             config.data_dir / "work",
-            {camera_id: camera.privacy for camera_id, camera in self.cameras_by_id.items()},
+            self.privacy,
         )
         self.analytics = AnalyticsLoop(
             create_detector(config.detector),
@@ -111,10 +121,6 @@ class Worker:
             event, state="ended", ended_at=to_datetime(now), clip_error=f"{kind}: {report.key}"
         )
 
-    def _on_change(self, change: StateChange) -> None:
-        site = self.cameras_by_id[change.camera_id].site
-        self.analytics.conditions.video_changed(change, site)
-
     def start_camera(self, camera_id: str) -> None:
         config = self.cameras_by_id[camera_id]
         orphans = self.index.end_orphans(
@@ -129,7 +135,8 @@ class Worker:
         rules = config.rules()
         self.analytics.add_camera(rules)
         on_frame = self.analytics.submit if rules.needs_frames else None
-        camera = Camera(config, self.config.ingest, ring, on_frame, self._on_change)
+        on_change = functools.partial(self._on_change, site=config.site)
+        camera = Camera(config, self.config.ingest, ring, on_frame, on_change)
         camera.start()
         if config.recording.enabled:
             self.recording.add_camera(camera_id, config.site, ring, config.recording.segment_s)
@@ -146,7 +153,31 @@ class Worker:
             self.analytics.remove_camera(camera.config.id)
             log.info("worker %s gave up camera %s", self.worker_id, camera.config.id)
 
+    def _on_change(self, change: StateChange, site: str) -> None:
+        self.analytics.conditions.video_changed(change, site)
+
+    def refresh_cameras(self) -> None:
+        """The configured cameras and the enabled ones added over the API (the config file's
+        wins an id both have); a running camera whose configuration changed is stopped, to be
+        started again with the new one."""
+        try:
+            stored = self.api_cameras.list()
+        except Exception:
+            log.exception("cameras added over the API not read; keeping the current set")
+            return
+        cameras: dict[str, CameraConfig] = {c.id: c for c in stored}
+        cameras.update(self.configured)
+        wanted = {camera_id: c for camera_id, c in cameras.items() if c.enabled}
+        changed = [i for i in self.running if i in wanted and wanted[i] != self.cameras_by_id[i]]
+        self.cameras_by_id = wanted
+        self.privacy.clear()
+        self.privacy.update({camera_id: c.privacy for camera_id, c in wanted.items()})
+        if changed:
+            log.info("camera(s) %s changed; restarting them", ", ".join(changed))
+            self.stop_cameras(changed)
+
     def rebalance(self) -> None:
+        self.refresh_cameras()
         try:
             held = self.leases.balance(self.cameras_by_id)
         except Exception:

@@ -21,7 +21,13 @@ from sqlalchemy import MetaData
 HERE = Path(__file__).resolve().parent
 
 # The modules whose tables live in the index; add yours here.
-MODEL_MODULES = ("storage.index", "storage.recording", "storage.evidence")
+MODEL_MODULES = (
+    "storage.index",
+    "storage.recording",
+    "storage.evidence",
+    "storage.accounts",
+    "storage.workflow",
+)
 
 # The schema that `Base.metadata.create_all` made before there were migrations: a database
 # with these tables and no alembic_version is stamped with it (see storage.index.migrate).
@@ -33,7 +39,7 @@ def target_metadata() -> MetaData:
 
     Example:
         >>> sorted(target_metadata().tables)[:2]
-        ['camera_leases', 'camera_status']
+        ['api_keys', 'camera_leases']
     """
     for name in MODEL_MODULES:
         importlib.import_module(name)

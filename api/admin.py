@@ -1,0 +1,78 @@
+"""Keys and sites: what admins manage, and who a key is."""
+
+# No `from __future__ import annotations`: FastAPI must see the routes' Annotated[..., Depends]
+# metadata, which names dependencies local to `routes`, at definition time.
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+from sqlalchemy import select
+
+from api.context import ApiContext
+from api.errors import ERROR_RESPONSES
+from api.models import KeyCreated, KeyIn, KeyOut, Me, SiteIn, SiteOut
+from ingest.config import IDENTIFIER
+from storage.accounts import Principal, SiteRow
+
+SiteId = Annotated[str, Path(pattern=IDENTIFIER)]
+
+
+def routes(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["admin"], responses=ERROR_RESPONSES)
+    anyone = ctx.auth.allow("admin", "operator", "installer", "shop")
+    admin = ctx.auth.allow("admin")
+
+    @router.get("/me")
+    def me(who: Annotated[Principal, anyone]) -> Me:
+        """The key's name, role and sites (the console shows only what these allow)."""
+        sites = sorted(who.sites) if who.sites is not None else None
+        return Me(key_id=who.key_id, name=who.name, role=who.role, sites=sites)
+
+    @router.get("/keys")
+    def list_keys(who: Annotated[Principal, admin]) -> list[KeyOut]:
+        return [KeyOut.of(row) for row in ctx.keys.list()]
+
+    @router.post("/keys", status_code=201)
+    def create_key(who: Annotated[Principal, admin], key: KeyIn) -> KeyCreated:
+        """A new key; the answer holds the key itself, which is not kept and not shown again."""
+        try:
+            row, plaintext = ctx.keys.create(
+                key.name, key.role, key.sites, key.all_sites, by=who.name
+            )
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return KeyCreated(**KeyOut.of(row).model_dump(), key=plaintext)
+
+    @router.delete("/keys/{key_id}", status_code=204)
+    def revoke_key(who: Annotated[Principal, admin], key_id: str) -> None:
+        """Revoke a key at once (its requests are refused from now on)."""
+        if not ctx.keys.revoke(key_id):
+            raise HTTPException(404, f"no key {key_id}")
+
+    @router.get("/sites")
+    def list_sites(who: Annotated[Principal, anyone]) -> list[SiteOut]:
+        with ctx.index.sessions() as session:
+            rows = session.scalars(select(SiteRow).order_by(SiteRow.id)).all()
+        return [SiteOut.of(row) for row in rows if who.sees(row.id)]
+
+    @router.get("/sites/{site_id}")
+    def get_site(who: Annotated[Principal, anyone], site_id: str) -> SiteOut:
+        return SiteOut.of(ctx.site(who, site_id))
+
+    @router.put("/sites/{site_id}")
+    def put_site(who: Annotated[Principal, admin], site_id: SiteId, site: SiteIn) -> SiteOut:
+        """Create or replace a site."""
+        with ctx.index.sessions.begin() as session:
+            row = session.merge(SiteRow(id=site_id, **site.model_dump()))
+            session.flush()
+            return SiteOut.of(row)
+
+    @router.delete("/sites/{site_id}", status_code=204)
+    def delete_site(who: Annotated[Principal, admin], site_id: str) -> None:
+        with ctx.index.sessions.begin() as session:
+            row = session.get(SiteRow, site_id)
+            if row is None:
+                raise HTTPException(404, f"no site {site_id}")
+            session.delete(row)
+
+    return router

@@ -1,0 +1,95 @@
+"""Who is asking, and whether they may: API keys, roles, and a request budget per key."""
+
+# No `from __future__ import annotations`: FastAPI must see the Annotated[..., Depends] of
+# `Auth.allow`'s dependency, which names a bound method, at definition time.
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from storage.accounts import ApiKeys, Principal, Role
+
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer xl_...")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: xl_...")
+UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+class TokenBuckets:
+    """Per-key request budget: `rate_per_s` on average, bursts up to `burst` (in this process).
+
+    Example:
+        >>> buckets = TokenBuckets(rate_per_s=1.0, burst=2)
+        >>> [buckets.take("k", now=0.0) for _ in range(3)]
+        [0.0, 0.0, 1.0]
+    """
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Spend one token: 0.0 if there was one, else the seconds until there will be."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, then = self._tokens.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - then) * self.rate_per_s)
+            if tokens < 1.0:
+                self._tokens[key] = (tokens, now)
+                return (1.0 - tokens) / self.rate_per_s
+            self._tokens[key] = (tokens - 1.0, now)
+            return 0.0
+
+
+class Auth:
+    """FastAPI dependencies: `principal` (any valid key) and `allow(roles)`.
+
+    A key comes as `Authorization: Bearer xl_...` or `X-API-Key: xl_...`; none or an invalid
+    one is a 401, a role the route does not admit a 403, a key over its budget a 429.
+
+    Example:
+        >>> auth = Auth(ApiKeys(index), TokenBuckets(20, 40))  # doctest: +SKIP
+        >>> @app.get("/api/keys")  # doctest: +SKIP
+        ... def list_keys(who: Principal = auth.allow("admin")) -> list[KeyOut]: ...
+    """
+
+    def __init__(self, keys: ApiKeys, budget: TokenBuckets) -> None:
+        self.keys = keys
+        self.budget = budget
+
+    def principal(
+        self,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+        api_key: Annotated[str | None, Security(api_key_header)],
+    ) -> Principal:
+        bearer_key = credentials.credentials if credentials is not None else None
+        if bearer_key and api_key and bearer_key != api_key:
+            raise HTTPException(401, "two different API keys: send one", UNAUTHORIZED)
+        presented = bearer_key or api_key
+        if not presented:
+            raise HTTPException(401, "an API key is required", UNAUTHORIZED)
+        principal = self.keys.authenticate(presented)
+        if principal is None:
+            raise HTTPException(401, "the API key is not valid", UNAUTHORIZED)
+        wait = self.budget.take(principal.key_id)
+        if wait > 0:
+            retry = str(max(1, round(wait)))
+            raise HTTPException(429, "too many requests for this key", {"Retry-After": retry})
+        return principal
+
+    def allow(self, *roles: Role) -> Any:
+        """A dependency that admits keys of `roles` and gives their Principal."""
+        admitted = frozenset(roles)
+
+        def check(principal: Annotated[Principal, Depends(self.principal)]) -> Principal:
+            if principal.role not in admitted:
+                raise HTTPException(403, f"a {principal.role} key may not do this")
+            return principal
+
+        checked: Callable[..., Principal] = check
+        return Depends(checked)

@@ -1,0 +1,85 @@
+"""What every route module needs: the index, the store, the auth dependencies, and lookups
+that answer another site's object exactly as a missing one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import HTTPException, Request
+
+from api.auth import Auth
+from api.config import ApiConfig
+from storage.accounts import ApiKeys, Principal, SiteRow
+from storage.cameras import ApiCameras, CameraConfig
+from storage.evidence import Evidence
+from storage.index import EventIndex, EventRow
+from storage.objects import ObjectStore
+from storage.workflow import EventWorkflow
+
+
+@dataclass
+class ApiContext:
+    index: EventIndex
+    store: ObjectStore
+    cameras: Sequence[CameraConfig]
+    settings: ApiConfig
+    heartbeat_stale_s: float
+    auth: Auth
+    keys: ApiKeys
+    evidence: Evidence = field(init=False)
+    workflow: EventWorkflow = field(init=False)
+    api_cameras: ApiCameras = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.evidence = Evidence(self.index, self.store)
+        self.workflow = EventWorkflow(self.index)
+        self.api_cameras = ApiCameras(self.index)
+
+    def event(self, principal: Principal, event_id: str) -> EventRow:
+        """The event, if it exists and the key may see its site; else the same 404."""
+        row = self.index.get_event(event_id)
+        if row is None or not principal.sees(row.site):
+            raise HTTPException(404, f"no event {event_id}")
+        return row
+
+    def configured(self, camera_id: str) -> bool:
+        return any(camera.id == camera_id for camera in self.cameras)
+
+    def all_cameras(self, principal: Principal) -> list[CameraConfig]:
+        """The key's sites' cameras: the config file's, then those added over the API (the
+        config file's wins an id both have, as in the workers)."""
+        sites = sorted(principal.sites) if principal.sites is not None else None
+        stored = [c for c in self.api_cameras.list(sites) if not self.configured(c.id)]
+        return [c for c in self.cameras if principal.sees(c.site)] + stored
+
+    def camera(self, principal: Principal, camera_id: str) -> CameraConfig:
+        """The camera, if it exists and the key may see its site; else the same 404."""
+        camera = next((c for c in self.cameras if c.id == camera_id), None)
+        camera = camera or self.api_cameras.get(camera_id)
+        if camera is None or not principal.sees(camera.site):
+            raise HTTPException(404, f"no camera {camera_id}")
+        return camera
+
+    def site(self, principal: Principal, site_id: str) -> SiteRow:
+        """The site, if it exists and the key may see it; else the same 404."""
+        with self.index.sessions() as session:
+            row = session.get(SiteRow, site_id)
+        if row is None or not principal.sees(site_id):
+            raise HTTPException(404, f"no site {site_id}")
+        return row
+
+
+def client_of(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Query times without a zone are taken as UTC."""
+    if moment is None:
+        return None
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise HTTPException(422, "time out of range") from None

@@ -1,0 +1,208 @@
+"""Events: the list, one event, its media and evidence, and the operator's workflow."""
+
+# No `from __future__ import annotations`: FastAPI must see the routes' Annotated[..., Depends]
+# metadata, which names dependencies local to `routes`, at definition time.
+
+import statistics
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import urllib3
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import RedirectResponse, StreamingResponse
+from minio.error import S3Error
+from sqlalchemy import select
+
+from api.context import ApiContext, as_utc, client_of
+from api.errors import ERROR_RESPONSES
+from api.models import (
+    ActionIn,
+    ActionOut,
+    CustodyOut,
+    EventOut,
+    EventPage,
+    HoldIn,
+    ResponseStats,
+    VerificationOut,
+)
+from storage.accounts import Principal
+from storage.index import EventQuery, EventRow, utcnow
+from storage.workflow import Status, TransitionError
+
+MAX_SEQ = 2**31 - 1  # event numbers are 32-bit (PostgreSQL INTEGER): larger cursors mean all
+STATS_MAX_DAYS = 31
+Media = Literal["clip", "snapshot"]
+
+
+def routes(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["events"], responses=ERROR_RESPONSES)
+    anyone = ctx.auth.allow("admin", "operator", "installer", "shop")
+    desk = ctx.auth.allow("admin", "operator")
+    viewers = ctx.auth.allow("admin", "operator", "shop")  # clips are evidence
+
+    def kind_of(row: EventRow, key: str | None) -> Media | None:
+        return "clip" if key == row.clip_key else "snapshot" if key == row.snapshot_key else None
+
+    @router.get("/events")
+    def list_events(
+        who: Annotated[Principal, anyone],
+        site: str | None = None,
+        camera: str | None = None,
+        type: str | None = None,
+        severity: Literal["low", "medium", "high"] | None = None,
+        status: Status | None = None,
+        start: Annotated[
+            datetime | None, Query(description="started at or after (ISO 8601)")
+        ] = None,
+        end: Annotated[datetime | None, Query(description="started before (ISO 8601)")] = None,
+        cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+        limit: Annotated[int, Query(ge=1)] = 50,
+    ) -> EventPage:
+        """Events of the key's sites, newest first; `next_cursor` fetches the next page."""
+        if site is not None and not who.sees(site):
+            return EventPage(items=[], next_cursor=None)  # as a site with no events
+        limit = min(limit, ctx.settings.page_limit)
+        rows = ctx.index.list_events(
+            EventQuery(
+                site=site,
+                camera_id=camera,
+                type=type,
+                severity=severity,
+                status=status,
+                sites=sorted(who.sites) if who.sites is not None else None,
+                start=as_utc(start),
+                end=as_utc(end),
+                before_seq=min(int(cursor), MAX_SEQ) if cursor else None,
+                limit=limit,
+            )
+        )
+        next_cursor = str(rows[-1].seq) if len(rows) == limit else None
+        return EventPage(items=[EventOut.of(r) for r in rows], next_cursor=next_cursor)
+
+    @router.get("/events/{event_id}")
+    def get_event(who: Annotated[Principal, anyone], event_id: str) -> EventOut:
+        return EventOut.of(ctx.event(who, event_id))
+
+    def fetched(
+        request: Request, who: Principal, event_id: str, what: Media, redirect: bool
+    ) -> StreamingResponse | RedirectResponse:
+        """An event's clip or snapshot, its fetch written to the custody log first."""
+        row = ctx.event(who, event_id)
+        key = row.clip_key if what == "clip" else row.snapshot_key
+        if key is None:
+            raise HTTPException(404, f"the event has no {what} (yet)")
+        try:
+            response: StreamingResponse | RedirectResponse
+            if redirect:
+                response = RedirectResponse(ctx.store.presigned_url(key), status_code=307)
+            else:
+                media_type = "video/mp4" if what == "clip" else "image/jpeg"
+                response = StreamingResponse(ctx.store.open(key), media_type=media_type)
+        except S3Error as exc:
+            if exc.code == "NoSuchKey":
+                raise HTTPException(404, f"the event's {what} is missing from storage") from None
+            raise HTTPException(503, "object storage refused the request") from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise HTTPException(503, "object storage is unreachable") from None
+        detail = "presigned" if redirect else ""
+        ctx.evidence.record(event_id, "fetch", who.name, key, client_of(request), detail)
+        return response
+
+    @router.get("/events/{event_id}/clip", response_model=None)
+    def get_clip(
+        request: Request, who: Annotated[Principal, viewers], event_id: str, redirect: bool = False
+    ) -> StreamingResponse | RedirectResponse:
+        return fetched(request, who, event_id, "clip", redirect)
+
+    @router.get("/events/{event_id}/snapshot", response_model=None)
+    def get_snapshot(
+        request: Request, who: Annotated[Principal, anyone], event_id: str, redirect: bool = False
+    ) -> StreamingResponse | RedirectResponse:
+        return fetched(request, who, event_id, "snapshot", redirect)
+
+    @router.post("/events/{event_id}/verify")
+    def verify_event(who: Annotated[Principal, desk], event_id: str) -> list[VerificationOut]:
+        """Re-read the event's media from storage and compare their SHA-256 with the index."""
+        row = ctx.event(who, event_id)
+        try:
+            results = ctx.evidence.verify_event(event_id, who.name)
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise HTTPException(503, "object storage is unreachable") from None
+        return [
+            VerificationOut(
+                kind=kind_of(row, r.key) or "clip", ok=r.ok, expected_sha256=r.expected,
+                actual_sha256=r.actual, problem=r.problem,
+            )
+            for r in results
+        ]  # fmt: skip
+
+    @router.put("/events/{event_id}/hold", status_code=204)
+    def place_hold(who: Annotated[Principal, desk], event_id: str, hold: HoldIn) -> None:
+        """A legal hold: the event's media are kept whatever the retention policy says."""
+        ctx.event(who, event_id)
+        ctx.evidence.hold(event_id, who.name, hold.reason)
+
+    @router.delete("/events/{event_id}/hold", status_code=204)
+    def release_hold(who: Annotated[Principal, desk], event_id: str) -> None:
+        ctx.event(who, event_id)
+        ctx.evidence.release(event_id, who.name)
+
+    @router.get("/events/{event_id}/custody")
+    def custody(who: Annotated[Principal, desk], event_id: str) -> list[CustodyOut]:
+        """Who fetched, verified or held the event's media, and when, oldest first."""
+        row = ctx.event(who, event_id)
+        return [
+            CustodyOut(
+                action=c.action, actor=c.actor, client=c.client, detail=c.detail, at=c.at,
+                media=kind_of(row, c.object_key),
+            )
+            for c in ctx.evidence.custody(event_id)
+        ]  # fmt: skip
+
+    @router.post("/events/{event_id}/actions")
+    def act(who: Annotated[Principal, desk], event_id: str, step: ActionIn) -> EventOut:
+        """Acknowledge, resolve, call a false alarm, reopen, or add a note; 409 if the action
+        does not apply to the event's status now."""
+        ctx.event(who, event_id)
+        try:
+            ctx.workflow.act(event_id, step.action, who.name, step.note)
+        except TransitionError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return EventOut.of(ctx.event(who, event_id))
+
+    @router.get("/events/{event_id}/actions")
+    def trail(who: Annotated[Principal, desk], event_id: str) -> list[ActionOut]:
+        """The event's workflow steps (who, when, notes), oldest first."""
+        ctx.event(who, event_id)
+        return [ActionOut.of(row) for row in ctx.workflow.trail(event_id)]
+
+    @router.get("/stats/response")
+    def response_stats(
+        who: Annotated[Principal, desk],
+        site: str | None = None,
+        start: Annotated[datetime | None, Query(description="default: a day ago")] = None,
+        end: Annotated[datetime | None, Query(description="default: now")] = None,
+    ) -> ResponseStats:
+        """How fast the key's sites' events (started in the range) were acknowledged."""
+        until = as_utc(end) or utcnow()
+        since = as_utc(start) or until - timedelta(days=1)
+        if not timedelta(0) < until - since <= timedelta(days=STATS_MAX_DAYS):
+            raise HTTPException(422, f"end must be after start, by {STATS_MAX_DAYS} days at most")
+        conditions = [EventRow.started_at >= since, EventRow.started_at < until]
+        if site is not None:
+            conditions.append(EventRow.site == site)
+        if who.sites is not None:
+            conditions.append(EventRow.site.in_(sorted(who.sites)))
+        statement = select(EventRow.started_at, EventRow.acknowledged_at).where(*conditions)
+        with ctx.index.sessions() as session:
+            rows = session.execute(statement).all()
+        waits = sorted((a - s).total_seconds() for s, a in rows if a is not None)
+        return ResponseStats(
+            events=len(rows),
+            acknowledged=len(waits),
+            median_seconds=statistics.median(waits) if waits else None,
+            p90_seconds=waits[min(len(waits) - 1, int(0.9 * len(waits)))] if waits else None,
+            within_5_minutes=sum(w <= 300 for w in waits) / len(waits) if waits else None,
+        )
+
+    return router

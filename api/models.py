@@ -1,0 +1,309 @@
+"""The API's request and response bodies."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+from zoneinfo import available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from ingest.config import IDENTIFIER
+from ingest.redact import redact_text
+from storage.accounts import ApiKeyRow, Role, SiteRow
+from storage.cameras import CameraConfig
+from storage.index import CameraStatusRow, EventRow
+from storage.workflow import Action, EventActionRow, Status
+
+
+class In(BaseModel):
+    """A request body: unknown fields are refused, not ignored (a typo must not pass)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventOut(BaseModel):
+    id: str
+    site: str
+    camera_id: str
+    type: str
+    label: str
+    zone: str
+    severity: str
+    detail: str
+    alarm_method: int | None
+    alarm_type: int | None
+    state: str
+    status: Status
+    started_at: datetime
+    ended_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    closed_at: datetime | None
+    closed_by: str | None
+    seconds_to_acknowledge: float | None
+    score: float
+    box: list[float] | None
+    clip_start: datetime | None
+    clip_end: datetime | None
+    clip_sha256: str | None
+    snapshot_sha256: str | None
+    has_clip: bool
+    has_snapshot: bool
+    clip_error: str | None
+
+    @classmethod
+    def of(cls, row: EventRow) -> EventOut:
+        """The row's public fields; storage keys stay inside, only whether media exist."""
+        public = {name: getattr(row, name) for name in cls.model_fields if hasattr(row, name)}
+        acknowledged = row.acknowledged_at
+        return cls(
+            **public,
+            seconds_to_acknowledge=(
+                (acknowledged - row.started_at).total_seconds() if acknowledged else None
+            ),
+            has_clip=row.clip_key is not None,
+            has_snapshot=row.snapshot_key is not None,
+        )
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class ActionIn(In):
+    action: Action
+    note: str = Field("", max_length=1024)
+
+
+class ActionOut(BaseModel):
+    action: str
+    from_status: str
+    to_status: str
+    actor: str
+    note: str
+    at: datetime
+
+    @classmethod
+    def of(cls, row: EventActionRow) -> ActionOut:
+        return cls(
+            action=row.action, from_status=row.from_status, to_status=row.to_status,
+            actor=row.actor, note=row.note, at=row.at,
+        )  # fmt: skip
+
+
+class ResponseStats(BaseModel):
+    """How fast events were acknowledged: the "5-minute response circle" figure."""
+
+    events: int
+    acknowledged: int
+    median_seconds: float | None
+    p90_seconds: float | None
+    within_5_minutes: float | None = Field(description="share of acknowledged events")
+
+
+class VerificationOut(BaseModel):
+    """One stored object of the event, re-read and re-hashed."""
+
+    kind: Literal["clip", "snapshot"]
+    ok: bool
+    expected_sha256: str
+    actual_sha256: str | None
+    problem: str
+
+
+class HoldIn(In):
+    reason: str = Field(min_length=1, max_length=256)
+
+
+class CustodyOut(BaseModel):
+    action: str
+    actor: str
+    client: str | None
+    detail: str
+    at: datetime
+    media: Literal["clip", "snapshot"] | None
+
+
+CameraState = Literal["connecting", "online", "degraded", "offline", "unknown"]
+
+
+class CameraOut(BaseModel):
+    id: str
+    name: str
+    site: str
+    url: str
+    detect_url: str | None
+    enabled: bool
+    source: Literal["config", "api"] = Field(description="the config file's, or added over the API")
+    has_password: bool
+    state: CameraState
+    reasons: str | None
+    input_fps: float
+    decode_fps: float
+    expected_fps: float | None
+    bitrate_kbps: float
+    decoded_frames: list[int]
+    corrupt_packets: int
+    decode_errors: int
+    timestamp_jumps: int
+    reconnects: int
+    last_frame_at: datetime | None
+    offline_since: datetime | None
+    error: str | None
+    worker_id: str | None
+    heartbeat_at: datetime | None
+
+    @classmethod
+    def of(
+        cls,
+        camera: CameraConfig,
+        status: CameraStatusRow | None,
+        stale_before: datetime,
+        source: Literal["config", "api"],
+    ) -> CameraOut:
+        """A camera with its last heartbeat; a stale heartbeat means offline."""
+        configured = {
+            "id": camera.id,
+            "name": camera.name,
+            "site": camera.site,
+            "url": redact_text(camera.url),
+            "detect_url": redact_text(camera.detect_url) if camera.detect_url else None,
+            "enabled": camera.enabled,
+            "source": source,
+            "has_password": camera.password is not None,
+        }
+        if status is None:
+            return cls(
+                **configured, state="unknown", reasons=None, input_fps=0.0, decode_fps=0.0,
+                expected_fps=None, bitrate_kbps=0.0, decoded_frames=[], corrupt_packets=0,
+                decode_errors=0, timestamp_jumps=0, reconnects=0, last_frame_at=None,
+                offline_since=None, error=None, worker_id=None, heartbeat_at=None,
+            )  # fmt: skip
+        fresh = status.updated_at >= stale_before
+        return cls(
+            **configured,
+            state=status.state if fresh else "offline",
+            reasons=status.reasons if fresh else "no heartbeat from the camera's worker",
+            input_fps=status.input_fps if fresh else 0.0,
+            decode_fps=status.decode_fps if fresh else 0.0,
+            expected_fps=status.expected_fps,
+            bitrate_kbps=status.bitrate_kbps if fresh else 0.0,
+            decoded_frames=status.decoded_frames,
+            corrupt_packets=status.corrupt_packets,
+            decode_errors=status.decode_errors,
+            timestamp_jumps=status.timestamp_jumps,
+            reconnects=status.reconnects,
+            last_frame_at=status.last_frame_at,
+            offline_since=status.offline_since,
+            error=status.error,
+            worker_id=status.worker_id,
+            heartbeat_at=status.updated_at,
+        )
+
+
+class CameraDetail(CameraOut):
+    """A camera's health and its whole configuration, but never its credentials."""
+
+    config: dict[str, object] = Field(description="zones, lines, rules, detect, recording...")
+
+
+class ProbeIn(In):
+    url: str = Field(max_length=1024, description="rtsp://, rtmp://, http(s):// (HLS, FLV)")
+    username: str | None = Field(None, max_length=256)
+    password: SecretStr | None = Field(None, max_length=256)
+    transport: Literal["tcp", "udp"] = "tcp"
+    timeout_s: float = Field(8.0, gt=0, le=30)
+
+
+class ProbeOut(BaseModel):
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+    snapshot_jpeg: str = Field(description="the first picture, base64 JPEG")
+
+
+class KeyIn(In):
+    name: str = Field(min_length=1, max_length=128)
+    role: Role
+    sites: list[str] = Field(default_factory=list, max_length=1000)
+    all_sites: bool = Field(False, description="every site, present and future (admin, operator)")
+
+    @field_validator("sites")
+    @classmethod
+    def _site_ids(cls, sites: list[str]) -> list[str]:
+        return [SiteIn.check_id(site) for site in sites]
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    sites: list[str]
+    all_sites: bool
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiKeyRow) -> KeyOut:
+        return cls(
+            id=row.id, name=row.name, role=row.role, sites=row.sites,
+            all_sites=row.all_sites, created_by=row.created_by, created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )  # fmt: skip
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="the key itself: shown this once, kept only as a hash")
+
+
+class Me(BaseModel):
+    key_id: str
+    name: str
+    role: Role
+    sites: list[str] | None = Field(description="null: every site")
+
+
+TIMEZONES = frozenset(available_timezones())
+SITE_ID = re.compile(IDENTIFIER)
+
+
+class SiteIn(In):
+    name: str = Field(min_length=1, max_length=128)
+    address: str = Field("", max_length=256)
+    grid_id: str = Field("", max_length=64)
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    timezone: str = Field("Asia/Shanghai", max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        if timezone not in TIMEZONES:
+            raise ValueError("not an IANA time zone such as Asia/Shanghai")
+        return timezone
+
+    @staticmethod
+    def check_id(site_id: str) -> str:
+        if not SITE_ID.fullmatch(site_id):
+            raise ValueError(f"site ids are lower-case letters, digits, - and _: {site_id!r}")
+        return site_id
+
+
+class SiteOut(SiteIn):
+    id: str
+
+    @classmethod
+    def of(cls, row: SiteRow) -> SiteOut:
+        return cls(
+            id=row.id, name=row.name, address=row.address, grid_id=row.grid_id,
+            latitude=row.latitude, longitude=row.longitude, timezone=row.timezone,
+        )  # fmt: skip
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

@@ -1,0 +1,138 @@
+"""A camera's whole configuration (its stream, what to watch for, how to record), and the
+cameras installers add over the API, kept in the index for every worker to pick up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from sqlalchemy import select
+
+from analytics.config import ZoneConfig
+from analytics.gate import GateConfig
+from analytics.pipeline import CameraRules
+from analytics.privacy import PrivacyConfig
+from analytics.quality import QualityConfig
+from analytics.rules import LineConfig
+from ingest.config import CameraConfig as StreamCameraConfig
+from storage.config import RecordingConfig
+from storage.index import CameraRow, EventIndex
+
+# Over the network only: a camera added over the API must not read the API node's own files.
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
+CREDENTIALS = ("username", "password")
+ROW_FIELDS = ("id", "site", "name", "url", "enabled", *CREDENTIALS)
+
+
+class CameraConfig(StreamCameraConfig):
+    """A camera's stream (ingest) and what to watch for on it (analytics)."""
+
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    lines: list[LineConfig] = Field(default_factory=list)
+    motion: GateConfig = Field(default_factory=GateConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
+
+    def rules(self) -> CameraRules:
+        """What analytics watches for on this camera."""
+        return CameraRules(
+            self.id, self.site, self.zones, self.lines, self.motion, self.quality, self.privacy
+        )
+
+
+class NetworkCameraConfig(CameraConfig):
+    """A camera given over the API: a network stream (no local files, no demo loops).
+
+    Example:
+        >>> NetworkCameraConfig(id="door", site="shop-7", url="file:///etc/passwd")
+        Traceback (most recent call last):
+        ...
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for NetworkCameraConfig
+          Value error, a camera added over the API streams over the network: rtsp, ...
+    """
+
+    @model_validator(mode="after")
+    def _network_only(self) -> NetworkCameraConfig:
+        for url in (self.url, self.detect_url):
+            if url is not None and urlsplit(url).scheme.lower() not in NETWORK_SCHEMES:
+                raise ValueError(
+                    "a camera added over the API streams over the network: "
+                    + ", ".join(NETWORK_SCHEMES)
+                )
+        if self.loop:
+            raise ValueError("loop is for demo files, not cameras added over the API")
+        return self
+
+
+def camera_of(row: CameraRow) -> NetworkCameraConfig:
+    """The configuration a stored row describes."""
+    return NetworkCameraConfig.model_validate(
+        {**row.config, **{name: getattr(row, name) for name in ROW_FIELDS}}
+    )
+
+
+class ApiCameras:
+    """The cameras added over the API. Credentials are stored for the workers to log in with
+    and never given back: `get` and `list` answer configurations, whose passwords are secrets
+    that serialise as stars.
+
+    Example:
+        >>> cameras = ApiCameras(EventIndex.connect("sqlite://"))
+        >>> cameras.put(NetworkCameraConfig(id="door", site="shop-7",
+        ...                                 url="rtsp://admin:pw@10.0.0.9/live"))
+        >>> cameras.get("door").password.get_secret_value(), cameras.get("door").url
+        ('pw', 'rtsp://10.0.0.9/live')
+    """
+
+    def __init__(self, index: EventIndex) -> None:
+        self.index = index
+
+    def list(self, sites: Sequence[str] | None = None) -> list[NetworkCameraConfig]:
+        """Every stored camera (of `sites`), by id; a row no longer valid (a model changed
+        under it) is left out rather than failing the rest."""
+        statement = select(CameraRow).order_by(CameraRow.id)
+        if sites is not None:
+            statement = statement.where(CameraRow.site.in_(list(sites)))
+        with self.index.sessions() as session:
+            rows = session.scalars(statement).all()
+        cameras = []
+        for row in rows:
+            try:
+                cameras.append(camera_of(row))
+            except ValidationError:
+                continue
+        return cameras
+
+    def get(self, camera_id: str) -> NetworkCameraConfig | None:
+        with self.index.sessions() as session:
+            row = session.get(CameraRow, camera_id)
+        return camera_of(row) if row is not None else None
+
+    def versions(self) -> dict[str, datetime]:
+        """When each stored camera last changed: what workers compare to restart it."""
+        with self.index.sessions() as session:
+            return dict(session.execute(select(CameraRow.id, CameraRow.updated_at)).tuples())
+
+    def put(self, camera: NetworkCameraConfig) -> None:
+        """Store a camera, replacing one of the same id."""
+        rest: dict[str, Any] = camera.model_dump(mode="json", exclude=set(ROW_FIELDS))
+        password: SecretStr | None = camera.password
+        row = CameraRow(
+            id=camera.id, site=camera.site, name=camera.name, url=camera.url,
+            enabled=camera.enabled, username=camera.username,
+            password=password.get_secret_value() if password is not None else None, config=rest,
+        )  # fmt: skip
+        with self.index.sessions.begin() as session:
+            session.merge(row)
+
+    def delete(self, camera_id: str) -> bool:
+        with self.index.sessions.begin() as session:
+            row = session.get(CameraRow, camera_id)
+            if row is None:
+                return False
+            session.delete(row)
+            return True

@@ -1,0 +1,133 @@
+"""Installers add, change and remove cameras over the API, after probing them against a real
+RTSP server; credentials go in and never come out."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from minio import Minio
+
+from api.app import create_app
+from api.config import ApiConfig
+from storage.accounts import SiteRow
+from storage.cameras import ApiCameras, CameraConfig
+from storage.index import EventIndex
+from storage.objects import ObjectStore
+from tests.apiclient import api_client
+from tests.servers import RtspCamera, free_port
+
+pytestmark = pytest.mark.integration
+
+USER, PASSWORD = "installer", "Cam-Pa55-7q"
+
+
+@pytest.fixture(scope="module")
+def camera(vtest_h264: Path) -> Iterator[RtspCamera]:
+    server = RtspCamera({"door": vtest_h264}, user=USER, password=PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> tuple[FastAPI, EventIndex]:
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    with index.sessions.begin() as session:
+        session.add_all([SiteRow(id="shop-7", name="Shop 7"), SiteRow(id="bank-2", name="Bank")])
+    store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
+    yard = CameraConfig(id="yard", site="shop-7", url="rtsp://127.0.0.1:1/yard")
+    return create_app(index, store, [yard], ApiConfig(), heartbeat_stale_s=5), index
+
+
+def test_a_probe_shows_what_the_camera_sends(
+    api: tuple[FastAPI, EventIndex], camera: RtspCamera
+) -> None:
+    app, index = api
+    with api_client(app, index, "installer", ["shop-7"]) as installer:
+        found = installer.post(
+            "/api/cameras/probe",
+            json={"url": camera.url("door"), "username": USER, "password": PASSWORD},
+        )
+        assert found.status_code == 200, found.text
+        answer = found.json()
+        assert (answer["codec"], answer["width"], answer["height"]) == ("h264", 768, 576)
+        assert answer["fps"] == pytest.approx(10, abs=0.5)
+        jpeg = np.frombuffer(base64.b64decode(answer["snapshot_jpeg"]), np.uint8)
+        picture = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+        assert picture is not None and picture.shape == (576, 768, 3)
+        assert picture.std() > 20  # a picture, not a blank
+        in_url = installer.post("/api/cameras/probe", json={"url": camera.url("door", True)})
+        assert in_url.status_code == 200  # credentials in the URL work the same
+
+        refused = installer.post(
+            "/api/cameras/probe",
+            json={"url": camera.url("door"), "username": USER, "password": "wrong-Pa55"},
+        )
+        assert refused.status_code == 502 and "wrong-Pa55" not in refused.text
+        nobody = installer.post(
+            "/api/cameras/probe",
+            json={"url": f"rtsp://127.0.0.1:{free_port()}/x", "timeout_s": 3},
+        )
+        assert nobody.status_code == 502
+        assert nobody.json()["error"]["message"].startswith("cannot connect")
+        local = installer.post("/api/cameras/probe", json={"url": "file:///etc/passwd"})
+        assert local.status_code == 422 and "network" in local.json()["error"]["message"]
+    with api_client(app, index, "shop", ["shop-7"]) as shop:
+        assert shop.post("/api/cameras/probe", json={"url": camera.url("door")}).status_code == 403
+
+
+def test_an_installer_adds_changes_and_removes_a_camera(
+    api: tuple[FastAPI, EventIndex], camera: RtspCamera
+) -> None:
+    app, index = api
+    door = {
+        "id": "door",
+        "site": "shop-7",
+        "name": "Front door",
+        "url": camera.url("door", with_credentials=True),
+        "zones": [{"name": "till", "points": [[0, 0], [0.5, 0], [0.5, 0.5]]}],
+    }
+    answers = []
+    with api_client(app, index, "installer", ["shop-7"]) as installer:
+        added = installer.post("/api/cameras", json=door)
+        assert added.status_code == 201, added.text
+        assert added.json()["source"] == "api" and added.json()["has_password"]
+        assert added.json()["url"] == camera.url("door")  # without the credentials
+        assert installer.post("/api/cameras", json=door).status_code == 409
+        assert installer.post("/api/cameras", json={**door, "id": "yard"}).status_code == 409
+        elsewhere = installer.post("/api/cameras", json={**door, "id": "vault", "site": "bank-2"})
+        assert elsewhere.status_code == 404  # as a site that does not exist
+        local = installer.post("/api/cameras", json={**door, "id": "f", "url": "file:///x.mp4"})
+        assert local.status_code == 422
+        listed = installer.get("/api/cameras").json()
+        assert [(c["id"], c["source"]) for c in listed] == [("yard", "config"), ("door", "api")]
+        detail = installer.get("/api/cameras/door").json()
+        assert detail["config"]["zones"][0]["name"] == "till"
+        answers += [added.text, installer.get("/api/cameras").text, str(detail)]
+
+        # Changed without credentials in the body: the stored ones are kept.
+        changed = {**door, "url": camera.url("door"), "zones": []}
+        replaced = installer.put("/api/cameras/door", json=changed)
+        assert replaced.status_code == 200, replaced.text
+        stored = ApiCameras(index).get("door")
+        assert stored is not None and stored.zones == [] and stored.username == USER
+        assert stored.password is not None and stored.password.get_secret_value() == PASSWORD
+        cleared = installer.put("/api/cameras/door", json={**changed, "password": ""})
+        assert cleared.status_code == 200 and not cleared.json()["has_password"]
+        assert installer.put("/api/cameras/yard", json={**door, "id": "yard"}).status_code == 409
+        assert installer.put("/api/cameras/door", json={**door, "id": "x"}).status_code == 422
+        answers += [replaced.text, cleared.text]
+
+        assert installer.delete("/api/cameras/door").status_code == 204
+        assert installer.get("/api/cameras/door").status_code == 404
+        assert installer.delete("/api/cameras/yard").status_code == 409  # the config file's
+    with api_client(app, index, "operator") as desk:
+        assert desk.post("/api/cameras", json=door).status_code == 403
+    for text in answers:
+        assert PASSWORD not in text
