@@ -3,17 +3,20 @@ recordings, sites and keys; every route behind an API key and its sites."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
 
-from api import admin, cameras, events
+from api import admin, cameras, events, live, webhooks
 from api.auth import Auth, TokenBuckets
 from api.config import ApiConfig
 from api.context import ApiContext
 from api.errors import install_error_handlers
 from api.limits import BodyLimit
+from api.live import LiveHub
 from api.models import Health
+from api.webhooks import WebhookDispatcher
 from storage.accounts import ApiKeys
 from storage.cameras import CameraConfig
 from storage.index import EventIndex
@@ -29,17 +32,39 @@ def create_app(
 ) -> FastAPI:
     """The API over `index` and `store`; `cameras_config` are the configured cameras (their
     secrets never leave)."""
-    app = FastAPI(title="Xueliang", version="0.1.0")
-    install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     keys = ApiKeys(index)
     auth = Auth(keys, TokenBuckets(settings.rate_per_s, settings.burst))
     ctx = ApiContext(index, store, cameras_config, settings, heartbeat_stale_s, auth, keys)
+    hub = LiveHub(ctx)
+    dispatcher = WebhookDispatcher(ctx)
+
+    serving = 0  # servers (or test clients) running this app at once share its threads
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nonlocal serving
+        serving += 1
+        if serving == 1:
+            hub.start()
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            serving -= 1
+            if serving == 0:
+                dispatcher.stop()
+                hub.stop()
+
+    app = FastAPI(title="Xueliang", version="0.1.0", lifespan=lifespan)
+    app.state.hub, app.state.dispatcher = hub, dispatcher
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz")
     def healthz() -> Health:
         return Health(status="ok")
 
-    for module in (events, cameras, admin):
+    for module in (events, cameras, admin, webhooks):
         app.include_router(module.routes(ctx))
+    app.include_router(live.routes(ctx, hub))
     return app

@@ -5,7 +5,7 @@
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Security
@@ -16,6 +16,19 @@ from storage.accounts import ApiKeys, Principal, Role
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer xl_...")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: xl_...")
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+def one_key(bearer_key: str | None, api_key: str | None) -> str | None:
+    """The key a request presents, by either header; two different ones are refused."""
+    if bearer_key and api_key and bearer_key != api_key:
+        raise HTTPException(401, "two different API keys: send one", UNAUTHORIZED)
+    return bearer_key or api_key
+
+
+def key_of_headers(headers: Mapping[str, str]) -> str | None:
+    """The key in raw headers (a WebSocket handshake, which the security schemes skip)."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return one_key(token.strip() if scheme.lower() == "bearer" else None, headers.get("x-api-key"))
 
 
 class TokenBuckets:
@@ -68,9 +81,10 @@ class Auth:
         api_key: Annotated[str | None, Security(api_key_header)],
     ) -> Principal:
         bearer_key = credentials.credentials if credentials is not None else None
-        if bearer_key and api_key and bearer_key != api_key:
-            raise HTTPException(401, "two different API keys: send one", UNAUTHORIZED)
-        presented = bearer_key or api_key
+        return self.authenticate_key(one_key(bearer_key, api_key))
+
+    def authenticate_key(self, presented: str | None) -> Principal:
+        """The key's principal, spending one request of its budget; 401 or 429 if not."""
         if not presented:
             raise HTTPException(401, "an API key is required", UNAUTHORIZED)
         principal = self.keys.authenticate(presented)

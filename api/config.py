@@ -17,3 +17,5 @@ class ApiConfig(StrictModel):
     rate_per_s: float = Field(20.0, gt=0, description="requests per second per key, on average")
     burst: int = Field(60, ge=1, description="requests per key at once beyond the rate")
     max_body_bytes: int = Field(1024**2, ge=1024, description="largest request body")
+    webhook_retry_min_s: float = Field(2.0, gt=0, description="first retry of a failed delivery")
+    webhook_retry_max_s: float = Field(600.0, gt=0, description="longest wait between retries")

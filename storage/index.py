@@ -155,6 +155,36 @@ class CameraStatusRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+FeedKind = str  # started, ended, clip, snapshot, status, updated
+
+
+class EventFeedRow(Base):
+    """One change of one event, appended in the transaction that makes it: what the live
+    streams, webhooks and MQTT read (a transactional outbox), by increasing `id`.
+
+    `kind` is `started`, `ended`, `clip` and `snapshot` (its media are stored), `status` (the
+    operator's workflow) or `updated`."""
+
+    __tablename__ = "event_feed"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(32))
+    site: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_event_feed_at", "at"),)  # for trimming old entries
+
+
+def feed_kind(values: dict[str, Any]) -> FeedKind:
+    """What a `finish_event` with these values tells the feed."""
+    if "clip_key" in values:
+        return "clip"
+    if "snapshot_key" in values:
+        return "snapshot"
+    return "ended" if values.get("state") == "ended" else "updated"
+
+
 class CameraLeaseRow(Base):
     """Which worker runs a camera, until when. A lease not renewed in time is free to take."""
 
@@ -191,7 +221,8 @@ class WebhookOutboxRow(Base):
     """One webhook delivery to make: written in the transaction that stores the event, sent
     and retried by the dispatcher (issue 6) until delivered or given up.
 
-    `state` is `pending` (due at `next_attempt_at`), `delivered` or `failed` (no more tries).
+    `state` is `pending` (due at `next_attempt_at`), `delivered` or `dead` (no more tries; a
+    replay makes it pending again). One row per subscription and feed entry (`feed_id`).
     No foreign key to `events`: the retention sweeper may delete an event whose delivery record
     is still wanted. The dispatcher's query is `state = 'pending' AND next_attempt_at <= now`.
 
@@ -206,7 +237,8 @@ class WebhookOutboxRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subscription_id: Mapped[str] = mapped_column(String(64))  # the target it goes to
     event_id: Mapped[str] = mapped_column(String(32))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the body, as it will be signed
+    feed_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the body's content
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     state: Mapped[str] = mapped_column(String(16), default="pending")
@@ -216,6 +248,7 @@ class WebhookOutboxRow(Base):
     __table_args__ = (
         Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
         Index("ix_webhook_outbox_event", "event_id"),
+        Index("ux_webhook_outbox_feed", "subscription_id", "feed_id", unique=True),
     )
 
 
@@ -549,6 +582,7 @@ class EventIndex:
             found = session.scalars(select(EventRow.seq).where(EventRow.id == event.id)).first()
             if found is None:
                 session.add(self._new_row(event))
+                session.add(EventFeedRow(event_id=event.id, site=event.site, kind="started"))
 
     def finish_event(self, event: Event, **values: Any) -> None:
         """Set `values` on the event's row, creating the row if its start was never indexed."""
@@ -559,22 +593,26 @@ class EventIndex:
                 session.add(row)
             for name, value in values.items():
                 setattr(row, name, value)
+            session.add(EventFeedRow(event_id=event.id, site=event.site, kind=feed_kind(values)))
 
     def end_orphans(self, camera_id: str, before: datetime, note: str) -> int:
         """End the camera's events still active that started before `before`: those of a
         worker that died (or handed the camera over and will end them itself, overwriting
         this). Returns how many."""
+        orphaned = (
+            EventRow.camera_id == camera_id,
+            EventRow.state == "active",
+            EventRow.started_at < before,
+        )
         with self.sessions.begin() as session:
-            result = session.execute(
+            ended = session.execute(select(EventRow.id, EventRow.site).where(*orphaned)).all()
+            session.execute(
                 update(EventRow)
-                .where(
-                    EventRow.camera_id == camera_id,
-                    EventRow.state == "active",
-                    EventRow.started_at < before,
-                )
+                .where(*orphaned)
                 .values(state="ended", ended_at=before, clip_error=note[:256])
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            session.add_all(EventFeedRow(event_id=i, site=s, kind="ended") for i, s in ended)
+            return len(ended)
 
     def get_event(self, event_id: str) -> EventRow | None:
         with self.sessions() as session:

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 from sqlalchemy import Index, Integer, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.index import Base, EventIndex, EventRow, UTCDateTime, utcnow
+from storage.index import Base, EventFeedRow, EventIndex, EventRow, UTCDateTime, utcnow
 
 Status = Literal["new", "acknowledged", "resolved", "false_alarm"]
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -79,9 +79,12 @@ class EventWorkflow:
         allowed, target = TRANSITIONS[action]
         now = utcnow()
         with self.index.sessions.begin() as session:
-            current = session.scalar(select(EventRow.status).where(EventRow.id == event_id))
-            if current is None:
+            found = session.execute(
+                select(EventRow.status, EventRow.site).where(EventRow.id == event_id)
+            ).first()
+            if found is None:
                 raise KeyError(event_id)
+            current, site = found
             new = target or current
             if current not in allowed:
                 raise TransitionError(f"cannot {action.replace('_', ' ')} a {current} event")
@@ -104,6 +107,7 @@ class EventWorkflow:
                     .where(EventRow.id == event_id, EventRow.acknowledged_at.is_(None))
                     .values(acknowledged_at=now, acknowledged_by=actor)
                 )
+                session.add(EventFeedRow(event_id=event_id, site=site, kind="status"))
             session.add(
                 EventActionRow(
                     event_id=event_id, action=action, from_status=current, to_status=new,

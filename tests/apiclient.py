@@ -1,14 +1,24 @@
-"""A test client of the API holding a key of the role and sites a test asks for."""
+"""Clients of the API for tests: a TestClient holding a key of the role and sites a test asks
+for, and the API served by uvicorn for clients that need a real server."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from minio import Minio
+from websockets.sync.client import ClientConnection, connect
 
+from api.app import create_app
+from api.config import ApiConfig
 from storage.accounts import ApiKeys, Role
 from storage.index import EventIndex
+from storage.objects import ObjectStore
+from tests.servers import free_port
 
 
 def make_key(index: EventIndex, role: Role = "admin", sites: Sequence[str] = ()) -> str:
@@ -23,3 +33,43 @@ def api_client(
     """A TestClient (use it in a `with`) that sends a new key of `role` with every request."""
     key = make_key(index, role, sites)
     return TestClient(app, headers={"Authorization": f"Bearer {key}"})
+
+
+class Served:
+    """The API under uvicorn on a free loopback port, in a thread (its live hub and webhook
+    dispatcher running); `ws` opens a live WebSocket. Without a store, every object request
+    fails at the network."""
+
+    def __init__(
+        self,
+        index: EventIndex,
+        settings: ApiConfig,
+        heartbeat_stale_s: float,
+        store: ObjectStore | None = None,
+    ) -> None:
+        unreachable = Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False)
+        store = store or ObjectStore(unreachable, "unused")
+        app = create_app(index, store, [], settings, heartbeat_stale_s)
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, timeout_graceful_shutdown=2
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def ws(self, key: str | None, query: str = "") -> ClientConnection:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        url = f"ws://127.0.0.1:{self.port}/api/live/ws{query}"
+        return connect(url, additional_headers=headers, open_timeout=5)

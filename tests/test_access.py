@@ -24,8 +24,9 @@ from api.config import ApiConfig
 from common.types import Event
 from storage.accounts import ApiKeys, SiteRow
 from storage.cameras import ApiCameras, NetworkCameraConfig
-from storage.index import EventIndex, to_datetime
+from storage.index import EventIndex, WebhookOutboxRow, to_datetime
 from storage.objects import ObjectStore, object_key
+from storage.webhooks import Webhooks
 from tests.apiclient import make_key
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,14 @@ SAMPLE_BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, Any]]]
         "url": "rtsp://127.0.0.1:1/changed",
     },
     ("POST", "/api/cameras/probe"): lambda t: {"url": "rtsp://127.0.0.1:1/x", "timeout_s": 1},
+    ("POST", "/api/webhooks"): lambda t: {
+        "name": "alarms",
+        "url": "https://receiver.invalid/hook",
+        "sites": [t["site_id"]],
+    },
 }
+# Endless streams: their scope is checked by tests/test_live.py.
+STREAMS = {("GET", "/api/live/events")}
 # Routes about the caller or a stream, not a site: only checked for leaking nothing of B.
 SITELESS = {("GET", "/api/me"), ("POST", "/api/cameras/probe")}
 SAMPLE_QUERIES: dict[str, str] = {
@@ -65,6 +73,7 @@ class World:
     app: FastAPI
     index: EventIndex
     events: dict[str, str]  # site -> event id
+    webhooks: dict[str, tuple[str, int]]  # site -> a subscription and one of its deliveries
     admin_key: str
     admin_key_id: str
 
@@ -100,9 +109,19 @@ def build_world(root: Path, store: ObjectStore) -> World:
             snapshot_key=media["snapshot"].key, snapshot_sha256=media["snapshot"].sha256,
         )  # fmt: skip
         events[camera.site] = event.id
+    webhooks = {}
+    for site, event_id in events.items():
+        hook, _ = Webhooks(index).create("alarms", "https://receiver.invalid/h", "t", sites=[site])
+        with index.sessions.begin() as session:
+            delivery = WebhookOutboxRow(
+                subscription_id=hook.id, event_id=event_id, feed_id=1, payload={"change": "clip"}
+            )
+            session.add(delivery)
+            session.flush()
+            webhooks[site] = (hook.id, delivery.id)
     row, admin_key = ApiKeys(index).create("root", "admin", [], True, by="tests")
     app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
-    return World(app, index, events, admin_key, row.id)
+    return World(app, index, events, webhooks, admin_key, row.id)
 
 
 def routes(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
@@ -158,6 +177,8 @@ def target_of(world: World, site: str) -> dict[str, str]:
         "camera_id": f"cam-{site[-1]}",
         "site_id": site,
         "key_id": world.admin_key_id,
+        "webhook_id": world.webhooks[site][0] if site in world.webhooks else "no-such-hook",
+        "delivery_id": str(world.webhooks[site][1]) if site in world.webhooks else "0",
     }
 
 
@@ -192,7 +213,7 @@ def test_keys_of_site_a_get_nothing_of_site_b(
 ) -> None:
     checked = 0
     for method, path, operation in routes(build_world(tmp_path, object_store).app):
-        if path == "/healthz":
+        if path == "/healthz" or (method, path) in STREAMS:
             continue
         # A world of its own per route: the admin's control request may change or delete.
         world = build_world(tmp_path, object_store)
@@ -211,7 +232,10 @@ def test_keys_of_site_a_get_nothing_of_site_b(
         assert answer.status_code in (200, 403, 404), where
         if answer.status_code == 404:
             # Exactly what the same request about an object that does not exist gets.
-            missing = {name: f"missing-{name}" for name in target_of(world, SITE_B)}
+            missing = {
+                name: "987654" if name == "delivery_id" else f"missing-{name}"
+                for name in target_of(world, SITE_B)
+            }
             url_m, params_m, body_m = request_for(world, method, path, operation, missing)
             nothing = ask(as_a, method, url_m, params_m, body_m)
             assert nothing.status_code == 404, where

@@ -27,6 +27,7 @@ MODEL_MODULES = (
     "storage.evidence",
     "storage.accounts",
     "storage.workflow",
+    "storage.webhooks",
 )
 
 # The schema that `Base.metadata.create_all` made before there were migrations: a database

@@ -1,0 +1,231 @@
+"""Live: events and camera status pushed over WebSocket and Server-Sent Events, each client
+getting only what its key's sites allow."""
+
+# No `from __future__ import annotations`: FastAPI must see the routes' Annotated[..., Depends]
+# metadata, which names dependencies local to `routes`, at definition time.
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from api.auth import key_of_headers
+from api.context import ApiContext
+from api.errors import ERROR_RESPONSES
+from api.models import EventOut
+from common.periodic import Periodic
+from storage.accounts import Principal
+from storage.feed import FeedEntry, FeedReader
+
+log = logging.getLogger(__name__)
+POLL_S = 0.2
+CAMERAS_EVERY_S = 1.0
+QUEUE_MAX = 5000  # a client this far behind is dropped rather than let the process grow
+KEEPALIVE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One push: `kind` "event" or "camera", its site and type (for the filters), the JSON."""
+
+    id: int
+    kind: str
+    site: str
+    type: str
+    camera_id: str
+    data: str
+
+
+@dataclass(eq=False)
+class Subscriber:
+    principal: Principal
+    types: frozenset[str] | None
+    cameras: frozenset[str] | None
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Message | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    lagging: bool = False
+
+    def wants(self, message: Message) -> bool:
+        if not self.principal.sees(message.site):
+            return False
+        if message.kind == "event" and self.types is not None and message.type not in self.types:
+            return False
+        return self.cameras is None or message.camera_id in self.cameras
+
+    def offer(self, message: Message | None) -> None:
+        """On the subscriber's event loop: queue it, or mark the client lagging and end it."""
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.lagging = True
+            self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+
+class LiveHub:
+    """One thread per API process reads the event feed (every POLL_S) and the cameras'
+    heartbeats (every CAMERAS_EVERY_S), renders each change once and hands it to every
+    connected client whose key and filters want it.
+
+    Example:
+        >>> hub = LiveHub(ctx); hub.start()  # doctest: +SKIP
+        >>> subscriber = hub.subscribe(principal, None, None)  # doctest: +SKIP
+    """
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        self._subscribers: set[Subscriber] = set()
+        self._lock = threading.Lock()
+        self._camera_states: dict[str, tuple[str, str | None]] = {}
+        self._reader: FeedReader
+        self._task: Periodic | None = None
+        self._next_cameras = 0.0
+        self.delivered = 0
+
+    def start(self) -> None:
+        """Start at the feed's current end: clients get what happens from now on."""
+        self._reader = FeedReader(self.ctx.index)
+        self._task = Periodic("live feed", POLL_S, self.round)
+        self._task.start()
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.stop()
+        with self._lock:
+            for subscriber in self._subscribers:
+                subscriber.loop.call_soon_threadsafe(subscriber.offer, None)
+
+    def subscribe(
+        self, principal: Principal, types: frozenset[str] | None, cameras: frozenset[str] | None
+    ) -> Subscriber:
+        subscriber = Subscriber(principal, types, cameras, asyncio.get_running_loop())
+        with self._lock:
+            self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(subscriber)
+
+    def round(self) -> None:
+        """Push what changed since the last round."""
+        messages = [self._event_message(entry) for entry in self._reader.read()]
+        if time.monotonic() >= self._next_cameras:
+            self._next_cameras = time.monotonic() + CAMERAS_EVERY_S
+            messages += self._camera_messages()
+        self._publish([m for m in messages if m is not None])
+
+    @staticmethod
+    def _event_message(entry: FeedEntry) -> Message | None:
+        if entry.event is None:
+            return None
+        event = EventOut.of(entry.event).model_dump(mode="json")
+        data = json.dumps({"kind": "event", "change": entry.kind, "event": event})
+        row = entry.event
+        return Message(entry.id, "event", row.site, row.type, row.camera_id, data)
+
+    def _camera_messages(self) -> list[Message]:
+        stale_before = datetime.now(UTC) - timedelta(seconds=self.ctx.heartbeat_stale_s)
+        messages = []
+        for status in self.ctx.index.camera_statuses().values():
+            fresh = status.updated_at >= stale_before
+            state = status.state if fresh else "offline"
+            reasons = status.reasons if fresh else "no heartbeat from the camera's worker"
+            if self._camera_states.get(status.camera_id) == (state, reasons):
+                continue
+            self._camera_states[status.camera_id] = (state, reasons)
+            data = json.dumps(
+                {
+                    "kind": "camera",
+                    "camera": {
+                        "id": status.camera_id, "site": status.site, "state": state,
+                        "reasons": reasons, "at": status.updated_at.isoformat(),
+                    },
+                }
+            )  # fmt: skip
+            messages.append(Message(0, "camera", status.site, "", status.camera_id, data))
+        return messages
+
+    def _publish(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            wanted = [m for m in messages if subscriber.wants(m)]
+            if wanted:
+                self.delivered += len(wanted)
+                for message in wanted:
+                    subscriber.loop.call_soon_threadsafe(subscriber.offer, message)
+
+
+def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
+    router = APIRouter(prefix="/api/live", tags=["live"], responses=ERROR_RESPONSES)
+    anyone = ctx.auth.allow("admin", "operator", "installer", "shop")
+
+    def filters(types: str | None, cameras: str | None) -> tuple[frozenset[str] | None, ...]:
+        return tuple(frozenset(v.split(",")) if v else None for v in (types, cameras))
+
+    @router.get("/events", response_class=StreamingResponse)
+    async def server_sent_events(
+        who: Annotated[Principal, anyone],
+        types: Annotated[str | None, Query(description="event types, comma-separated")] = None,
+        cameras: Annotated[str | None, Query(description="camera ids, comma-separated")] = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events: `event: event` (an event started, ended, got its media or
+        changed status) and `event: camera` (a camera's state changed)."""
+        wanted_types, wanted_cameras = filters(types, cameras)
+        subscriber = hub.subscribe(who, wanted_types, wanted_cameras)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield ": connected\n\n"
+                while True:
+                    try:
+                        message = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    if message is None:
+                        return
+                    identifier = f"id: {message.id}\n" if message.id else ""
+                    yield f"{identifier}event: {message.kind}\ndata: {message.data}\n\n"
+            finally:
+                hub.unsubscribe(subscriber)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    @router.websocket("/ws")
+    async def websocket(
+        socket: WebSocket,
+        types: str | None = None,
+        cameras: str | None = None,
+    ) -> None:
+        """The same pushes as JSON messages; the key in `Authorization: Bearer` or
+        `X-API-Key` (a key that is missing or not valid: the handshake is refused)."""
+        try:
+            principal = ctx.auth.authenticate_key(key_of_headers(socket.headers))
+        except HTTPException:
+            await socket.close(code=1008)
+            return
+        await socket.accept()
+        wanted_types, wanted_cameras = filters(types, cameras)
+        subscriber = hub.subscribe(principal, wanted_types, wanted_cameras)
+        try:
+            while (message := await subscriber.queue.get()) is not None:
+                await socket.send_text(message.data)
+            await socket.close(code=1013 if subscriber.lagging else 1001)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            hub.unsubscribe(subscriber)
+
+    return router

@@ -1,0 +1,193 @@
+"""Webhooks end to end: a real HTTP receiver on loopback checks every signature, fails twice
+and then takes the delivery; a receiver that stays down ends in the dead letter, and a replay
+delivers it once it is back."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from api.config import ApiConfig
+from api.webhooks import SIGNATURE_HEADER
+from common.types import Event
+from storage.accounts import SiteRow
+from storage.index import EventIndex, to_datetime
+from storage.objects import ObjectStore, object_key
+from tests.apiclient import Served, make_key
+from tests.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+FAST_RETRIES = ApiConfig(webhook_retry_min_s=0.3, webhook_retry_max_s=1.0)
+
+
+class Receiver:
+    """An HTTP server that answers `failures` 500s first, then 200s, and keeps every
+    request's headers and body."""
+
+    def __init__(self, failures: int = 0, port: int | None = None) -> None:
+        self.failures = failures
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers.items()), body))
+                failing = len(receiver.requests) <= receiver.failures
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verified(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What a receiver does: recompute the HMAC over "t." + body and check the time."""
+    fields = dict(part.split("=", 1) for part in headers[SIGNATURE_HEADER].split(","))
+    mac = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256)
+    fresh = abs(time.time() - int(fields["t"])) < 60
+    return fresh and hmac.compare_digest(mac.hexdigest(), fields["v1"])
+
+
+def stored_event(index: EventIndex, store: ObjectStore, site: str) -> tuple[Event, bytes]:
+    """An event whose clip is in S3, as the recorder leaves it."""
+    now = time.time()
+    event = Event(f"cam-{site}", site, "zone_intrusion", "person", "door", "high", now, now)
+    event.ended_at = now
+    index.add_event(event)
+    clip = secrets.token_bytes(1024)
+    key = object_key(site, event.camera_id, now, f"{event.id}.mp4")
+    stored = store.put(key, clip, "video/mp4", {"event-id": event.id})
+    index.finish_event(
+        event, state="ended", ended_at=to_datetime(now), clip_key=key, clip_sha256=stored.sha256
+    )
+    return event, clip
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def served(index: EventIndex, object_store: ObjectStore) -> Iterator[Served]:
+    with index.sessions.begin() as session:
+        session.add_all(SiteRow(id=site, name=site) for site in ("shop-a", "shop-b"))
+    with Served(index, FAST_RETRIES, heartbeat_stale_s=30, store=object_store) as running:
+        yield running
+
+
+def subscribe(served: Served, key: str, url: str, **fields: Any) -> dict[str, Any]:
+    answer = httpx.post(
+        f"http://127.0.0.1:{served.port}/api/webhooks",
+        json={"name": "shop a alarms", "url": url, "changes": ["clip"], **fields},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
+
+
+def test_a_signed_delivery_is_retried_until_the_receiver_takes_it(
+    served: Served, index: EventIndex, object_store: ObjectStore
+) -> None:
+    receiver = Receiver(failures=2)
+    key = make_key(index, "shop", ["shop-a"])
+    hook = subscribe(served, key, receiver.url, sites=["shop-a"])
+    try:
+        event, clip = stored_event(index, object_store, "shop-a")
+        stored_event(index, object_store, "shop-b")  # another site: never sent here
+        wait_until(lambda: len(receiver.requests) >= 3, 30, "three attempts")
+        time.sleep(1.5)  # no fourth one comes, and nothing of shop-b
+        assert len(receiver.requests) == 3
+        assert len({headers["X-Xueliang-Delivery"] for headers, _ in receiver.requests}) == 1
+        for headers, body in receiver.requests:
+            assert verified(hook["secret"], headers, body)
+            assert not verified("another secret", headers, body)
+            document = json.loads(body)
+            assert document["type"] == "event.clip" and document["event"]["id"] == event.id
+            assert headers["X-Xueliang-Delivery"] == str(document["id"])
+        link = json.loads(receiver.requests[-1][1])["media"]["clip"]
+        assert httpx.get(link, timeout=10).content == clip  # a working presigned link
+
+        log = httpx.get(
+            f"http://127.0.0.1:{served.port}/api/webhooks/{hook['id']}/deliveries",
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()
+        assert [(d["event_id"], d["state"]) for d in log] == [(event.id, "delivered")]
+        assert [a["status_code"] for a in log[0]["attempts"]] == [500, 500, 200]
+    finally:
+        receiver.close()
+
+
+def test_a_receiver_that_stays_down_ends_in_the_dead_letter_and_replay_delivers(
+    served: Served, index: EventIndex, object_store: ObjectStore
+) -> None:
+    port = free_port()  # nothing listens there yet
+    key = make_key(index, "operator")
+    hook = subscribe(served, key, f"http://127.0.0.1:{port}/hook", max_attempts=3)
+    api = f"http://127.0.0.1:{served.port}/api/webhooks/{hook['id']}/deliveries"
+    auth = {"Authorization": f"Bearer {key}"}
+    event, _ = stored_event(index, object_store, "shop-b")
+
+    def state() -> str:
+        log = httpx.get(api, headers=auth).json()
+        return str(log[0]["state"]) if log else "none"
+
+    wait_until(lambda: state() == "dead", 30, "dead-lettered after three attempts")
+    delivery = httpx.get(api, headers=auth).json()[0]
+    assert len(delivery["attempts"]) == 3 and all(
+        a["status_code"] is None for a in delivery["attempts"]
+    )
+    assert "ConnectError" in delivery["attempts"][0]["error"]
+
+    receiver = Receiver(port=port)
+    try:
+        time.sleep(1.5)
+        assert receiver.requests == []  # dead: not retried on its own
+        replayed = httpx.post(f"{api}/{delivery['id']}/replay", headers=auth)
+        assert replayed.status_code == 204
+        wait_until(lambda: len(receiver.requests) == 1, 15, "the replay delivered")
+        wait_until(lambda: state() == "delivered", 10, "marked delivered")
+        assert verified(hook["secret"], *receiver.requests[0])
+        assert json.loads(receiver.requests[0][1])["event"]["id"] == event.id
+    finally:
+        receiver.close()
+
+
+def test_keys_manage_only_their_sites_webhooks(served: Served, index: EventIndex) -> None:
+    base = f"http://127.0.0.1:{served.port}/api/webhooks"
+    shop_a = {"Authorization": f"Bearer {make_key(index, 'shop', ['shop-a'])}"}
+    shop_b = {"Authorization": f"Bearer {make_key(index, 'shop', ['shop-b'])}"}
+    body = {"name": "n", "url": "https://example.invalid/hook", "sites": ["shop-a"]}
+    assert httpx.post(base, json={**body, "sites": []}, headers=shop_a).status_code == 422
+    assert httpx.post(base, json={**body, "url": "ftp://x/y"}, headers=shop_a).status_code == 422
+    assert httpx.post(base, json={**body, "sites": ["shop-b"]}, headers=shop_a).status_code == 404
+    made = httpx.post(base, json=body, headers=shop_a).json()
+    assert [h["id"] for h in httpx.get(base, headers=shop_a).json()] == [made["id"]]
+    assert httpx.get(base, headers=shop_b).json() == []
+    assert httpx.get(f"{base}/{made['id']}", headers=shop_b).status_code == 404
+    assert httpx.delete(f"{base}/{made['id']}", headers=shop_b).status_code == 404
+    assert "secret" not in httpx.get(f"{base}/{made['id']}", headers=shop_a).json()
+    assert httpx.delete(f"{base}/{made['id']}", headers=shop_a).status_code == 204
