@@ -4,8 +4,10 @@ checks and event lifecycles."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +47,35 @@ class CameraRules:
         )
 
 
+class DetectorTimes:
+    """The last `size` detector calls' durations (a frame's crops together), for metrics.
+
+    Example:
+        >>> times = DetectorTimes()
+        >>> for ms in (10, 20, 30, 40): times.add(ms / 1000)
+        >>> times.quantiles((0.5, 0.99)), times.calls
+        ([0.02, 0.04], 4)
+    """
+
+    def __init__(self, size: int = 1000) -> None:
+        self._recent: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._recent.append(seconds)
+            self.calls += 1
+
+    def quantiles(self, qs: Sequence[float]) -> list[float]:
+        """Nearest-rank quantiles of the recent calls (empty before the first)."""
+        with self._lock:
+            ordered = sorted(self._recent)
+        if not ordered:
+            return []
+        return [ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] for q in qs]
+
+
 class CameraAnalytics:
     """Everything analytics keeps for one camera, and one frame's worth of work on it."""
 
@@ -55,8 +86,10 @@ class CameraAnalytics:
         timing: EventTimingConfig,
         sink: EventSink,
         conditions: ConditionEvents,
+        detector_times: DetectorTimes | None = None,
     ) -> None:
         self.setup = setup
+        self.detector_times = detector_times or DetectorTimes()  # the loop's, shared
         self.gate = DetectionGate(setup.gate)
         self.tracker = Tracker(tracker)
         self.tracks: list[Track] = []
@@ -100,7 +133,9 @@ class CameraAnalytics:
         if not decision.regions:
             self.tracks = expected
             return
+        started = time.perf_counter()
         detections = detect_regions(detector, frame.image, decision.regions)
+        self.detector_times.add(time.perf_counter() - started)
         self.tracks = self.tracker.update(detections, frame.wall_time, decision.regions)
         for rule, lifecycle in self.watches:
             lifecycle.observe(frame, rule.update(self.tracks, frame.wall_time))
@@ -135,6 +170,7 @@ class AnalyticsLoop:
         self.timing = timing
         self.sink = sink
         self.conditions = ConditionEvents(sink)
+        self.detector_times = DetectorTimes()
         self._cameras: dict[str, CameraAnalytics] = {}
         self._pending: dict[str, Frame] = {}
         self._wake = threading.Condition()
@@ -143,7 +179,9 @@ class AnalyticsLoop:
         self._thread = threading.Thread(target=self._run, name="analytics", daemon=True)
 
     def add_camera(self, setup: CameraRules) -> None:
-        camera = CameraAnalytics(setup, self.tracker, self.timing, self.sink, self.conditions)
+        camera = CameraAnalytics(
+            setup, self.tracker, self.timing, self.sink, self.conditions, self.detector_times
+        )
         with self._wake:
             self._cameras[setup.camera_id] = camera
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
 
-from api import admin, cameras, events, live, webhooks
+from api import admin, cameras, events, live, metrics, webhooks
 from api.auth import Auth, TokenBuckets
 from api.config import ApiConfig
 from api.context import ApiContext
@@ -16,6 +16,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimit
 from api.live import LiveHub
 from api.models import Health
+from api.mqtt import MqttPublisher
 from api.webhooks import WebhookDispatcher
 from storage.accounts import ApiKeys
 from storage.cameras import CameraConfig
@@ -37,6 +38,7 @@ def create_app(
     ctx = ApiContext(index, store, cameras_config, settings, heartbeat_stale_s, auth, keys)
     hub = LiveHub(ctx)
     dispatcher = WebhookDispatcher(ctx)
+    publisher = MqttPublisher(index, settings.mqtt) if settings.mqtt.enabled else None
 
     serving = 0  # servers (or test clients) running this app at once share its threads
 
@@ -47,11 +49,15 @@ def create_app(
         if serving == 1:
             hub.start()
             dispatcher.start()
+            if publisher is not None:
+                publisher.start()
         try:
             yield
         finally:
             serving -= 1
             if serving == 0:
+                if publisher is not None:
+                    publisher.stop()
                 dispatcher.stop()
                 hub.stop()
 
@@ -67,4 +73,5 @@ def create_app(
     for module in (events, cameras, admin, webhooks):
         app.include_router(module.routes(ctx))
     app.include_router(live.routes(ctx, hub))
+    app.include_router(metrics.routes(ctx, hub, dispatcher))
     return app

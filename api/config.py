@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from ingest.config import StrictModel
+
+
+class MqttConfig(StrictModel):
+    """Events published to an MQTT broker (paho-mqtt), one message per change on
+    `PREFIX/SITE/CAMERA/TYPE`. Turn it on in one API process of a deployment: each that has
+    it publishes every event."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = Field(None, description="the broker's CA (TLS); default: the system's")
+    topic_prefix: str = Field("xueliang", pattern=r"^[^#+]+$")
+    qos: Literal[0, 1, 2] = 1
 
 
 class ApiConfig(StrictModel):
@@ -19,3 +38,4 @@ class ApiConfig(StrictModel):
     max_body_bytes: int = Field(1024**2, ge=1024, description="largest request body")
     webhook_retry_min_s: float = Field(2.0, gt=0, description="first retry of a failed delivery")
     webhook_retry_max_s: float = Field(600.0, gt=0, description="longest wait between retries")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)

@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -89,6 +90,7 @@ class LiveHub:
         self._task: Periodic | None = None
         self._next_cameras = 0.0
         self.delivered = 0
+        self.events_by_type: Counter[str] = Counter()  # started since this process started
 
     def start(self) -> None:
         """Start at the feed's current end: clients get what happens from now on."""
@@ -115,6 +117,11 @@ class LiveHub:
         with self._lock:
             self._subscribers.discard(subscriber)
 
+    @property
+    def clients(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
     def round(self) -> None:
         """Push what changed since the last round."""
         messages = [self._event_message(entry) for entry in self._reader.read()]
@@ -123,10 +130,11 @@ class LiveHub:
             messages += self._camera_messages()
         self._publish([m for m in messages if m is not None])
 
-    @staticmethod
-    def _event_message(entry: FeedEntry) -> Message | None:
+    def _event_message(self, entry: FeedEntry) -> Message | None:
         if entry.event is None:
             return None
+        if entry.kind == "started":
+            self.events_by_type[entry.event.type] += 1
         event = EventOut.of(entry.event).model_dump(mode="json")
         data = json.dumps({"kind": "event", "change": entry.kind, "event": event})
         row = entry.event

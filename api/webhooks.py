@@ -63,6 +63,7 @@ class WebhookDispatcher:
         settings = ctx.settings
         self.backoff = Backoff(settings.webhook_retry_min_s, settings.webhook_retry_max_s)
         self._task: Periodic | None = None
+        self.failures = 0  # attempts that failed, since this process started
 
     def start(self) -> None:
         stored = self.hooks.cursor()
@@ -135,6 +136,8 @@ class WebhookDispatcher:
         duration_ms = int((time.monotonic() - started) * 1000)
         retry_in = self.backoff.delay(delivery.attempts)
         state = self.hooks.attempted(claimed, status, error, duration_ms, retry_in)
+        if state != "delivered":
+            self.failures += 1
         if state == "dead":
             log.warning("webhook delivery %d to %s dead after %d attempts: %s",
                         delivery.id, subscription.name, delivery.attempts + 1, error)  # fmt: skip

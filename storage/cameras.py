@@ -4,7 +4,6 @@ cameras installers add over the API, kept in the index for every worker to pick 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -111,11 +110,6 @@ class ApiCameras:
         with self.index.sessions() as session:
             row = session.get(CameraRow, camera_id)
         return camera_of(row) if row is not None else None
-
-    def versions(self) -> dict[str, datetime]:
-        """When each stored camera last changed: what workers compare to restart it."""
-        with self.index.sessions() as session:
-            return dict(session.execute(select(CameraRow.id, CameraRow.updated_at)).tuples())
 
     def put(self, camera: NetworkCameraConfig) -> None:
         """Store a camera, replacing one of the same id."""

@@ -204,6 +204,8 @@ class WorkerRow(Base):
 
     worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Its latest figures (detector latency, spool, uploads): what the API's /metrics shows.
+    stats: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
 
 
 class ChoreRow(Base):
@@ -653,6 +655,17 @@ class EventIndex:
             statement = select(EventRow).where(EventRow.seq.in_(page)).order_by(newest)
         with self.sessions() as session:
             return session.scalars(statement).all()
+
+    def put_worker_stats(self, worker_id: str, stats: dict[str, float]) -> None:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(WorkerRow).where(WorkerRow.worker_id == worker_id).values(stats=stats)
+            )
+
+    def worker_stats(self) -> dict[str, dict[str, float]]:
+        with self.sessions() as session:
+            rows = session.execute(select(WorkerRow.worker_id, WorkerRow.stats)).all()
+        return {worker_id: stats for worker_id, stats in rows if stats}
 
     def put_camera_status(self, row: CameraStatusRow) -> None:
         with self.sessions.begin() as session:

@@ -26,6 +26,8 @@ def _load(path: Path) -> Config:
     )
     if isinstance(config.storage, ExternalS3Config):
         register_secrets(config.storage.secret_key.get_secret_value())
+    if config.api.mqtt.password is not None:
+        register_secrets(config.api.mqtt.password.get_secret_value())
     return config
 
 

@@ -187,7 +187,28 @@ class Worker:
         for camera_id in sorted(held - set(self.running)):
             self.start_camera(camera_id)
 
+    def stats(self) -> dict[str, float]:
+        """This worker's figures for the API's /metrics."""
+        quantiles = self.analytics.detector_times.quantiles((0.5, 0.99))
+        spool, uploads = self.spool.stats, self.uploader.stats
+        figures = {
+            "cameras": float(len(self.running)),
+            "detector_calls": float(self.analytics.detector_times.calls),
+            "spool_entries": float(spool.entries),
+            "spool_bytes": float(spool.bytes),
+            "spool_quarantined": float(spool.quarantined),
+            "uploads": float(uploads.uploaded),
+            "upload_failures": float(uploads.failures),
+        }
+        if quantiles:
+            figures["detector_p50_s"], figures["detector_p99_s"] = quantiles
+        return figures
+
     def heartbeat(self) -> None:
+        try:
+            self.index.put_worker_stats(self.worker_id, self.stats())
+        except Exception:
+            log.exception("worker figures not written")
         for camera in list(self.running.values()):
             try:
                 health = camera.check()

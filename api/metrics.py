@@ -1,0 +1,144 @@
+"""Prometheus metrics: camera health from the heartbeats, each worker's figures, events by
+type, the webhook backlog; read from the index at each scrape, so every API node answers the
+same."""
+
+# No `from __future__ import annotations`: FastAPI must see the routes' Annotated[..., Depends]
+# metadata, which names dependencies local to `routes`, at definition time.
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from api.context import ApiContext
+from api.errors import ERROR_RESPONSES
+from api.live import LiveHub
+from api.webhooks import WebhookDispatcher
+from storage.accounts import Principal
+from storage.index import WebhookOutboxRow
+
+CAMERA_GAUGES = {
+    "input_fps": "frames a second the camera sends",
+    "decode_fps": "frames a second decoded",
+    "bitrate_kbps": "the stream's bitrate",
+}
+CAMERA_COUNTERS = {
+    "decode_errors": "frames that failed to decode",
+    "corrupt_packets": "packets the demuxer flagged corrupt",
+    "reconnects": "times the stream was reopened",
+}
+LATENCY_QUANTILES = {"detector_p50_s": "0.5", "detector_p99_s": "0.99"}
+
+
+class IndexCollector(Collector):
+    """Reads the figures a scrape shows, limited to what `principal` may see."""
+
+    def __init__(
+        self, ctx: ApiContext, hub: LiveHub, dispatcher: WebhookDispatcher, principal: Principal
+    ) -> None:
+        self.ctx = ctx
+        self.hub = hub
+        self.dispatcher = dispatcher
+        self.principal = principal
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._cameras()
+        if self.principal.sites is None:  # deployment-wide figures: for keys of every site
+            yield from self._workers()
+            yield from self._webhooks()
+        events = CounterMetricFamily(
+            "xueliang_events", "events started, since this API process started", labels=["type"]
+        )
+        for event_type, count in sorted(self.hub.events_by_type.items()):
+            events.add_metric([event_type], count)
+        yield events
+        yield GaugeMetricFamily(
+            "xueliang_live_clients", "WebSocket and SSE clients", value=self.hub.clients
+        )
+
+    def _cameras(self) -> Iterator[Metric]:
+        statuses = [
+            s for s in self.ctx.index.camera_statuses().values() if self.principal.sees(s.site)
+        ]
+        labels = ["camera", "site"]
+        up = GaugeMetricFamily("xueliang_camera_online", "1 if online or degraded", labels=labels)
+        for status in statuses:
+            up.add_metric([status.camera_id, status.site], status.state in ("online", "degraded"))
+        yield up
+        for name, text in CAMERA_GAUGES.items():
+            gauge = GaugeMetricFamily(f"xueliang_camera_{name}", text, labels=labels)
+            for status in statuses:
+                gauge.add_metric([status.camera_id, status.site], getattr(status, name))
+            yield gauge
+        for name, text in CAMERA_COUNTERS.items():
+            counter = CounterMetricFamily(f"xueliang_camera_{name}", text, labels=labels)
+            for status in statuses:
+                counter.add_metric([status.camera_id, status.site], getattr(status, name))
+            yield counter
+
+    def _workers(self) -> Iterator[Metric]:
+        stats = self.ctx.index.worker_stats()
+        latency = GaugeMetricFamily(
+            "xueliang_detector_latency_seconds",
+            "detector time per analysed frame, recent calls",
+            labels=["worker", "quantile"],
+        )
+        for worker, figures in stats.items():
+            for key, quantile in LATENCY_QUANTILES.items():
+                if key in figures:
+                    latency.add_metric([worker, quantile], figures[key])
+        yield latency
+        for key, text in (
+            ("spool_entries", "objects waiting in the spool"),
+            ("spool_bytes", "bytes waiting in the spool"),
+            ("cameras", "cameras the worker runs"),
+        ):
+            gauge = GaugeMetricFamily(f"xueliang_worker_{key}", text, labels=["worker"])
+            for worker, figures in stats.items():
+                gauge.add_metric([worker], figures.get(key, 0.0))
+            yield gauge
+        for key, text in (
+            ("uploads", "objects uploaded and verified"),
+            ("upload_failures", "upload attempts that failed"),
+            ("spool_quarantined", "spool files quarantined"),
+            ("detector_calls", "detector calls"),
+        ):
+            counter = CounterMetricFamily(f"xueliang_worker_{key}", text, labels=["worker"])
+            for worker, figures in stats.items():
+                counter.add_metric([worker], figures.get(key, 0.0))
+            yield counter
+
+    def _webhooks(self) -> Iterator[Metric]:
+        with self.ctx.index.sessions() as session:
+            counted = select(WebhookOutboxRow.state, func.count()).group_by(WebhookOutboxRow.state)
+            states = {state: count for state, count in session.execute(counted)}
+        yield GaugeMetricFamily(
+            "xueliang_webhook_backlog", "deliveries not made yet", value=states.get("pending", 0)
+        )
+        yield GaugeMetricFamily(
+            "xueliang_webhook_dead", "deliveries given up (replayable)", value=states.get("dead", 0)
+        )
+        yield CounterMetricFamily(
+            "xueliang_webhook_failed_attempts",
+            "delivery attempts that failed, since this API process started",
+            value=self.dispatcher.failures,
+        )
+
+
+def routes(ctx: ApiContext, hub: LiveHub, dispatcher: WebhookDispatcher) -> APIRouter:
+    router = APIRouter(tags=["metrics"], responses=ERROR_RESPONSES)
+    desk = ctx.auth.allow("admin", "operator")
+
+    @router.get("/metrics", response_class=Response)
+    def metrics(who: Annotated[Principal, desk]) -> Response:
+        """Prometheus text format (scrape with the key as a bearer token)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(IndexCollector(ctx, hub, dispatcher, who))
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
