@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
 
-from api import admin, cameras, events, live, metrics, webhooks
+from api import admin, alarms, cameras, events, live, metrics, webhooks
 from api.auth import Auth, TokenBuckets
 from api.config import ApiConfig
 from api.context import ApiContext
@@ -70,7 +70,7 @@ def create_app(
     def healthz() -> Health:
         return Health(status="ok")
 
-    for module in (events, cameras, admin, webhooks):
+    for module in (events, cameras, admin, webhooks, alarms):
         app.include_router(module.routes(ctx))
     app.include_router(live.routes(ctx, hub))
     app.include_router(metrics.routes(ctx, hub, dispatcher))

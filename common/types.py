@@ -127,6 +127,9 @@ class Event:
     ended_at: float | None = None
     detail: str = ""
     alarm: tuple[int, int] | None = None  # GB/T 28181 (AlarmMethod, AlarmType)
+    # Seconds of video before the start and after the end that its clip holds, when not the
+    # deployment's pre- and post-roll (an alarm panel's pre-alarm window).
+    clip_around: tuple[float, float] | None = None
     id: str = field(default_factory=new_event_id)
 
 

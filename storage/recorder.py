@@ -78,9 +78,13 @@ class EventRecorder:
         assert event.ended_at is not None
         with self._wake:
             self._counter += 1
-            due = event.ended_at + self.clips.post_roll_s
+            due = event.ended_at + self._around(event)[1]
             heapq.heappush(self._due, (due, self._counter, event))
             self._wake.notify()
+
+    def _around(self, event: Event) -> tuple[float, float]:
+        """The seconds before and after the event its clip holds."""
+        return event.clip_around or (self.clips.pre_roll_s, self.clips.post_roll_s)
 
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -141,8 +145,8 @@ class EventRecorder:
             "score": event.best_score,
             "box": event.best_box.to_list() if event.best_box else None,
         }
-        clip_start = event.started_at - self.clips.pre_roll_s
-        clip_end = event.ended_at + self.clips.post_roll_s
+        pre_roll, post_roll = self._around(event)
+        clip_start, clip_end = event.started_at - pre_roll, event.ended_at + post_roll
         packets = self.rings[event.camera_id].window(clip_start, clip_end, anchor=event.started_at)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch:
             if event.snapshot is not None:

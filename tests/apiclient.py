@@ -1,11 +1,15 @@
 """Clients of the API for tests: a TestClient holding a key of the role and sites a test asks
-for, and the API served by uvicorn for clients that need a real server."""
+for, the API served by uvicorn for clients that need a real server, and a webhook receiver."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,6 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from api.app import create_app
 from api.config import ApiConfig
+from api.webhooks import SIGNATURE_HEADER
 from storage.accounts import ApiKeys, Role
 from storage.index import EventIndex
 from storage.objects import ObjectStore
@@ -73,3 +78,40 @@ class Served:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         url = f"ws://127.0.0.1:{self.port}/api/live/ws{query}"
         return connect(url, additional_headers=headers, open_timeout=5)
+
+
+class Receiver:
+    """An HTTP server that answers `failures` 500s first, then 200s, and keeps every
+    request's headers and body."""
+
+    def __init__(self, failures: int = 0, port: int | None = None) -> None:
+        self.failures = failures
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers.items()), body))
+                failing = len(receiver.requests) <= receiver.failures
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verified(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What a receiver does: recompute the HMAC over "t." + body and check the time."""
+    fields = dict(part.split("=", 1) for part in headers[SIGNATURE_HEADER].split(","))
+    mac = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256)
+    fresh = abs(time.time() - int(fields["t"])) < 60
+    return fresh and hmac.compare_digest(mac.hexdigest(), fields["v1"])

@@ -23,6 +23,7 @@ from api.app import create_app
 from api.config import ApiConfig
 from common.types import Event
 from storage.accounts import ApiKeys, SiteRow
+from storage.alarms import AlarmPanelRow, AlarmPanels
 from storage.cameras import ApiCameras, NetworkCameraConfig
 from storage.index import EventIndex, WebhookOutboxRow, to_datetime
 from storage.objects import ObjectStore, object_key
@@ -32,6 +33,7 @@ from tests.apiclient import make_key
 pytestmark = pytest.mark.integration
 
 SITE_A, SITE_B = "shop-a", "shop-b"
+ACCOUNTS = {SITE_A: "A1", SITE_B: "B1"}  # their alarm panels' accounts
 NOW = datetime.now(UTC)
 # Bodies by route, made for a target (the path values by parameter name).
 SAMPLE_BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, Any]]] = {
@@ -55,6 +57,12 @@ SAMPLE_BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, Any]]]
         "url": "https://receiver.invalid/hook",
         "sites": [t["site_id"]],
     },
+    ("PUT", "/api/sites/{site_id}/alarm-panel"): lambda t: {
+        "account": t["account"],
+        "zones": {"1": [t["camera_id"]]},
+    },
+    ("POST", "/api/sites/{site_id}/arm"): lambda t: {"armed": True},
+    ("POST", "/api/alarms"): lambda t: {"account": t["account"], "zone": "1", "code": 130},
 }
 # Endless streams: their scope is checked by tests/test_live.py.
 STREAMS = {("GET", "/api/live/events")}
@@ -119,6 +127,13 @@ def build_world(root: Path, store: ObjectStore) -> World:
             session.add(delivery)
             session.flush()
             webhooks[site] = (hook.id, delivery.id)
+    for camera in cameras:
+        AlarmPanels(index).put(
+            AlarmPanelRow(
+                site=camera.site, account=ACCOUNTS[camera.site], zones={"1": [camera.id]},
+                pre_alarm_s=30.0, post_alarm_s=10.0, gated_types=[], schedule=[],
+            )
+        )  # fmt: skip
     row, admin_key = ApiKeys(index).create("root", "admin", [], True, by="tests")
     app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
     return World(app, index, events, webhooks, admin_key, row.id)
@@ -179,6 +194,7 @@ def target_of(world: World, site: str) -> dict[str, str]:
         "key_id": world.admin_key_id,
         "webhook_id": world.webhooks[site][0] if site in world.webhooks else "no-such-hook",
         "delivery_id": str(world.webhooks[site][1]) if site in world.webhooks else "0",
+        "account": ACCOUNTS.get(site, "0"),
     }
 
 
@@ -232,9 +248,9 @@ def test_keys_of_site_a_get_nothing_of_site_b(
         assert answer.status_code in (200, 403, 404), where
         if answer.status_code == 404:
             # Exactly what the same request about an object that does not exist gets.
+            special = {"delivery_id": "987654", "account": "ABCDEF"}  # ints, hex
             missing = {
-                name: "987654" if name == "delivery_id" else f"missing-{name}"
-                for name in target_of(world, SITE_B)
+                name: special.get(name, f"missing-{name}") for name in target_of(world, SITE_B)
             }
             url_m, params_m, body_m = request_for(world, method, path, operation, missing)
             nothing = ask(as_a, method, url_m, params_m, body_m)

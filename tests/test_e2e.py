@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import pytest
 
 from analytics.config import SsdOnnxDetectorConfig
 from analytics.detectors import create_detector
+from tests.apiclient import Receiver, verified
 from tests.media import decode_jpeg
 from tests.servers import Pipeline, RtspCamera, pipeline_config
 
@@ -236,6 +238,64 @@ def test_a_camera_added_over_the_api_streams_within_the_lease_time(
     assert "gave up camera walkway-api" in pipeline.log()
     for text in [*answers, pipeline.log()]:
         assert PASSWORD not in text
+
+
+def test_a_shop_alarm_gets_a_clip_from_before_it_and_a_webhook_with_its_url(
+    pipeline: Pipeline,
+) -> None:
+    """A panel reports a burglary: the clip runs from 30 s before the alarm time to the
+    post-alarm window after it, and the shop's receiver gets a signed webhook with its link."""
+    api, admin = pipeline.api, pipeline.headers
+    pre_s, post_s = 30.0, 4.0
+    assert httpx.put(f"{api}/api/sites/campus", json={"name": "Campus"}, headers=admin).is_success
+    panel = {
+        "account": "C0DE", "zones": {"3": ["walkway"]}, "pre_alarm_s": pre_s,
+        "post_alarm_s": post_s, "gated_types": [],
+    }  # fmt: skip
+    made = httpx.put(f"{api}/api/sites/campus/alarm-panel", json=panel, headers=admin)
+    assert made.status_code == 200, made.text
+    key = httpx.post(
+        f"{api}/api/keys", json={"name": "campus shop", "role": "shop", "sites": ["campus"]},
+        headers=admin,
+    ).json()["key"]  # fmt: skip
+    shop = {"Authorization": f"Bearer {key}"}
+    receiver = Receiver()
+    try:
+        hook = httpx.post(
+            f"{api}/api/webhooks",
+            json={"name": "panel", "url": receiver.url, "types": ["alarm_panel"],
+                  "changes": ["clip"], "sites": ["campus"]},
+            headers=shop,
+        ).json()  # fmt: skip
+        time.sleep(pre_s + 5)  # the ring holds the pre-alarm window even after a reconnection
+        alarm_at = time.time()
+        raised = httpx.post(
+            f"{api}/api/alarms",
+            json={"account": "C0DE", "zone": "3", "code": 130,
+                  "time": datetime.fromtimestamp(alarm_at, UTC).isoformat()},
+            headers=shop,
+        )  # fmt: skip
+        assert raised.status_code == 202, raised.text
+        event_id = raised.json()["events"][0]["id"]
+        deadline = time.monotonic() + post_s + 40
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert receiver.requests, pipeline.log()[-3000:]
+        headers, body = receiver.requests[0]
+        assert verified(hook["secret"], headers, body)
+        delivered = json.loads(body)
+        assert delivered["type"] == "event.clip" and delivered["event"]["id"] == event_id
+        event = delivered["event"]
+        first, last = when(event["clip_start"]), when(event["clip_end"])
+        assert first <= alarm_at - pre_s  # from the keyframe at or before the window's start
+        assert first > alarm_at - pre_s - GOP_S - 0.5
+        assert last >= alarm_at + post_s - 0.5
+        clip = httpx.get(delivered["media"]["clip"], timeout=30).content  # the presigned link
+        with av.open(io.BytesIO(clip), "r") as container:
+            times = [float(f.time) for f in container.decode(video=0) if f.time is not None]
+        assert times[-1] - times[0] == pytest.approx(last - first, abs=0.25)
+    finally:
+        receiver.close()
 
 
 def test_camera_password_is_never_shown(pipeline: Pipeline) -> None:

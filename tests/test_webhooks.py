@@ -4,68 +4,26 @@ delivers it once it is back."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
 from api.config import ApiConfig
-from api.webhooks import SIGNATURE_HEADER
 from common.types import Event
 from storage.accounts import SiteRow
 from storage.index import EventIndex, to_datetime
 from storage.objects import ObjectStore, object_key
-from tests.apiclient import Served, make_key
+from tests.apiclient import Receiver, Served, make_key, verified
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
 FAST_RETRIES = ApiConfig(webhook_retry_min_s=0.3, webhook_retry_max_s=1.0)
-
-
-class Receiver:
-    """An HTTP server that answers `failures` 500s first, then 200s, and keeps every
-    request's headers and body."""
-
-    def __init__(self, failures: int = 0, port: int | None = None) -> None:
-        self.failures = failures
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers.items()), body))
-                failing = len(receiver.requests) <= receiver.failures
-                self.send_response(500 if failing else 200)
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def verified(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """What a receiver does: recompute the HMAC over "t." + body and check the time."""
-    fields = dict(part.split("=", 1) for part in headers[SIGNATURE_HEADER].split(","))
-    mac = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256)
-    fresh = abs(time.time() - int(fields["t"])) < 60
-    return fresh and hmac.compare_digest(mac.hexdigest(), fields["v1"])
 
 
 def stored_event(index: EventIndex, store: ObjectStore, site: str) -> tuple[Event, bytes]:

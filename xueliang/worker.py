@@ -15,6 +15,7 @@ from common.backoff import Backoff
 from common.types import Event
 from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.ring import PacketRing
+from storage.alarms import AlarmPanels, ArmedSink, Arming
 from storage.cameras import ApiCameras, CameraConfig
 from storage.index import CameraStatusRow, EventIndex, to_datetime, utcnow
 from storage.leases import CameraLeases
@@ -83,11 +84,13 @@ class Worker:
             config.data_dir / "work",
             self.privacy,
         )
+        self.alarms = AlarmPanels(self.index)
+        self.arming: dict[str, Arming] = {}  # by site, read again at every lease round
         self.analytics = AnalyticsLoop(
             create_detector(config.detector),
             config.analytics.tracker,
             config.analytics.events,
-            self.recorder,
+            ArmedSink(self.recorder, lambda: self.arming),
         )
         self.recording = SegmentRecorder(self.spool, self.index, config.data_dir / "work")
         self.uploader = Uploader(
@@ -179,6 +182,10 @@ class Worker:
     def rebalance(self) -> None:
         self.refresh_cameras()
         try:
+            self.arming = self.alarms.arming(utcnow())
+        except Exception:
+            log.exception("alarm panels not read; keeping their last arming")
+        try:
             held = self.leases.balance(self.cameras_by_id)
         except Exception:
             log.exception("lease renewal failed; keeping the cameras running")
@@ -204,11 +211,28 @@ class Worker:
             figures["detector_p50_s"], figures["detector_p99_s"] = quantiles
         return figures
 
+    def cut_alarm_clips(self) -> None:
+        """Alarm clips asked of this worker's cameras: cut from their packet rings as the
+        recorder cuts any event's, `pre_s` before the alarm to `post_s` after it."""
+        for request in self.alarms.take_clips(self.running, self.worker_id):
+            row = self.index.get_event(request.event_id)
+            if row is None:
+                continue
+            at = request.alarm_at.timestamp()
+            event = Event(
+                row.camera_id, row.site, row.type, row.label, row.zone, row.severity, at, at,
+                ended_at=at, detail=row.detail, clip_around=(request.pre_s, request.post_s),
+                id=row.id,
+            )  # fmt: skip
+            log.info("camera %s: alarm clip of event %s", row.camera_id, row.id)
+            self.recorder.event_ended(event)
+
     def heartbeat(self) -> None:
         try:
             self.index.put_worker_stats(self.worker_id, self.stats())
+            self.cut_alarm_clips()
         except Exception:
-            log.exception("worker figures not written")
+            log.exception("worker figures or alarm clips not handled")
         for camera in list(self.running.values()):
             try:
                 health = camera.check()

@@ -28,6 +28,7 @@ MODEL_MODULES = (
     "storage.accounts",
     "storage.workflow",
     "storage.webhooks",
+    "storage.alarms",
 )
 
 # The schema that `Base.metadata.create_all` made before there were migrations: a database
