@@ -17,9 +17,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from ingest.config import StrictModel
 from storage.evidence import Evidence
-from storage.index import EventIndex, EventRow, utcnow
+from storage.index import EventFeedRow, EventIndex, EventRow, WebhookOutboxRow, utcnow
 from storage.objects import ObjectStore
 from storage.recording import RecordingRow
+from storage.webhooks import WebhookAttemptRow
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class RetentionConfig(StrictModel):
     sweep_batch: int = Field(
         10_000, gt=0, description="most events and most segments deleted per camera per sweep"
     )
+    feed_days: float = Field(7.0, gt=0, description="the event feed (live, webhooks, MQTT)")
+    deliveries_days: float = Field(30.0, gt=0, description="webhook deliveries made or dead")
 
     def policy(self, site: str, camera_id: str) -> RetentionPolicy:
         return self.cameras.get(camera_id) or self.sites.get(site) or self.default
@@ -98,6 +101,7 @@ class RetentionSweeper:
         self._versioned = self._locked or self.store.versioned()
         self._sweep_events(now, result)
         self._sweep_recordings(now, result)
+        self._trim_logs(now)
         if result.events or result.recordings:
             log.info(
                 "retention: %d events and %d recording segments deleted",
@@ -154,6 +158,21 @@ class RetentionSweeper:
                         result.recordings.append(key)
                 except Exception:  # one object's trouble must not stop the sweep
                     log.exception("retention: recording %s not swept", key)
+
+    def _trim_logs(self, now: datetime) -> None:
+        """The feed's old entries, and webhook deliveries long settled with their attempts."""
+        feed_before = now - timedelta(days=self.config.feed_days)
+        settled_before = now - timedelta(days=self.config.deliveries_days)
+        settled = select(WebhookOutboxRow.id).where(
+            WebhookOutboxRow.state.in_(("delivered", "dead")),
+            WebhookOutboxRow.created_at < settled_before,
+        )
+        with self.index.sessions.begin() as session:
+            session.execute(delete(EventFeedRow).where(EventFeedRow.at < feed_before))
+            session.execute(
+                delete(WebhookAttemptRow).where(WebhookAttemptRow.delivery_id.in_(settled))
+            )
+            session.execute(delete(WebhookOutboxRow).where(WebhookOutboxRow.id.in_(settled)))
 
     def _cameras(
         self, site: InstrumentedAttribute[str], camera_id: InstrumentedAttribute[str]

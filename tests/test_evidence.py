@@ -20,7 +20,7 @@ from api.config import ApiConfig
 from common.types import Event
 from storage.config import EvidenceConfig
 from storage.evidence import Evidence
-from storage.index import EventIndex, to_datetime
+from storage.index import EventFeedRow, EventIndex, WebhookOutboxRow, to_datetime
 from storage.objects import (
     SHA256_META,
     ObjectStore,
@@ -30,6 +30,7 @@ from storage.objects import (
 )
 from storage.recording import RecordingRow, recording_row
 from storage.retention import RetentionConfig, RetentionPolicy, RetentionSweeper
+from storage.webhooks import WebhookAttemptRow
 from tests.apiclient import api_client
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -328,3 +329,34 @@ def test_on_a_versioned_bucket_every_version_of_an_expired_object_goes(
     assert len(store.versions(old)) == 2
     result = RetentionSweeper(index, store, Evidence(index, store), RetentionConfig()).sweep(NOW)
     assert result.recordings == [old] and store.versions(old) == []
+
+
+def test_a_sweep_trims_the_feed_and_settled_deliveries(
+    index: EventIndex, object_store: ObjectStore
+) -> None:
+    old, recent = NOW - timedelta(days=40), NOW - timedelta(days=1)
+    with index.sessions.begin() as session:
+        session.add_all(
+            [
+                EventFeedRow(event_id="e-old", site="hq", kind="started", at=old),
+                EventFeedRow(event_id="e-new", site="hq", kind="started", at=recent),
+            ]
+        )
+        for feed_id, (state, created) in enumerate(
+            [("delivered", old), ("dead", old), ("pending", old), ("delivered", recent)]
+        ):
+            delivery = WebhookOutboxRow(
+                subscription_id="s", event_id=f"e{feed_id}", feed_id=feed_id, payload={},
+                state=state, created_at=created,
+            )  # fmt: skip
+            session.add(delivery)
+            session.flush()
+            session.add(WebhookAttemptRow(delivery_id=delivery.id, subscription_id="s", attempt=1))
+    RetentionSweeper(index, object_store, Evidence(index, object_store), RetentionConfig()).sweep(
+        NOW
+    )
+    with index.sessions() as session:
+        assert [r.event_id for r in session.query(EventFeedRow)] == ["e-new"]
+        kept = sorted((r.state, r.event_id) for r in session.query(WebhookOutboxRow))
+        assert kept == [("delivered", "e3"), ("pending", "e2")]  # a pending one waits still
+        assert session.query(WebhookAttemptRow).count() == 2
