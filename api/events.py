@@ -34,6 +34,29 @@ STATS_MAX_DAYS = 31
 Media = Literal["clip", "snapshot"]
 
 
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The (first, last) bytes of a single-range `Range` header; None for the whole object;
+    416 for a range outside it. Several ranges in one header are answered whole.
+
+    Example:
+        >>> byte_range("bytes=100-", 1000), byte_range("bytes=-200", 1000)
+        ((100, 999), (800, 999))
+    """
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header.removeprefix("bytes=").strip().partition("-")
+    try:
+        if first:
+            start, end = int(first), int(last) if last else size - 1
+        else:
+            start, end = max(0, size - int(last)), size - 1
+    except ValueError:
+        return None
+    if start > end or start >= size:
+        raise HTTPException(416, f"the range is outside the object's {size} bytes")
+    return start, min(end, size - 1)
+
+
 def routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["events"], responses=ERROR_RESPONSES)
     anyone = ctx.auth.allow("admin", "operator", "installer", "shop")
@@ -86,26 +109,40 @@ def routes(ctx: ApiContext) -> APIRouter:
     def fetched(
         request: Request, who: Principal, event_id: str, what: Media, redirect: bool
     ) -> StreamingResponse | RedirectResponse:
-        """An event's clip or snapshot, its fetch written to the custody log first."""
+        """An event's clip or snapshot (presigned redirect, or streamed with HTTP Range), its
+        fetch written to the custody log first: once per viewing, not for every range a
+        video element asks for after the first."""
         row = ctx.event(who, event_id)
         key = row.clip_key if what == "clip" else row.snapshot_key
         if key is None:
             raise HTTPException(404, f"the event has no {what} (yet)")
+        wanted = request.headers.get("range")
+        response: StreamingResponse | RedirectResponse
         try:
-            response: StreamingResponse | RedirectResponse
             if redirect:
                 response = RedirectResponse(ctx.store.presigned_url(key), status_code=307)
             else:
                 media_type = "video/mp4" if what == "clip" else "image/jpeg"
-                response = StreamingResponse(ctx.store.open(key), media_type=media_type)
+                stored = ctx.store.stat(key)
+                if stored is None:
+                    raise HTTPException(404, f"the event's {what} is missing from storage")
+                span = byte_range(wanted, stored.size)
+                start, end = span or (0, stored.size - 1)
+                chunks = ctx.store.open(key, offset=start, length=end - start + 1)
+                headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1)}
+                if span is not None:
+                    headers["Content-Range"] = f"bytes {start}-{end}/{stored.size}"
+                status = 206 if span is not None else 200
+                response = StreamingResponse(chunks, status, headers, media_type=media_type)
         except S3Error as exc:
             if exc.code == "NoSuchKey":
                 raise HTTPException(404, f"the event's {what} is missing from storage") from None
             raise HTTPException(503, "object storage refused the request") from None
         except (urllib3.exceptions.HTTPError, OSError):
             raise HTTPException(503, "object storage is unreachable") from None
-        detail = "presigned" if redirect else ""
-        ctx.evidence.record(event_id, "fetch", who.name, key, client_of(request), detail)
+        if redirect or not wanted or wanted.replace(" ", "").startswith("bytes=0-"):
+            detail = "presigned" if redirect else ""
+            ctx.evidence.record(event_id, "fetch", who.name, key, client_of(request), detail)
         return response
 
     @router.get("/events/{event_id}/clip", response_model=None)

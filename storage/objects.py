@@ -243,10 +243,13 @@ class ObjectStore:
         found = self.client.get_object_tags(self.bucket, key)
         return dict(found) if found else {}
 
-    def open(self, key: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
-        """The object's bytes in chunks. The request is made now, so a missing object or an
-        unreachable server raises here, before the caller has promised anything."""
-        response = self.client.get_object(self.bucket, key)
+    def open(
+        self, key: str, chunk_size: int = 256 * 1024, offset: int = 0, length: int = 0
+    ) -> Iterator[bytes]:
+        """The object's bytes in chunks (from `offset`, `length` of them; 0: to the end). The
+        request is made now, so a missing object or an unreachable server raises here, before
+        the caller has promised anything."""
+        response = self.client.get_object(self.bucket, key, offset=offset, length=length)
 
         def chunks() -> Iterator[bytes]:
             try:

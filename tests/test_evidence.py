@@ -243,6 +243,15 @@ def test_the_api_logs_every_fetch_and_verifies_and_holds(
     with api_client(app, index) as http:
         clip = http.get(f"/api/events/{event.id}/clip")
         assert clip.status_code == 200 and len(clip.content) == 2048
+        assert clip.headers["accept-ranges"] == "bytes"
+        # A video element seeks with ranges: only the viewing's first is a custody entry.
+        part = http.get(f"/api/events/{event.id}/clip", headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == clip.content[100:200]
+        assert part.headers["content-range"] == "bytes 100-199/2048"
+        tail = http.get(f"/api/events/{event.id}/clip", headers={"Range": "bytes=-48"})
+        assert tail.status_code == 206 and tail.content == clip.content[-48:]
+        outside = http.get(f"/api/events/{event.id}/clip", headers={"Range": "bytes=4096-"})
+        assert outside.status_code == 416
         moved = http.get(f"/api/events/{event.id}/snapshot?redirect=true", follow_redirects=False)
         assert moved.status_code == 307
         verified = http.post(f"/api/events/{event.id}/verify").json()
