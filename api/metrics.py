@@ -22,16 +22,25 @@ from api.webhooks import WebhookDispatcher
 from storage.accounts import Principal
 from storage.index import WebhookOutboxRow
 
-CAMERA_GAUGES = {
-    "input_fps": "frames a second the camera sends",
-    "decode_fps": "frames a second decoded",
-    "bitrate_kbps": "the stream's bitrate",
-}
-CAMERA_COUNTERS = {
-    "decode_errors": "frames that failed to decode",
-    "corrupt_packets": "packets the demuxer flagged corrupt",
-    "reconnects": "times the stream was reopened",
-}
+Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
+# (kind, figure, help) of each camera's heartbeat and each worker's figures shown.
+CAMERA_FIGURES: list[tuple[Family, str, str]] = [
+    (GaugeMetricFamily, "input_fps", "frames a second the camera sends"),
+    (GaugeMetricFamily, "decode_fps", "frames a second decoded"),
+    (GaugeMetricFamily, "bitrate_kbps", "the stream's bitrate"),
+    (CounterMetricFamily, "decode_errors", "frames that failed to decode"),
+    (CounterMetricFamily, "corrupt_packets", "packets the demuxer flagged corrupt"),
+    (CounterMetricFamily, "reconnects", "times the stream was reopened"),
+]
+WORKER_FIGURES: list[tuple[Family, str, str]] = [
+    (GaugeMetricFamily, "spool_entries", "objects waiting in the spool"),
+    (GaugeMetricFamily, "spool_bytes", "bytes waiting in the spool"),
+    (GaugeMetricFamily, "cameras", "cameras the worker runs"),
+    (CounterMetricFamily, "uploads", "objects uploaded and verified"),
+    (CounterMetricFamily, "upload_failures", "upload attempts that failed"),
+    (CounterMetricFamily, "spool_quarantined", "spool files quarantined"),
+    (CounterMetricFamily, "detector_calls", "detector calls"),
+]
 LATENCY_QUANTILES = {"detector_p50_s": "0.5", "detector_p99_s": "0.99"}
 
 
@@ -70,16 +79,11 @@ class IndexCollector(Collector):
         for status in statuses:
             up.add_metric([status.camera_id, status.site], status.state in ("online", "degraded"))
         yield up
-        for name, text in CAMERA_GAUGES.items():
-            gauge = GaugeMetricFamily(f"xueliang_camera_{name}", text, labels=labels)
+        for family, name, text in CAMERA_FIGURES:
+            metric = family(f"xueliang_camera_{name}", text, labels=labels)
             for status in statuses:
-                gauge.add_metric([status.camera_id, status.site], getattr(status, name))
-            yield gauge
-        for name, text in CAMERA_COUNTERS.items():
-            counter = CounterMetricFamily(f"xueliang_camera_{name}", text, labels=labels)
-            for status in statuses:
-                counter.add_metric([status.camera_id, status.site], getattr(status, name))
-            yield counter
+                metric.add_metric([status.camera_id, status.site], getattr(status, name))
+            yield metric
 
     def _workers(self) -> Iterator[Metric]:
         stats = self.ctx.index.worker_stats()
@@ -93,25 +97,11 @@ class IndexCollector(Collector):
                 if key in figures:
                     latency.add_metric([worker, quantile], figures[key])
         yield latency
-        for key, text in (
-            ("spool_entries", "objects waiting in the spool"),
-            ("spool_bytes", "bytes waiting in the spool"),
-            ("cameras", "cameras the worker runs"),
-        ):
-            gauge = GaugeMetricFamily(f"xueliang_worker_{key}", text, labels=["worker"])
+        for family, key, text in WORKER_FIGURES:
+            metric = family(f"xueliang_worker_{key}", text, labels=["worker"])
             for worker, figures in stats.items():
-                gauge.add_metric([worker], figures.get(key, 0.0))
-            yield gauge
-        for key, text in (
-            ("uploads", "objects uploaded and verified"),
-            ("upload_failures", "upload attempts that failed"),
-            ("spool_quarantined", "spool files quarantined"),
-            ("detector_calls", "detector calls"),
-        ):
-            counter = CounterMetricFamily(f"xueliang_worker_{key}", text, labels=["worker"])
-            for worker, figures in stats.items():
-                counter.add_metric([worker], figures.get(key, 0.0))
-            yield counter
+                metric.add_metric([worker], figures.get(key, 0.0))
+            yield metric
 
     def _webhooks(self) -> Iterator[Metric]:
         with self.ctx.index.sessions() as session:
