@@ -48,6 +48,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         """Revoke a key at once (its requests are refused from now on)."""
         if not ctx.keys.revoke(key_id):
             raise HTTPException(404, f"no key {key_id}")
+        ctx.auth.forget(key_id)
 
     @router.get("/sites")
     def list_sites(who: Annotated[Principal, anyone]) -> list[SiteOut]:

@@ -3,9 +3,10 @@
 # No `from __future__ import annotations`: FastAPI must see the Annotated[..., Depends] of
 # `Auth.allow`'s dependency, which names a bound method, at definition time.
 
+import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Security
@@ -71,11 +72,36 @@ class Auth:
         ... def list_keys(who: Principal = auth.allow("admin")) -> list[KeyOut]: ...
     """
 
-    def __init__(self, keys: ApiKeys, budget: TokenBuckets) -> None:
+    def __init__(self, keys: ApiKeys, budget: TokenBuckets, remember_s: float = 5.0) -> None:
         self.keys = keys
         self.budget = budget
+        # A key checked lately is not looked up again for `remember_s`: a revocation made on
+        # another API process takes that long to count here (on this one: at once).
+        self.remember_s = remember_s
+        self._checked: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
 
-    def principal(
+    def forget(self, key_id: str) -> None:
+        """Drop what is remembered of a key (it was just revoked)."""
+        with self._lock:
+            self._checked = {k: v for k, v in self._checked.items() if v[0].key_id != key_id}
+
+    def _lookup(self, presented: str) -> Principal | None:
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            remembered = self._checked.get(digest)
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
+        principal = self.keys.authenticate(presented)
+        if principal is not None:
+            with self._lock:
+                if len(self._checked) > 10_000:  # forged keys are never kept, valid ones few
+                    self._checked.clear()
+                self._checked[digest] = (principal, now + self.remember_s)
+        return principal
+
+    async def principal(
         self,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
         api_key: Annotated[str | None, Security(api_key_header)],
@@ -87,7 +113,7 @@ class Auth:
         """The key's principal, spending one request of its budget; 401 or 429 if not."""
         if not presented:
             raise HTTPException(401, "an API key is required", UNAUTHORIZED)
-        principal = self.keys.authenticate(presented)
+        principal = self._lookup(presented)
         if principal is None:
             raise HTTPException(401, "the API key is not valid", UNAUTHORIZED)
         wait = self.budget.take(principal.key_id)
@@ -97,13 +123,14 @@ class Auth:
         return principal
 
     def allow(self, *roles: Role) -> Any:
-        """A dependency that admits keys of `roles` and gives their Principal."""
+        """A dependency that admits keys of `roles` and gives their Principal. Both are
+        coroutines: run on the event loop, not a worker thread each (a key is looked up in the
+        index once per `remember_s`, a short wait the loop can take)."""
         admitted = frozenset(roles)
 
-        def check(principal: Annotated[Principal, Depends(self.principal)]) -> Principal:
+        async def check(principal: Annotated[Principal, Depends(self.principal)]) -> Principal:
             if principal.role not in admitted:
                 raise HTTPException(403, f"a {principal.role} key may not do this")
             return principal
 
-        checked: Callable[..., Principal] = check
-        return Depends(checked)
+        return Depends(check)

@@ -29,7 +29,7 @@ from storage.feed import FeedEntry, FeedReader
 log = logging.getLogger(__name__)
 POLL_S = 0.2
 CAMERAS_EVERY_S = 1.0
-QUEUE_MAX = 5000  # a client this far behind is dropped rather than let the process grow
+PENDING_MAX = 20_000  # messages: a client this far behind is dropped, the process stays small
 KEEPALIVE_S = 15.0
 
 
@@ -51,7 +51,9 @@ class Subscriber:
     types: frozenset[str] | None
     cameras: frozenset[str] | None
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Message | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    # A round's messages for this client come as one batch: one wake-up, one frame to send.
+    queue: asyncio.Queue[list[Message] | None] = field(default_factory=asyncio.Queue)
+    pending: int = 0
     lagging: bool = False
 
     def wants(self, message: Message) -> bool:
@@ -61,14 +63,26 @@ class Subscriber:
             return False
         return self.cameras is None or message.camera_id in self.cameras
 
-    def offer(self, message: Message | None) -> None:
-        """On the subscriber's event loop: queue it, or mark the client lagging and end it."""
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
+    def offer(self, batch: list[Message] | None) -> None:
+        """On the subscriber's event loop: queue a batch, or (None, or a client too far
+        behind) end the stream."""
+        if batch is not None and self.pending + len(batch) > PENDING_MAX:
             self.lagging = True
-            self.queue.get_nowait()
+            batch = None
+        if batch is None:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.pending = 0
             self.queue.put_nowait(None)
+            return
+        self.pending += len(batch)
+        self.queue.put_nowait(batch)
+
+    async def next(self, timeout: float | None = None) -> list[Message] | None:
+        """The next batch, None at the end; TimeoutError after `timeout` without one."""
+        batch = await asyncio.wait_for(self.queue.get(), timeout)
+        self.pending -= len(batch) if batch else 0
+        return batch
 
 
 class LiveHub:
@@ -171,8 +185,7 @@ class LiveHub:
             wanted = [m for m in messages if subscriber.wants(m)]
             if wanted:
                 self.delivered += len(wanted)
-                for message in wanted:
-                    subscriber.loop.call_soon_threadsafe(subscriber.offer, message)
+                subscriber.loop.call_soon_threadsafe(subscriber.offer, wanted)
 
 
 def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
@@ -198,14 +211,16 @@ def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
                 yield ": connected\n\n"
                 while True:
                     try:
-                        message = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_S)
+                        batch = await subscriber.next(KEEPALIVE_S)
                     except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
-                    if message is None:
+                    if batch is None:
                         return
-                    identifier = f"id: {message.id}\n" if message.id else ""
-                    yield f"{identifier}event: {message.kind}\ndata: {message.data}\n\n"
+                    yield "".join(
+                        (f"id: {m.id}\n" if m.id else "") + f"event: {m.kind}\ndata: {m.data}\n\n"
+                        for m in batch
+                    )
             finally:
                 hub.unsubscribe(subscriber)
 
@@ -217,8 +232,9 @@ def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
         types: str | None = None,
         cameras: str | None = None,
     ) -> None:
-        """The same pushes as JSON messages; the key in `Authorization: Bearer` or
-        `X-API-Key` (a key that is missing or not valid: the handshake is refused)."""
+        """The same pushes, each frame a JSON array of messages, oldest first (what changed
+        since the last frame); the key in `Authorization: Bearer` or `X-API-Key` (a key that
+        is missing or not valid: the handshake is refused)."""
         try:
             principal = ctx.auth.authenticate_key(key_of_headers(socket.headers))
         except HTTPException:
@@ -228,8 +244,8 @@ def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
         wanted_types, wanted_cameras = filters(types, cameras)
         subscriber = hub.subscribe(principal, wanted_types, wanted_cameras)
         try:
-            while (message := await subscriber.queue.get()) is not None:
-                await socket.send_text(message.data)
+            while (batch := await subscriber.next()) is not None:
+                await socket.send_text("[" + ",".join(m.data for m in batch) + "]")
             await socket.close(code=1013 if subscriber.lagging else 1001)
         except WebSocketDisconnect:
             pass

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.integration
 def received(socket: ClientConnection, count: int, timeout: float = 10) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
-    while len(messages) < count:
-        messages.append(json.loads(socket.recv(timeout=max(0.01, deadline - time.monotonic()))))
+    while len(messages) < count:  # each frame: a JSON array of messages, oldest first
+        messages += json.loads(socket.recv(timeout=max(0.01, deadline - time.monotonic())))
     return messages
 
 
