@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from common.types import Event, EventSink
 from storage.accounts import SiteRow
-from storage.index import Base, EventIndex, UTCDateTime, utcnow
+from storage.index import Base, EventIndex, UTCDateTime, event_of_row, utcnow
 
 # SIA Contact ID event codes a shop panel sends; the first digit is the class.
 CONTACT_ID = {
@@ -229,3 +229,26 @@ class ArmedSink:
             self._dropped.discard(event.id)
             return
         self.sink.event_ended(event)
+
+
+def expire_alarm_clips(panels: AlarmPanels, index: EventIndex, waited_s: float) -> list[str]:
+    """Alarm clips no worker took within `waited_s` of the alarm (its camera runs nowhere):
+    their events are ended with a `clip_error` saying so, rather than waiting for ever.
+    Returns those events' ids."""
+    before = utcnow() - timedelta(seconds=waited_s)
+    with index.sessions.begin() as session:
+        stale = session.scalars(
+            select(AlarmClipRow).where(
+                AlarmClipRow.state == "pending", AlarmClipRow.alarm_at < before
+            )
+        ).all()
+        for request in stale:
+            request.state = "expired"
+    for request in stale:
+        row = index.get_event(request.event_id)
+        if row is not None:
+            note = f"no worker ran camera {request.camera_id} to cut the alarm clip"
+            index.finish_event(
+                event_of_row(row), state="ended", ended_at=request.alarm_at, clip_error=note
+            )
+    return [request.event_id for request in stale]

@@ -158,6 +158,20 @@ class CameraStatusRow(Base):
 FeedKind = str  # started, ended, clip, snapshot, status, updated
 
 
+def event_of_row(row: EventRow, **changes: Any) -> Event:
+    """The event an index row describes (as analytics would have made it), with `changes`."""
+    started = row.started_at.timestamp()
+    ended = row.ended_at.timestamp() if row.ended_at is not None else None
+    alarm = (row.alarm_method, row.alarm_type) if row.alarm_method is not None else None
+    fields: dict[str, Any] = {
+        "camera_id": row.camera_id, "site": row.site, "type": row.type, "label": row.label,
+        "zone": row.zone, "severity": row.severity, "started_at": started,
+        "last_seen_at": ended or started, "best_score": row.score, "ended_at": ended,
+        "detail": row.detail, "alarm": alarm, "id": row.id,
+    }  # fmt: skip
+    return Event(**{**fields, **changes})
+
+
 class EventFeedRow(Base):
     """One change of one event, appended in the transaction that makes it: what the live
     streams, webhooks and MQTT read (a transactional outbox), by increasing `id`.

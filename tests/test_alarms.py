@@ -12,7 +12,14 @@ from api.app import create_app
 from api.config import ApiConfig
 from common.types import Event
 from storage.accounts import SiteRow
-from storage.alarms import AlarmClipRow, AlarmPanelRow, AlarmPanels, ArmedSink, Arming
+from storage.alarms import (
+    AlarmClipRow,
+    AlarmPanelRow,
+    AlarmPanels,
+    ArmedSink,
+    Arming,
+    expire_alarm_clips,
+)
 from storage.cameras import ApiCameras, NetworkCameraConfig
 from storage.index import EventIndex
 from storage.objects import ObjectStore
@@ -125,3 +132,26 @@ def test_intrusion_counts_only_while_armed() -> None:
     arming["shop-7"] = Arming(frozenset({"zone_intrusion"}), armed=True)
     sink.event_started(intrusion)
     assert collected.started[-1].id == intrusion.id
+
+
+def test_an_alarm_clip_no_worker_takes_ends_its_event_with_the_reason(index: EventIndex) -> None:
+    now = datetime.now(UTC)
+    requests = []
+    for minutes_ago in (10, 1):
+        at = now - timedelta(minutes=minutes_ago)
+        event = Event("door", "shop-7", "alarm_panel", "", "zone 3", "high", at.timestamp(),
+                      at.timestamp())  # fmt: skip
+        index.add_event(event)
+        requests.append(
+            AlarmClipRow(event_id=event.id, site="shop-7", camera_id="door", alarm_at=at,
+                         pre_s=30.0, post_s=5.0)
+        )  # fmt: skip
+    panels = AlarmPanels(index)
+    panels.ask_clips(requests)
+    old, fresh = (r.event_id for r in requests)
+    assert expire_alarm_clips(panels, index, waited_s=300) == [old]
+    row = index.get_event(old)
+    assert row is not None and row.state == "ended"
+    assert row.clip_error == "no worker ran camera door to cut the alarm clip"
+    assert index.get_event(fresh).state == "active"  # type: ignore[union-attr]
+    assert [r.event_id for r in panels.take_clips(["door"], "w1")] == [fresh]

@@ -17,6 +17,8 @@ from xueliang.config import Config, ConfigError, load_config
 from xueliang.logs import register_secrets, setup_logging
 
 log = logging.getLogger("xueliang")
+ALARM_CHECK_S = 15.0
+ALARM_CLIP_WAIT_S = 300.0  # an alarm clip no worker took this long after the alarm: given up
 
 
 def _load(path: Path) -> Config:
@@ -89,6 +91,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from common.periodic import Periodic
+    from storage.alarms import AlarmPanels, expire_alarm_clips
     from storage.evidence import Evidence
     from storage.index import EventIndex
     from storage.leases import ChoreTurns, holder_id
@@ -115,6 +118,11 @@ def cmd_api(args: argparse.Namespace) -> int:
             ),
         ),
         Periodic("retention", sweep_s, lambda: turns.run("retention", sweep_s, sweeper.sweep)),
+        Periodic(
+            "alarm clips",
+            ALARM_CHECK_S,
+            lambda: expire_alarm_clips(AlarmPanels(index), index, waited_s=ALARM_CLIP_WAIT_S),
+        ),
     ]
     for chore in chores:
         chore.start()

@@ -17,7 +17,7 @@ from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.ring import PacketRing
 from storage.alarms import AlarmPanels, ArmedSink, Arming
 from storage.cameras import ApiCameras, CameraConfig
-from storage.index import CameraStatusRow, EventIndex, to_datetime, utcnow
+from storage.index import CameraStatusRow, EventIndex, event_of_row, to_datetime, utcnow
 from storage.leases import CameraLeases
 from storage.recorder import EventRecorder
 from storage.recording import SegmentRecorder
@@ -219,11 +219,8 @@ class Worker:
             if row is None:
                 continue
             at = request.alarm_at.timestamp()
-            event = Event(
-                row.camera_id, row.site, row.type, row.label, row.zone, row.severity, at, at,
-                ended_at=at, detail=row.detail, clip_around=(request.pre_s, request.post_s),
-                id=row.id,
-            )  # fmt: skip
+            around = (request.pre_s, request.post_s)
+            event = event_of_row(row, started_at=at, ended_at=at, clip_around=around)
             log.info("camera %s: alarm clip of event %s", row.camera_id, row.id)
             self.recorder.event_ended(event)
 
