@@ -3,14 +3,17 @@
 # No `from __future__ import annotations`: FastAPI must see the routes' Annotated[..., Depends]
 # metadata, which names dependencies local to `routes`, at definition time.
 
+import secrets
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 from sqlalchemy import select
 
+from api.auth import CSRF_COOKIE, SESSION_COOKIE
 from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
-from api.models import KeyCreated, KeyIn, KeyOut, Me, SiteIn, SiteOut
+from api.models import KeyCreated, KeyIn, KeyOut, LoginIn, Me, SiteIn, SiteOut
 from ingest.config import IDENTIFIER
 from storage.accounts import Principal, SiteRow
 
@@ -27,6 +30,33 @@ def routes(ctx: ApiContext) -> APIRouter:
         """The key's name, role and sites (the console shows only what these allow)."""
         sites = sorted(who.sites) if who.sites is not None else None
         return Me(key_id=who.key_id, name=who.name, role=who.role, sites=sites)
+
+    @router.post("/session")
+    def log_in(request: Request, response: Response, login: LoginIn) -> Me:
+        """The console's login: a key, checked, opens a session kept in an HttpOnly,
+        SameSite=Strict cookie (the key itself is not kept by the browser); a second cookie
+        holds the CSRF token the console sends back in `X-CSRF-Token` with each change."""
+        who = ctx.auth.authenticate_key(login.key)
+        token = ctx.keys.open_session(who, timedelta(hours=ctx.settings.session_hours))
+        secure = request.url.scheme == "https"
+        age = int(ctx.settings.session_hours * 3600)
+        response.set_cookie(
+            SESSION_COOKIE, token, max_age=age, httponly=True, samesite="strict", secure=secure
+        )
+        response.set_cookie(
+            CSRF_COOKIE, secrets.token_urlsafe(16), max_age=age, samesite="strict", secure=secure
+        )
+        return me(who)
+
+    @router.delete("/session", status_code=204)
+    def log_out(request: Request, response: Response, who: Annotated[Principal, anyone]) -> None:
+        """End the console's session (its cookie no longer lets anyone in)."""
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            ctx.keys.close_session(token)
+            ctx.auth.forget_session(token)
+        response.delete_cookie(SESSION_COOKIE)
+        response.delete_cookie(CSRF_COOKIE)
 
     @router.get("/keys")
     def list_keys(who: Annotated[Principal, admin]) -> list[KeyOut]:

@@ -9,14 +9,20 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
 
 from storage.accounts import ApiKeys, Principal, Role
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer xl_...")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: xl_...")
+SESSION_COOKIE, CSRF_COOKIE, CSRF_HEADER = "xl_session", "xl_csrf", "X-CSRF-Token"
+session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="the console's session (POST /api/session)"
+)
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def one_key(bearer_key: str | None, api_key: str | None) -> str | None:
@@ -30,6 +36,24 @@ def key_of_headers(headers: Mapping[str, str]) -> str | None:
     """The key in raw headers (a WebSocket handshake, which the security schemes skip)."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
     return one_key(token.strip() if scheme.lower() == "bearer" else None, headers.get("x-api-key"))
+
+
+def check_csrf(method: str, headers: Headers, cookies: Mapping[str, str]) -> None:
+    """A session cookie is sent by the browser whoever made the page: a request that changes
+    something must also carry the CSRF cookie's value in a header, which only the console's
+    own pages can read (double submit; the cookies are SameSite=Strict besides)."""
+    if method in SAFE_METHODS:
+        return
+    expected = cookies.get(CSRF_COOKIE)
+    if not expected or headers.get(CSRF_HEADER) != expected:
+        raise HTTPException(403, f"a session's changes need the {CSRF_HEADER} header")
+
+
+def same_origin(headers: Headers) -> bool:
+    """A browser's WebSocket carries the session cookie of any page that opens it: only the
+    console's own origin may use it."""
+    origin, host = headers.get("origin", ""), headers.get("host", "")
+    return bool(host) and origin.split("://", 1)[-1] == host
 
 
 class TokenBuckets:
@@ -82,18 +106,28 @@ class Auth:
         self._lock = threading.Lock()
 
     def forget(self, key_id: str) -> None:
-        """Drop what is remembered of a key (it was just revoked)."""
+        """Drop what is remembered of a key and its sessions (revoked, or logged out)."""
         with self._lock:
             self._checked = {k: v for k, v in self._checked.items() if v[0].key_id != key_id}
 
-    def _lookup(self, presented: str) -> Principal | None:
-        digest = hashlib.sha256(presented.encode()).hexdigest()
+    def forget_session(self, token: str) -> None:
+        """Drop a session at once (logged out)."""
+        with self._lock:
+            self._checked.pop(self._digest(token, session=True), None)
+
+    @staticmethod
+    def _digest(presented: str, session: bool) -> str:
+        return hashlib.sha256(f"{session}:{presented}".encode()).hexdigest()
+
+    def _lookup(self, presented: str, session: bool = False) -> Principal | None:
+        digest = self._digest(presented, session)
         now = time.monotonic()
         with self._lock:
             remembered = self._checked.get(digest)
         if remembered is not None and remembered[1] > now:
             return remembered[0]
-        principal = self.keys.authenticate(presented)
+        lookup = self.keys.session_principal if session else self.keys.authenticate
+        principal = lookup(presented)
         if principal is not None:
             with self._lock:
                 if len(self._checked) > 10_000:  # forged keys are never kept, valid ones few
@@ -103,19 +137,27 @@ class Auth:
 
     async def principal(
         self,
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
         api_key: Annotated[str | None, Security(api_key_header)],
+        session: Annotated[str | None, Security(session_cookie)],
     ) -> Principal:
         bearer_key = credentials.credentials if credentials is not None else None
-        return self.authenticate_key(one_key(bearer_key, api_key))
+        key = one_key(bearer_key, api_key)
+        if key is None and session:
+            check_csrf(request.method, request.headers, request.cookies)
+            return self.authenticate_key(session, session=True)
+        return self.authenticate_key(key)
 
-    def authenticate_key(self, presented: str | None) -> Principal:
-        """The key's principal, spending one request of its budget; 401 or 429 if not."""
+    def authenticate_key(self, presented: str | None, session: bool = False) -> Principal:
+        """The principal of a key (or a console session), spending one request of its key's
+        budget; 401 or 429 if not."""
         if not presented:
             raise HTTPException(401, "an API key is required", UNAUTHORIZED)
-        principal = self._lookup(presented)
+        principal = self._lookup(presented, session)
         if principal is None:
-            raise HTTPException(401, "the API key is not valid", UNAUTHORIZED)
+            what = "session has ended" if session else "API key is not valid"
+            raise HTTPException(401, f"the {what}", UNAUTHORIZED)
         wait = self.budget.take(principal.key_id)
         if wait > 0:
             retry = str(max(1, round(wait)))

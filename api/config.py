@@ -39,3 +39,4 @@ class ApiConfig(StrictModel):
     webhook_retry_min_s: float = Field(2.0, gt=0, description="first retry of a failed delivery")
     webhook_retry_max_s: float = Field(600.0, gt=0, description="longest wait between retries")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a console login lasts")

@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from api.auth import key_of_headers
+from api.auth import SESSION_COOKIE, key_of_headers, same_origin
 from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
 from api.models import EventOut
@@ -233,10 +233,15 @@ def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
         cameras: str | None = None,
     ) -> None:
         """The same pushes, each frame a JSON array of messages, oldest first (what changed
-        since the last frame); the key in `Authorization: Bearer` or `X-API-Key` (a key that
-        is missing or not valid: the handshake is refused)."""
+        since the last frame); the key in `Authorization: Bearer` or `X-API-Key`, or the
+        console's session cookie from the console's own origin (else the handshake is
+        refused)."""
         try:
-            principal = ctx.auth.authenticate_key(key_of_headers(socket.headers))
+            key, token = key_of_headers(socket.headers), socket.cookies.get(SESSION_COOKIE)
+            if key is None and token and same_origin(socket.headers):
+                principal = ctx.auth.authenticate_key(token, session=True)
+            else:
+                principal = ctx.auth.authenticate_key(key)
         except HTTPException:
             await socket.close(code=1008)
             return

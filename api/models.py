@@ -261,6 +261,10 @@ class KeyCreated(KeyOut):
     key: str = Field(description="the key itself: shown this once, kept only as a hash")
 
 
+class LoginIn(In):
+    key: str = Field(min_length=1, max_length=128)
+
+
 class Me(BaseModel):
     key_id: str
     name: str

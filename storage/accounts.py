@@ -7,7 +7,7 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 from sqlalchemy import JSON, Boolean, Float, String, select
@@ -54,6 +54,17 @@ class SiteRow(Base):
     longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class SessionRow(Base):
+    """A console login: the SHA-256 of a random cookie token, the key it was opened with."""
+
+    __tablename__ = "sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +146,34 @@ class ApiKeys:
         if not hmac.compare_digest(row.secret_sha256, _digest(secret)):
             return None
         return principal_of(row)
+
+    def open_session(self, principal: Principal, lasts: timedelta) -> str:
+        """A session token for the console's cookie (kept only as a hash), valid for `lasts`
+        or until its key is revoked."""
+        token = secrets.token_urlsafe(32)
+        row = SessionRow(
+            token_sha256=_digest(token), key_id=principal.key_id, expires_at=utcnow() + lasts
+        )
+        with self.index.sessions.begin() as session:
+            session.add(row)
+        return token
+
+    def session_principal(self, token: str) -> Principal | None:
+        """The principal of an open session whose key is still valid; None for anything else."""
+        with self.index.sessions() as session:
+            found = session.get(SessionRow, _digest(token))
+            key = session.get(ApiKeyRow, found.key_id) if found is not None else None
+        if found is None or key is None or key.revoked_at is not None:
+            return None
+        if found.expires_at <= utcnow():
+            return None
+        return principal_of(key)
+
+    def close_session(self, token: str) -> None:
+        with self.index.sessions.begin() as session:
+            found = session.get(SessionRow, _digest(token))
+            if found is not None:
+                session.delete(found)
 
     def list(self) -> list[ApiKeyRow]:
         with self.index.sessions() as session:

@@ -63,9 +63,12 @@ SAMPLE_BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, Any]]]
     },
     ("POST", "/api/sites/{site_id}/arm"): lambda t: {"armed": True},
     ("POST", "/api/alarms"): lambda t: {"account": t["account"], "zone": "1", "code": 130},
+    ("POST", "/api/session"): lambda t: {"key": "xl_0123456789ab_not-a-key"},
 }
 # Endless streams: their scope is checked by tests/test_live.py.
 STREAMS = {("GET", "/api/live/events")}
+# The console's login and logout: about the caller's own session, not a site.
+SESSIONS = {("POST", "/api/session"), ("DELETE", "/api/session")}
 # Routes about the caller or a stream, not a site: only checked for leaking nothing of B.
 SITELESS = {("GET", "/api/me"), ("POST", "/api/cameras/probe")}
 SAMPLE_QUERIES: dict[str, str] = {
@@ -229,7 +232,7 @@ def test_keys_of_site_a_get_nothing_of_site_b(
 ) -> None:
     checked = 0
     for method, path, operation in routes(build_world(tmp_path, object_store).app):
-        if path == "/healthz" or (method, path) in STREAMS:
+        if path == "/healthz" or (method, path) in STREAMS | SESSIONS:
             continue
         # A world of its own per route: the admin's control request may change or delete.
         world = build_world(tmp_path, object_store)

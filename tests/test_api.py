@@ -185,3 +185,31 @@ def test_the_first_admin_key_comes_from_the_command_line(tmp_path: Path) -> None
         [*command, "--role", "shop", "--all-sites"], capture_output=True, text=True
     )
     assert refused.returncode == 2 and "all_sites is not allowed" in refused.stderr
+
+
+def test_the_console_logs_in_with_a_key_into_a_session_cookie(tmp_path: Path) -> None:
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    app = create_app(index, unreachable_store(), [], ApiConfig(), heartbeat_stale_s=5)
+    key = ApiKeys(index).create("night desk", "operator", [], True, by="tests")[1]
+    index.add_event(Event("gate", "hq", "zone_intrusion", "person", "door", "high", 1.0, 1.0))
+    with TestClient(app) as browser:
+        assert browser.post("/api/session", json={"key": key + "x"}).status_code == 401
+        logged_in = browser.post("/api/session", json={"key": key})
+        assert logged_in.status_code == 200 and logged_in.json()["name"] == "night desk"
+        cookies = logged_in.headers.get_list("set-cookie")
+        session = next(c for c in cookies if c.startswith("xl_session="))
+        assert "HttpOnly" in session and "SameSite=strict" in session and key not in session
+        csrf = next(c for c in cookies if c.startswith("xl_csrf=")).split(";")[0].split("=", 1)[1]
+        assert browser.get("/api/me").json()["role"] == "operator"  # the cookie alone
+        event_id = browser.get("/api/events").json()["items"][0]["id"]
+        act = {"action": "acknowledge"}
+        forged = browser.post(f"/api/events/{event_id}/actions", json=act)
+        assert forged.status_code == 403  # a change without the CSRF header: another page's
+        acted = browser.post(
+            f"/api/events/{event_id}/actions", json=act, headers={"X-CSRF-Token": csrf}
+        )
+        assert acted.status_code == 200 and acted.json()["acknowledged_by"] == "night desk"
+        token = session.split(";")[0].split("=", 1)[1]
+        assert browser.delete("/api/session", headers={"X-CSRF-Token": csrf}).status_code == 204
+    with TestClient(app, cookies={"xl_session": token}) as stale:
+        assert stale.get("/api/me").status_code == 401  # closed on the server, not just forgotten
