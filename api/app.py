@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from api import admin, alarms, cameras, events, live, metrics, webhooks
 from api.auth import Auth, TokenBuckets
 from api.config import ApiConfig
 from api.context import ApiContext
 from api.errors import install_error_handlers
+from api.headers import SecurityHeaders
 from api.limits import BodyLimit
 from api.live import LiveHub
 from api.models import Health
@@ -22,6 +26,8 @@ from storage.accounts import ApiKeys
 from storage.cameras import CameraConfig
 from storage.index import EventIndex
 from storage.objects import ObjectStore
+
+CONSOLE = Path(__file__).resolve().parent / "console"
 
 
 def create_app(
@@ -65,10 +71,18 @@ def create_app(
     app.state.hub, app.state.dispatcher = hub, dispatcher
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz")
     def healthz() -> Health:
         return Health(status="ok")
+
+    @app.get("/", include_in_schema=False)
+    def console_home() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    # The console: static pages on this API, no build step (api/console/).
+    app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     for module in (events, cameras, admin, webhooks, alarms):
         app.include_router(module.routes(ctx))

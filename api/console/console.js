@@ -1,0 +1,273 @@
+// The console: the operator's live event wall and event review, on the API and nothing else.
+import { language, localTime, t, translate } from "./i18n.js";
+
+const OPERATOR_ROLES = ["admin", "operator"];
+const state = { me: null, sites: {}, events: new Map(), socket: null };
+
+function csrf() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith("xl_csrf="));
+  return found ? found.slice("xl_csrf=".length) : "";
+}
+
+async function api(path, options = {}) {
+  const method = options.method || "GET";
+  const headers = { ...(options.body ? { "Content-Type": "application/json" } : {}) };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+  const response = await fetch(path, { ...options, method, headers, credentials: "same-origin" });
+  if (response.status === 401) {
+    state.me = null;
+    showLogin();
+    throw new Error("unauthorized");
+  }
+  return response;
+}
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function view() {
+  return document.getElementById("view");
+}
+
+function showLogin() {
+  document.getElementById("nav").replaceChildren();
+  document.getElementById("who").textContent = "";
+  document.getElementById("logout").hidden = true;
+  view().replaceChildren(document.getElementById("login-view").content.cloneNode(true));
+  translate(view());
+  document.getElementById("login").addEventListener("submit", async (submitted) => {
+    submitted.preventDefault();
+    const key = new FormData(submitted.target).get("key");
+    const response = await fetch("/api/session", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ key }),
+    });
+    if (!response.ok) {
+      const error = document.getElementById("login-error");
+      error.textContent = t("login.failed");
+      error.hidden = false;
+      return;
+    }
+    await start();
+  });
+}
+
+function siteZone(site) {
+  return state.sites[site]?.timezone;
+}
+
+function beep() {
+  // A high-severity event: a short tone, where the browser lets the page play one.
+  try {
+    const audio = new AudioContext();
+    const tone = audio.createOscillator();
+    tone.frequency.value = 880;
+    tone.connect(audio.destination);
+    tone.start();
+    tone.stop(audio.currentTime + 0.25);
+  } catch (error) {
+    console.debug("no sound", error);
+  }
+}
+
+async function act(event, action, note) {
+  const response = await api(`/api/events/${event.id}/actions`, {
+    method: "POST",
+    body: JSON.stringify({ action, note }),
+  });
+  if (response.ok) upsert(await response.json(), false);
+}
+
+function eventCard(event) {
+  const note = element("input", { placeholder: t("action.note"), "aria-label": t("action.note") });
+  const buttons = ["acknowledge", "resolve", "false_alarm"]
+    .filter((action) => action !== "acknowledge" || event.status === "new")
+    .filter(() => event.status === "new" || event.status === "acknowledged")
+    .map((action) =>
+      element("button", {
+        type: "button",
+        "data-action": action,
+        text: t(`action.${action}`),
+        onclick: (click) => {
+          click.stopPropagation();
+          act(event, action, note.value);
+        },
+      }),
+    );
+  const title = `${event.type} · ${event.camera_id}${event.zone ? " · " + event.zone : ""}`;
+  return element(
+    "article",
+    { class: `event ${event.severity}`, "data-event": event.id, onclick: () => openEvent(event.id) },
+    element(
+      "div",
+      { class: "what" },
+      element("div", { class: "title", text: title }),
+      element("div", {
+        class: "meta",
+        text: `${localTime(event.started_at, siteZone(event.site))} · ${event.site} · ${t("severity." + event.severity)}`,
+      }),
+    ),
+    element(
+      "div",
+      { class: "actions", onclick: (click) => click.stopPropagation() },
+      element("span", { class: "status", "data-status": event.status, text: t("status." + event.status) }),
+      ...(buttons.length ? [note, ...buttons] : []),
+    ),
+  );
+}
+
+function upsert(event, fresh) {
+  state.events.set(event.id, event);
+  const wall = document.getElementById("wall");
+  if (!wall) return;
+  const card = eventCard(event);
+  const old = wall.querySelector(`[data-event="${event.id}"]`);
+  if (old) old.replaceWith(card);
+  else wall.prepend(card);
+  wall.querySelector(".empty")?.remove();
+  if (fresh && event.severity === "high") {
+    card.classList.add("alert");
+    beep();
+  }
+}
+
+async function showWall() {
+  const wall = element("section", { id: "wall", class: "wall", "aria-label": t("nav.wall") });
+  view().replaceChildren(wall);
+  const page = await (await api("/api/events?limit=50")).json();
+  if (!page.items.length) wall.append(element("p", { class: "empty", text: t("wall.empty") }));
+  for (const event of page.items.reverse()) upsert(event, false);
+}
+
+function listen() {
+  if (state.socket) return;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/api/live/ws`);
+  state.socket = socket;
+  socket.onmessage = (frame) => {
+    for (const message of JSON.parse(frame.data)) {
+      if (message.kind === "event") upsert(message.event, message.change === "started");
+    }
+  };
+  socket.onclose = () => {
+    state.socket = null;
+    if (state.me) setTimeout(listen, 2000);
+  };
+}
+
+async function openEvent(id) {
+  location.hash = `#/events/${id}`;
+}
+
+async function showEvent(id) {
+  const [event, trail, custody] = await Promise.all(
+    [`/api/events/${id}`, `/api/events/${id}/actions`, `/api/events/${id}/custody`].map(
+      async (path) => (await api(path)).json(),
+    ),
+  );
+  const zone = siteZone(event.site);
+  const rows = (entries, columns) =>
+    element(
+      "table",
+      {},
+      element("tr", {}, ...columns.map((c) => element("th", { text: t(c[0]) }))),
+      ...entries.map((entry) => element("tr", {}, ...columns.map((c) => element("td", { text: c[1](entry) })))),
+    );
+  const media = [];
+  if (event.has_snapshot) {
+    media.push(element("h3", { text: t("detail.snapshot") }));
+    media.push(element("img", { src: `/api/events/${id}/snapshot`, alt: t("detail.snapshot") }));
+  }
+  if (event.has_clip) {
+    media.push(element("h3", { text: t("detail.clip") }));
+    media.push(element("video", { id: "clip", src: `/api/events/${id}/clip`, controls: "", muted: "", preload: "auto" }));
+  }
+  view().replaceChildren(
+    element(
+      "section",
+      { class: "detail" },
+      element("div", {}, element("button", { type: "button", text: t("detail.back"), onclick: () => (location.hash = "#/wall") }), ...media),
+      element(
+        "div",
+        { class: "card" },
+        element("h2", { text: `${event.type} · ${event.camera_id}` }),
+        eventCard(event),
+        element("h3", { text: t("detail.timeline") }),
+        rows(trail, [
+          ["detail.when", (s) => localTime(s.at, zone)],
+          ["detail.who", (s) => s.actor],
+          ["detail.what", (s) => `${t("action." + s.action)} ${s.note}`],
+        ]),
+        element("h3", { text: t("detail.custody") }),
+        rows(custody, [
+          ["detail.when", (c) => localTime(c.at, zone)],
+          ["detail.who", (c) => c.actor],
+          ["detail.what", (c) => `${c.action} ${c.media ?? ""}`],
+        ]),
+      ),
+    ),
+  );
+}
+
+function forbidden() {
+  view().replaceChildren(element("p", { class: "card", id: "forbidden", text: t("forbidden") }));
+}
+
+async function route() {
+  if (!state.me) return;
+  const operator = OPERATOR_ROLES.includes(state.me.role);
+  const match = location.hash.match(/^#\/events\/([0-9a-f]+)$/);
+  if (!operator) return forbidden();
+  if (match) return showEvent(match[1]);
+  return showWall();
+}
+
+function navigation() {
+  const links = OPERATOR_ROLES.includes(state.me.role) ? [["#/wall", "nav.wall"]] : [];
+  document.getElementById("nav").replaceChildren(
+    ...links.map(([href, word]) => element("a", { href, text: t(word), class: location.hash === href ? "current" : "" })),
+  );
+}
+
+async function start() {
+  const response = await fetch("/api/me", { credentials: "same-origin" });
+  if (!response.ok) return showLogin();
+  state.me = await response.json();
+  document.getElementById("who").textContent = `${state.me.name} (${state.me.role})`;
+  document.getElementById("logout").hidden = false;
+  const sites = await (await api("/api/sites")).json();
+  state.sites = Object.fromEntries(sites.map((site) => [site.id, site]));
+  if (!location.hash) location.hash = "#/wall";
+  navigation();
+  if (OPERATOR_ROLES.includes(state.me.role)) listen();
+  await route();
+}
+
+document.getElementById("language").addEventListener("click", () => {
+  localStorage.setItem("language", language() === "en" ? "zh-CN" : "en");
+  location.reload();
+});
+document.getElementById("logout").addEventListener("click", async () => {
+  await api("/api/session", { method: "DELETE" });
+  state.me = null;
+  state.socket?.close();
+  showLogin();
+});
+window.addEventListener("hashchange", () => {
+  if (state.me) {
+    navigation();
+    route();
+  }
+});
+document.getElementById("language").textContent = t("language");
+translate(document);
+start();

@@ -1,0 +1,85 @@
+// The console's words: Simplified Chinese by default, English on request.
+export const WORDS = {
+  "zh-CN": {
+    brand: "雪亮 · 视频监控",
+    logout: "退出",
+    language: "English",
+    "login.title": "登录",
+    "login.key": "API 密钥",
+    "login.submit": "登录",
+    "login.failed": "密钥无效或已停用",
+    "nav.wall": "事件墙",
+    "wall.empty": "暂无事件",
+    "wall.live": "实时",
+    "action.acknowledge": "确认",
+    "action.resolve": "解决",
+    "action.false_alarm": "误报",
+    "action.note": "备注",
+    "status.new": "新事件",
+    "status.acknowledged": "已确认",
+    "status.resolved": "已解决",
+    "status.false_alarm": "误报",
+    "severity.high": "高",
+    "severity.medium": "中",
+    "severity.low": "低",
+    "detail.back": "返回",
+    "detail.snapshot": "快照",
+    "detail.clip": "录像",
+    "detail.timeline": "处理记录",
+    "detail.custody": "调阅记录",
+    "detail.when": "时间",
+    "detail.who": "人员",
+    "detail.what": "操作",
+    "forbidden": "此账号无权访问该页面",
+  },
+  en: {
+    brand: "Xueliang · video surveillance",
+    logout: "Log out",
+    language: "中文",
+    "login.title": "Log in",
+    "login.key": "API key",
+    "login.submit": "Log in",
+    "login.failed": "The key is not valid or was revoked",
+    "nav.wall": "Event wall",
+    "wall.empty": "No events yet",
+    "wall.live": "Live",
+    "action.acknowledge": "Acknowledge",
+    "action.resolve": "Resolve",
+    "action.false_alarm": "False alarm",
+    "action.note": "Note",
+    "status.new": "New",
+    "status.acknowledged": "Acknowledged",
+    "status.resolved": "Resolved",
+    "status.false_alarm": "False alarm",
+    "severity.high": "High",
+    "severity.medium": "Medium",
+    "severity.low": "Low",
+    "detail.back": "Back",
+    "detail.snapshot": "Snapshot",
+    "detail.clip": "Clip",
+    "detail.timeline": "Timeline",
+    "detail.custody": "Custody log",
+    "detail.when": "When",
+    "detail.who": "Who",
+    "detail.what": "What",
+    "forbidden": "This key may not open this page",
+  },
+};
+
+export function language() {
+  return localStorage.getItem("language") === "en" ? "en" : "zh-CN";
+}
+
+export function t(key) {
+  return WORDS[language()][key] ?? WORDS["zh-CN"][key] ?? key;
+}
+
+export function translate(root) {
+  for (const node of root.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  document.documentElement.lang = language();
+}
+
+// A time in a site's time zone, written the language's way.
+export function localTime(iso, timeZone) {
+  return new Date(iso).toLocaleString(language(), { timeZone: timeZone || "Asia/Shanghai" });
+}
