@@ -129,7 +129,8 @@ def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
         page.wait_for_selector("#wall")
         event = stored_event(index, object_store, vtest_h264.read_bytes())
         card = page.wait_for_selector(f'[data-event="{event.id}"]', timeout=10_000)
-        assert card is not None and "高" in card.inner_text()  # severity, in Chinese
+        assert card is not None and "区域入侵" in card.inner_text()  # the type, in Chinese
+        assert "高" in card.inner_text()  # and its severity
         assert page.evaluate(LAYOUT_PROBLEMS) == []
         shot(page, "wall")
 

@@ -1,5 +1,5 @@
 // The console: the operator's live event wall and event review, on the API and nothing else.
-import { language, localTime, t, translate } from "./i18n.js";
+import { language, localTime, t, translate, typeName } from "./i18n.js";
 
 const OPERATOR_ROLES = ["admin", "operator"];
 const state = { me: null, sites: {}, events: new Map(), socket: null };
@@ -103,7 +103,7 @@ function eventCard(event) {
         },
       }),
     );
-  const title = `${event.type} · ${event.camera_id}${event.zone ? " · " + event.zone : ""}`;
+  const title = `${typeName(event.type)} · ${event.camera_id}${event.zone ? " · " + event.zone : ""}`;
   return element(
     "article",
     { class: `event ${event.severity}`, "data-event": event.id, onclick: () => openEvent(event.id) },
@@ -199,7 +199,7 @@ async function showEvent(id) {
       element(
         "div",
         { class: "card" },
-        element("h2", { text: `${event.type} · ${event.camera_id}` }),
+        element("h2", { text: `${typeName(event.type)} · ${event.camera_id}` }),
         eventCard(event),
         element("h3", { text: t("detail.timeline") }),
         rows(trail, [

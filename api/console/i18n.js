@@ -31,6 +31,25 @@ export const WORDS = {
     "detail.who": "人员",
     "detail.what": "操作",
     "forbidden": "此账号无权访问该页面",
+    "type.zone_intrusion": "区域入侵",
+    "type.loitering": "徘徊",
+    "type.crowd": "人员聚集",
+    "type.line_crossing": "越线",
+    "type.wrong_way": "逆行",
+    "type.after_hours": "非营业时间活动",
+    "type.illegal_parking": "违章停车",
+    "type.abandoned_object": "遗留物品",
+    "type.removed_object": "物品被移走",
+    "type.video_loss": "视频丢失",
+    "type.black_image": "黑屏",
+    "type.overexposed_image": "画面过曝",
+    "type.occlusion": "镜头遮挡",
+    "type.frozen_frame": "画面冻结",
+    "type.scene_change": "镜头移位",
+    "type.defocus": "画面模糊",
+    "type.storage_full": "存储已满",
+    "type.spool_quarantine": "缓存文件异常",
+    "type.alarm_panel": "报警主机报警",
   },
   en: {
     brand: "Xueliang · video surveillance",
@@ -63,6 +82,25 @@ export const WORDS = {
     "detail.who": "Who",
     "detail.what": "What",
     "forbidden": "This key may not open this page",
+    "type.zone_intrusion": "Zone intrusion",
+    "type.loitering": "Loitering",
+    "type.crowd": "Crowd",
+    "type.line_crossing": "Line crossing",
+    "type.wrong_way": "Wrong way",
+    "type.after_hours": "After hours",
+    "type.illegal_parking": "Illegal parking",
+    "type.abandoned_object": "Abandoned object",
+    "type.removed_object": "Removed object",
+    "type.video_loss": "Video loss",
+    "type.black_image": "Black picture",
+    "type.overexposed_image": "Overexposed",
+    "type.occlusion": "Lens blocked",
+    "type.frozen_frame": "Frozen picture",
+    "type.scene_change": "Camera moved",
+    "type.defocus": "Out of focus",
+    "type.storage_full": "Storage full",
+    "type.spool_quarantine": "Spool file quarantined",
+    "type.alarm_panel": "Alarm panel",
   },
 };
 
@@ -72,6 +110,12 @@ export function language() {
 
 export function t(key) {
   return WORDS[language()][key] ?? WORDS["zh-CN"][key] ?? key;
+}
+
+// An event type's name; a type this console does not know yet shows as it is.
+export function typeName(type) {
+  const key = `type.${type}`;
+  return key in WORDS[language()] ? WORDS[language()][key] : type;
 }
 
 export function translate(root) {
