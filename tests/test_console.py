@@ -133,6 +133,11 @@ def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
         assert "高" in card.inner_text()  # and its severity
         assert page.evaluate(LAYOUT_PROBLEMS) == []
         shot(page, "wall")
+        page.select_option("#filters select[name=status]", "resolved")  # none resolved yet
+        page.wait_for_selector(f'[data-event="{event.id}"]', state="detached")
+        page.select_option("#filters select[name=status]", "")
+        page.select_option("#filters select[name=type]", "zone_intrusion")
+        page.wait_for_selector(f'[data-event="{event.id}"]')
 
         page.click(f'[data-event="{event.id}"] .title')  # re-drawn as its media arrived
         page.wait_for_selector("video#clip")

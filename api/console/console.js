@@ -2,7 +2,12 @@
 import { language, localTime, t, translate, typeName } from "./i18n.js";
 
 const OPERATOR_ROLES = ["admin", "operator"];
-const state = { me: null, sites: {}, events: new Map(), socket: null };
+const state = { me: null, sites: {}, events: new Map(), socket: null, filters: {} };
+const STATUSES = ["new", "acknowledged", "resolved", "false_alarm"];
+const TYPES = [
+  "zone_intrusion", "loitering", "crowd", "line_crossing", "wrong_way", "after_hours",
+  "illegal_parking", "abandoned_object", "removed_object", "alarm_panel", "video_loss",
+];
 
 function csrf() {
   const found = document.cookie.split("; ").find((c) => c.startsWith("xl_csrf="));
@@ -125,10 +130,22 @@ function eventCard(event) {
   );
 }
 
+function wanted(event) {
+  const { site, type, status, start, end } = state.filters;
+  const at = new Date(event.started_at);
+  return (!site || event.site === site) && (!type || event.type === type)
+    && (!status || event.status === status)
+    && (!start || at >= new Date(start)) && (!end || at < new Date(end));
+}
+
 function upsert(event, fresh) {
   state.events.set(event.id, event);
   const wall = document.getElementById("wall");
   if (!wall) return;
+  if (!wanted(event)) {
+    wall.querySelector(`[data-event="${event.id}"]`)?.remove();
+    return;
+  }
   const card = eventCard(event);
   const old = wall.querySelector(`[data-event="${event.id}"]`);
   if (old) old.replaceWith(card);
@@ -140,10 +157,49 @@ function upsert(event, fresh) {
   }
 }
 
+function choice(name, values, label) {
+  const select = element(
+    "select",
+    { name, "aria-label": t(`filter.${name}`) },
+    element("option", { value: "", text: t(`filter.${name}`) }),
+    ...values.map((value) => element("option", { value, text: label(value) })),
+  );
+  select.value = state.filters[name] || "";
+  return select;
+}
+
+function filterBar() {
+  const when = (name) => {
+    const input = element("input", { type: "datetime-local", name, "aria-label": t(`filter.${name}`) });
+    input.value = state.filters[name] || "";
+    return element("label", {}, element("span", { text: t(`filter.${name}`) }), input);
+  };
+  const bar = element(
+    "form",
+    { id: "filters", class: "filters" },
+    choice("site", Object.keys(state.sites), (site) => state.sites[site].name),
+    choice("type", TYPES, typeName),
+    choice("status", STATUSES, (status) => t(`status.${status}`)),
+    when("start"),
+    when("end"),
+  );
+  bar.addEventListener("change", () => {
+    state.filters = Object.fromEntries(
+      [...new FormData(bar).entries()].filter(([, value]) => value),
+    );
+    showWall();
+  });
+  return bar;
+}
+
 async function showWall() {
   const wall = element("section", { id: "wall", class: "wall", "aria-label": t("nav.wall") });
-  view().replaceChildren(wall);
-  const page = await (await api("/api/events?limit=50")).json();
+  view().replaceChildren(filterBar(), wall);
+  const query = new URLSearchParams({ limit: "50" });
+  for (const [name, value] of Object.entries(state.filters)) {
+    query.set(name, name === "start" || name === "end" ? new Date(value).toISOString() : value);
+  }
+  const page = await (await api(`/api/events?${query}`)).json();
   if (!page.items.length) wall.append(element("p", { class: "empty", text: t("wall.empty") }));
   for (const event of page.items.reverse()) upsert(event, false);
 }
