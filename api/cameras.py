@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import av
 import urllib3
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from minio.error import S3Error
 from pydantic import SecretStr, ValidationError
 
@@ -64,6 +64,22 @@ def routes(ctx: ApiContext) -> APIRouter:
         camera = ctx.camera(who, camera_id)
         config = camera.model_dump(mode="json", exclude={*ROW_FIELDS, "detect_url"})
         return CameraDetail(**health([camera])[0].model_dump(), config=config)
+
+    @router.get(
+        "/cameras/{camera_id}/picture",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG"}},
+    )
+    def camera_picture(who: Annotated[Principal, anyone], camera_id: str) -> Response:
+        """The camera's latest picture (its newest keyframe, refreshed about every 10 s by
+        the worker running it; faces blurred where the camera has privacy on)."""
+        ctx.camera(who, camera_id)
+        picture = ctx.index.camera_picture(camera_id)
+        if picture is None:
+            raise HTTPException(404, f"camera {camera_id} has no picture yet")
+        taken = picture.taken_at.isoformat()
+        headers = {"Cache-Control": "no-store", "X-Taken-At": taken}
+        return Response(picture.jpeg, media_type="image/jpeg", headers=headers)
 
     @router.post("/cameras", status_code=201)
     def add_camera(who: Annotated[Principal, installers], camera: NetworkCameraConfig) -> CameraOut:

@@ -5,12 +5,13 @@ their clips are decoded, masked and encoded again (`mask_to_mp4`)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import av
 import av.stream
 import av.video.stream
+import cv2
 import numpy as np
 from av.video.frame import PictureType
 
@@ -161,3 +162,30 @@ def mask_to_mp4(
                 output.mux(packet)
         for packet in stream.encode(None):
             output.mux(packet)
+
+
+def picture_jpeg(
+    gop: Sequence[EncodedPacket], width: int, mask: Callable[[BGRImage], BGRImage] | None
+) -> bytes:
+    """The first picture of a GOP (its keyframe, decoded alone), `width` pixels wide at most,
+    `mask`ed (faces blurred) where given, as a JPEG.
+
+    Example:
+        >>> picture_jpeg(ring.gops_after(0.0, include_open=True)[-1], 480, None)  # doctest: +SKIP
+        b'\\xff\\xd8...'
+    """
+    _checked(gop)
+    frame = next(_decoded(gop[:1]), None)
+    if frame is None:
+        raise ClipError("the keyframe does not decode")
+    scaled = min(width, frame.width)
+    height = max(2, round(frame.height * scaled / frame.width / 2) * 2)
+    image = frame.to_ndarray(width=scaled, height=height, format="bgr24", threads=1).astype(
+        np.uint8, copy=False
+    )
+    if mask is not None:
+        image = mask(image)
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise ClipError("the picture does not encode")
+    return bytes(jpeg.tobytes())

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     TypeDecorator,
     create_engine,
@@ -153,6 +154,18 @@ class CameraStatusRow(Base):
     error: Mapped[str | None] = mapped_column(String(256), nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CameraPictureRow(Base):
+    """A camera's latest picture (a small JPEG of its newest keyframe, faces blurred where
+    the camera has privacy on), for the console's camera grid; one row per camera."""
+
+    __tablename__ = "camera_pictures"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 FeedKind = str  # started, ended, clip, snapshot, status, updated
@@ -680,6 +693,14 @@ class EventIndex:
         with self.sessions() as session:
             rows = session.execute(select(WorkerRow.worker_id, WorkerRow.stats)).all()
         return {worker_id: stats for worker_id, stats in rows if stats}
+
+    def put_camera_picture(self, row: CameraPictureRow) -> None:
+        with self.sessions.begin() as session:
+            session.merge(row)
+
+    def camera_picture(self, camera_id: str) -> CameraPictureRow | None:
+        with self.sessions() as session:
+            return session.get(CameraPictureRow, camera_id)
 
     def put_camera_status(self, row: CameraStatusRow) -> None:
         with self.sessions.begin() as session:

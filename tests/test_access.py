@@ -25,7 +25,7 @@ from common.types import Event
 from storage.accounts import ApiKeys, SiteRow
 from storage.alarms import AlarmPanelRow, AlarmPanels
 from storage.cameras import ApiCameras, NetworkCameraConfig
-from storage.index import EventIndex, WebhookOutboxRow, to_datetime
+from storage.index import CameraPictureRow, EventIndex, WebhookOutboxRow, to_datetime
 from storage.objects import ObjectStore, object_key
 from storage.webhooks import Webhooks
 from tests.apiclient import make_key
@@ -101,6 +101,10 @@ def build_world(root: Path, store: ObjectStore) -> World:
     ]
     for camera in cameras:  # added over the API: every camera route applies to them
         ApiCameras(index).put(camera)
+        index.put_camera_picture(
+            CameraPictureRow(camera_id=camera.id, site=camera.site, jpeg=b"\xff\xd8 picture",
+                             taken_at=NOW)
+        )  # fmt: skip
     events = {}
     with index.sessions.begin() as session:
         for site in (SITE_A, SITE_B):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 
 from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
-from storage.clips import ClipError, remux_to_mp4
+from storage.clips import ClipError, picture_jpeg, remux_to_mp4
+from tests.media import camera_packets
 
 
 def ring_of(path: Path) -> PacketRing:
@@ -52,3 +55,17 @@ def test_clip_must_start_at_a_keyframe(vtest_h264: Path, tmp_path: Path) -> None
         remux_to_mp4(window[1:], tmp_path / "clip.mp4")
     with pytest.raises(ClipError):
         remux_to_mp4([], tmp_path / "clip.mp4")
+
+
+def test_a_gops_keyframe_becomes_a_small_picture_with_faces_maskable(vtest_h264: Path) -> None:
+    ring = PacketRing(60)
+    for packet in camera_packets(vtest_h264):
+        ring.append(packet)
+    newest = ring.gops_after(0.0, include_open=True)[-1]
+    jpeg = picture_jpeg(newest, 480, None)
+    picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape == (360, 480, 3)  # 768x576 scaled down
+    assert picture.std() > 20  # a picture, not a grey field
+    masked = picture_jpeg(newest, 480, lambda image: np.zeros_like(image))
+    blank = cv2.imdecode(np.frombuffer(masked, np.uint8), cv2.IMREAD_COLOR)
+    assert blank is not None and blank.max() < 10  # the mask is what is stored

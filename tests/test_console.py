@@ -18,7 +18,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from api.config import ApiConfig
 from common.types import Event
 from storage.accounts import ApiKeys, SiteRow
-from storage.index import EventIndex, to_datetime
+from storage.cameras import ApiCameras, NetworkCameraConfig
+from storage.index import CameraPictureRow, CameraStatusRow, EventIndex, to_datetime, utcnow
 from storage.objects import ObjectStore, object_key
 from tests.apiclient import Served
 from tests.servers import CHECKOUT
@@ -43,7 +44,9 @@ LAYOUT_PROBLEMS = """() => {
       problems.push(`clipped: ${box.className || box.tagName} "${box.textContent.slice(0, 40)}"`);
   }
   for (const line of document.querySelectorAll(".title, .meta")) {  // squeezed to a column
-    if (line.offsetParent && line.getBoundingClientRect().width < 150)
+    const rect = line.getBoundingClientRect();
+    const lineHeight = parseFloat(getComputedStyle(line).lineHeight) || 20;
+    if (line.offsetParent && rect.width < 150 && rect.height > 2.5 * lineHeight)
       problems.push(`squeezed: "${line.textContent.slice(0, 40)}"`);
   }
   for (const parent of document.querySelectorAll(".event, .bar")) {
@@ -76,6 +79,14 @@ def console(tmp_path: Path, object_store: ObjectStore) -> Iterator[tuple[Served,
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     with index.sessions.begin() as session:
         session.add(SiteRow(id="hq", name="总部", timezone="Asia/Shanghai"))
+    ApiCameras(index).put(NetworkCameraConfig(id="gate", site="hq", url="rtsp://10.0.0.5/gate"))
+    index.put_camera_status(
+        CameraStatusRow(camera_id="gate", site="hq", state="online", decode_fps=5.0,
+                        updated_at=utcnow())
+    )  # fmt: skip
+    index.put_camera_picture(
+        CameraPictureRow(camera_id="gate", site="hq", jpeg=jpeg(), taken_at=utcnow())
+    )
     with Served(index, ApiConfig(), heartbeat_stale_s=30, store=object_store) as served:
         yield served, index
 
@@ -157,6 +168,15 @@ def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
 
         with page.expect_response(lambda r: r.url.endswith("/actions") and r.ok):
             page.click('.detail [data-action="acknowledge"]')
+
+        page.click('nav a[href="#/cameras"]')  # the camera grid
+        badge = page.wait_for_selector('[data-camera="gate"] .badge')
+        assert badge is not None and badge.inner_text() == "在线"
+        page.wait_for_function(
+            "document.querySelector('[data-camera=\"gate\"] img')?.naturalWidth > 0"
+        )
+        assert page.evaluate(LAYOUT_PROBLEMS) == []
+        shot(page, "cameras")
         row = httpx.get(
             f"http://127.0.0.1:{served.port}/api/events/{event.id}",
             headers={"Authorization": f"Bearer {key}"},

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from analytics.config import SsdOnnxDetectorConfig
@@ -296,6 +298,16 @@ def test_a_shop_alarm_gets_a_clip_from_before_it_and_a_webhook_with_its_url(
         assert times[-1] - times[0] == pytest.approx(last - first, abs=0.25)
     finally:
         receiver.close()
+
+
+def test_the_camera_grid_gets_a_fresh_picture(pipeline: Pipeline) -> None:
+    deadline = time.monotonic() + 30
+    while (answer := pipeline.get("/api/cameras/walkway/picture")).status_code != 200:
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(1)
+    picture = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape[1] == 480 and picture.std() > 20
+    assert time.time() - when(answer.headers["x-taken-at"]) < 35  # refreshed every 10 s
 
 
 def test_camera_password_is_never_shown(pipeline: Pipeline) -> None:

@@ -10,14 +10,22 @@ import time
 
 from analytics.detectors import create_detector
 from analytics.pipeline import AnalyticsLoop
-from analytics.privacy import PrivacyConfig
+from analytics.privacy import FaceMasker, PrivacyConfig
 from common.backoff import Backoff
 from common.types import Event
 from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.ring import PacketRing
 from storage.alarms import AlarmPanels, ArmedSink, Arming
 from storage.cameras import ApiCameras, CameraConfig
-from storage.index import CameraStatusRow, EventIndex, event_of_row, to_datetime, utcnow
+from storage.clips import ClipError, picture_jpeg
+from storage.index import (
+    CameraPictureRow,
+    CameraStatusRow,
+    EventIndex,
+    event_of_row,
+    to_datetime,
+    utcnow,
+)
 from storage.leases import CameraLeases
 from storage.recorder import EventRecorder
 from storage.recording import SegmentRecorder
@@ -26,6 +34,7 @@ from storage.uploader import Uploader
 from xueliang.config import Config
 
 log = logging.getLogger(__name__)
+PICTURE_EVERY_S, PICTURE_WIDTH = 10.0, 480
 FULL_REPORT_EVERY_S = 60.0  # one storage_full event per camera and minute, not one per clip
 
 
@@ -84,6 +93,8 @@ class Worker:
             config.data_dir / "work",
             self.privacy,
         )
+        self._pictured: dict[str, float] = {}  # camera -> when its picture was last taken
+        self._maskers: dict[str, FaceMasker] = {}  # by privacy settings, as the recorder's
         self.alarms = AlarmPanels(self.index)
         self.arming: dict[str, Arming] = {}  # by site, read again at every lease round
         self.analytics = AnalyticsLoop(
@@ -237,6 +248,34 @@ class Worker:
                 self.index.put_camera_status(row)
             except Exception:
                 log.exception("heartbeat of camera %s not written", camera.config.id)
+            try:
+                config = self.cameras_by_id.get(camera.config.id)
+                if config is not None:
+                    self.take_picture(config)
+            except ClipError as exc:
+                log.debug("camera %s: no picture (%s)", camera.config.id, exc)
+            except Exception:
+                log.exception("picture of camera %s not taken", camera.config.id)
+
+    def take_picture(self, config: CameraConfig) -> None:
+        """Every PICTURE_EVERY_S, the camera's newest keyframe as a small JPEG (faces blurred
+        where it has privacy on) for the console's camera grid."""
+        now = time.time()
+        if now - self._pictured.get(config.id, 0.0) < PICTURE_EVERY_S:
+            return
+        gops = self.rings[config.id].gops_after(now - PICTURE_EVERY_S * 3, include_open=True)
+        if not gops:
+            return
+        self._pictured[config.id] = now
+        mask = None
+        if config.privacy.enabled:
+            key = config.privacy.model_dump_json()
+            mask = self._maskers.setdefault(key, FaceMasker(config.privacy))
+        jpeg = picture_jpeg(gops[-1], PICTURE_WIDTH, mask)
+        taken = to_datetime(gops[-1][0].wall_time) or utcnow()
+        self.index.put_camera_picture(
+            CameraPictureRow(camera_id=config.id, site=config.site, jpeg=jpeg, taken_at=taken)
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set, then shut down without losing events or holding leases."""

@@ -2,6 +2,8 @@
 import { language, localTime, t, translate, typeName } from "./i18n.js";
 
 const OPERATOR_ROLES = ["admin", "operator"];
+const CAMERA_ROLES = ["admin", "operator", "installer"];
+const PICTURE_EVERY_MS = 10_000;
 const state = { me: null, sites: {}, events: new Map(), socket: null, filters: {} };
 const STATUSES = ["new", "acknowledged", "resolved", "false_alarm"];
 const TYPES = [
@@ -274,6 +276,41 @@ async function showEvent(id) {
   );
 }
 
+function cameraCard(camera) {
+  const picture = element("img", {
+    alt: camera.name || camera.id,
+    src: `/api/cameras/${camera.id}/picture?at=${Date.now()}`,
+  });
+  picture.addEventListener("error", () => picture.replaceWith(element("div", { class: "no-picture", text: t("cameras.no_picture") })));
+  return element(
+    "article",
+    { class: "camera", "data-camera": camera.id },
+    picture,
+    element(
+      "div",
+      { class: "camera-info" },
+      element("span", { class: "title", text: camera.name || camera.id }),
+      element("span", { class: `badge ${camera.state}`, "data-state": camera.state, text: t(`state.${camera.state}`) }),
+      element("span", {
+        class: "meta",
+        text: `${state.sites[camera.site]?.name ?? camera.site} · ${camera.decode_fps.toFixed(1)} fps`,
+      }),
+    ),
+  );
+}
+
+async function showCameras() {
+  const grid = element("section", { id: "cameras", class: "cameras", "aria-label": t("nav.cameras") });
+  view().replaceChildren(grid);
+  const refresh = async () => {
+    if (!document.body.contains(grid)) return clearInterval(timer);
+    const cameras = await (await api("/api/cameras")).json();
+    grid.replaceChildren(...cameras.map(cameraCard));
+  };
+  const timer = setInterval(refresh, PICTURE_EVERY_MS);
+  await refresh();
+}
+
 function forbidden() {
   view().replaceChildren(element("p", { class: "card", id: "forbidden", text: t("forbidden") }));
 }
@@ -282,13 +319,19 @@ async function route() {
   if (!state.me) return;
   const operator = OPERATOR_ROLES.includes(state.me.role);
   const match = location.hash.match(/^#\/events\/([0-9a-f]+)$/);
+  if (location.hash === "#/cameras") {
+    return CAMERA_ROLES.includes(state.me.role) ? showCameras() : forbidden();
+  }
   if (!operator) return forbidden();
   if (match) return showEvent(match[1]);
   return showWall();
 }
 
 function navigation() {
-  const links = OPERATOR_ROLES.includes(state.me.role) ? [["#/wall", "nav.wall"]] : [];
+  const links = [
+    ...(OPERATOR_ROLES.includes(state.me.role) ? [["#/wall", "nav.wall"]] : []),
+    ...(CAMERA_ROLES.includes(state.me.role) ? [["#/cameras", "nav.cameras"]] : []),
+  ];
   document.getElementById("nav").replaceChildren(
     ...links.map(([href, word]) => element("a", { href, text: t(word), class: location.hash === href ? "current" : "" })),
   );
@@ -302,7 +345,7 @@ async function start() {
   document.getElementById("logout").hidden = false;
   const sites = await (await api("/api/sites")).json();
   state.sites = Object.fromEntries(sites.map((site) => [site.id, site]));
-  if (!location.hash) location.hash = "#/wall";
+  if (!location.hash) location.hash = OPERATOR_ROLES.includes(state.me.role) ? "#/wall" : "#/cameras";
   navigation();
   if (OPERATOR_ROLES.includes(state.me.role)) listen();
   await route();
