@@ -4,12 +4,13 @@ becomes an event per camera of the zone, with a clip from before the alarm."""
 # No `from __future__ import annotations`: FastAPI must see the routes' Annotated[..., Depends]
 # metadata, which names dependencies local to `routes`, at definition time.
 
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
+from analytics.rules import Period
 from api.context import ApiContext, as_utc
 from api.errors import ERROR_RESPONSES
 from api.models import EventOut, In
@@ -28,19 +29,6 @@ from storage.index import utcnow
 ALARM_TYPE = "alarm_panel"
 
 
-class ScheduleWindow(In):
-    days: list[int] = Field(min_length=1, description="0 Monday .. 6 Sunday")
-    start: time = Field(description="local time, armed from")
-    end: time = Field(description="local time, armed until (at or before start: next day)")
-
-    @field_validator("days")
-    @classmethod
-    def _weekdays(cls, days: list[int]) -> list[int]:
-        if any(not 0 <= day <= 6 for day in days):
-            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
-        return days
-
-
 class AlarmPanelIn(In):
     account: str = Field(min_length=1, max_length=32, pattern=r"^[0-9A-Fa-f]+$")
     zones: dict[str, list[str]] = Field(description="panel zone -> the cameras that see it")
@@ -50,7 +38,9 @@ class AlarmPanelIn(In):
         default_factory=lambda: ["zone_intrusion"],
         description="event types that count only while armed",
     )
-    schedule: list[ScheduleWindow] = Field(default_factory=list, description="when armed")
+    schedule: list[Period] = Field(
+        default_factory=list, description="when armed, in the site's time zone"
+    )
 
 
 class AlarmPanelOut(AlarmPanelIn):
@@ -90,7 +80,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         return AlarmPanelOut(
             site=row.site, account=row.account, zones=row.zones, pre_alarm_s=row.pre_alarm_s,
             post_alarm_s=row.post_alarm_s, gated_types=row.gated_types,
-            schedule=[ScheduleWindow.model_validate(w) for w in row.schedule],
+            schedule=[Period.model_validate(period) for period in row.schedule],
             armed=bool(armed and armed.armed), armed_by=row.armed_by,
             manual=row.armed is not None,
         )  # fmt: skip
@@ -126,7 +116,7 @@ def routes(ctx: ApiContext) -> APIRouter:
                 site=site_id, account=body.account, zones=body.zones,
                 pre_alarm_s=body.pre_alarm_s, post_alarm_s=body.post_alarm_s,
                 gated_types=body.gated_types,
-                schedule=[w.model_dump(mode="json") for w in body.schedule],
+                schedule=[period.model_dump(mode="json") for period in body.schedule],
                 armed=existing.armed if existing else None,
                 armed_by=existing.armed_by if existing else None,
             )

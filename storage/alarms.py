@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from analytics.rules import Period
 from common.types import Event, EventSink
 from storage.accounts import SiteRow
 from storage.index import Base, EventIndex, UTCDateTime, event_of_row, utcnow
@@ -39,7 +40,8 @@ def contact_id_severity(code: int) -> str:
 class AlarmPanelRow(Base):
     """A site's alarm panel. `zones` maps a panel zone to the cameras that see it; events of
     `gated_types` count only while the site is armed: by `schedule` (in the site's time
-    zone), unless the panel or an operator set `armed` (None: the schedule decides)."""
+    zone: periods as an after-hours rule's), unless the panel or an operator set `armed`
+    (None: the schedule decides)."""
 
     __tablename__ = "alarm_panels"
 
@@ -73,44 +75,6 @@ class AlarmClipRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_alarm_clips_pending", "state", "camera_id"),)
-
-
-@dataclass(frozen=True, slots=True)
-class ArmingWindow:
-    """Armed from `start` to `end` (local time) on `days` (0 Monday .. 6 Sunday); an end at or
-    before the start runs past midnight into the next day.
-
-    Example:
-        >>> night = ArmingWindow((0, 1, 2, 3, 4), time(22), time(7))
-        >>> night.covers(datetime(2026, 11, 27, 23, 0)), night.covers(datetime(2026, 11, 28, 6))
-        (True, True)
-        >>> night.covers(datetime(2026, 11, 29, 6))  # Sunday 06:00: Saturday night not armed
-        False
-    """
-
-    days: tuple[int, ...]
-    start: time
-    end: time
-
-    def covers(self, local: datetime) -> bool:
-        moment = local.time()
-        if self.start < self.end:
-            return local.weekday() in self.days and self.start <= moment < self.end
-        yesterday = (local - timedelta(days=1)).weekday()
-        return (local.weekday() in self.days and moment >= self.start) or (
-            yesterday in self.days and moment < self.end
-        )
-
-
-def windows(schedule: Iterable[dict[str, object]]) -> list[ArmingWindow]:
-    return [
-        ArmingWindow(
-            tuple(int(d) for d in entry["days"]),  # type: ignore[attr-defined]
-            time.fromisoformat(str(entry["start"])),
-            time.fromisoformat(str(entry["end"])),
-        )
-        for entry in schedule
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +136,8 @@ class AlarmPanels:
             armed = panel.armed
             if armed is None:
                 local = now.astimezone(ZoneInfo(timezone or "UTC")).replace(tzinfo=None)
-                armed = any(window.covers(local) for window in windows(panel.schedule))
+                periods = [Period.model_validate(period) for period in panel.schedule]
+                armed = any(period.contains(local) for period in periods)
             result[panel.site] = Arming(frozenset(panel.gated_types), armed)
         return result
 

@@ -33,7 +33,7 @@ PANEL = {
     "zones": {"3": ["door", "till"]},
     "pre_alarm_s": 30,
     "post_alarm_s": 5,
-    "schedule": [{"days": [0, 1, 2, 3, 4, 5, 6], "start": "22:00", "end": "07:00"}],
+    "schedule": [{"start": "22:00", "end": "07:00"}],  # every night
 }
 
 
