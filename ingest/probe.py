@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
-import cv2
 
 from ingest.config import CameraConfig
+from ingest.picture import frame_jpeg
 
 MAX_SNAPSHOT_WIDTH = 1280  # enough to draw zones on; a 4K JPEG would only be slower
 
@@ -56,19 +56,12 @@ def probe(camera: CameraConfig, timeout_s: float) -> ProbeResult:
                 if time.monotonic() > deadline:
                     break
                 for frame in packet.decode():
-                    width = min(frame.width, MAX_SNAPSHOT_WIDTH)
-                    height = round(frame.height * width / frame.width / 2) * 2
-                    picture = frame.to_ndarray(
-                        width=width, height=height, format="bgr24", threads=1
-                    )
-                    ok, jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
-                    assert ok
                     return ProbeResult(
                         codec=video.codec_context.name,
                         width=frame.width,
                         height=frame.height,
                         fps=float(rate) if rate else None,
-                        snapshot_jpeg=jpeg.tobytes(),
+                        snapshot_jpeg=frame_jpeg(frame, MAX_SNAPSHOT_WIDTH),
                     )
         except av.error.FFmpegError as exc:
             raise ProbeError(

@@ -11,12 +11,12 @@ from pathlib import Path
 import av
 import av.stream
 import av.video.stream
-import cv2
 import numpy as np
 from av.video.frame import PictureType
 
 from analytics.privacy import FaceMasker
 from common.types import BGRImage, Box
+from ingest.picture import frame_jpeg
 from ingest.ring import EncodedPacket, StreamInfo
 
 # Masked clips: x264's veryfast preset on one thread encodes 640x480 at ~5 ms a frame, a
@@ -178,14 +178,4 @@ def picture_jpeg(
     frame = next(_decoded(gop[:1]), None)
     if frame is None:
         raise ClipError("the keyframe does not decode")
-    scaled = min(width, frame.width)
-    height = max(2, round(frame.height * scaled / frame.width / 2) * 2)
-    image = frame.to_ndarray(width=scaled, height=height, format="bgr24", threads=1).astype(
-        np.uint8, copy=False
-    )
-    if mask is not None:
-        image = mask(image)
-    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    if not ok:
-        raise ClipError("the picture does not encode")
-    return bytes(jpeg.tobytes())
+    return frame_jpeg(frame, width, mask)
