@@ -94,7 +94,9 @@ class Worker:
             self.privacy,
         )
         self._pictured: dict[str, float] = {}  # camera -> when its picture was last taken
-        self._maskers: dict[str, FaceMasker] = {}  # by privacy settings, as the recorder's
+        # By privacy settings, like the recorder's, but this thread's own: the recorder masks
+        # clips on its thread at the same time.
+        self._maskers: dict[str, FaceMasker] = {}
         self.alarms = AlarmPanels(self.index)
         self.arming: dict[str, Arming] = {}  # by site, read again at every lease round
         self.analytics = AnalyticsLoop(
@@ -270,7 +272,9 @@ class Worker:
         mask = None
         if config.privacy.enabled:
             key = config.privacy.model_dump_json()
-            mask = self._maskers.setdefault(key, FaceMasker(config.privacy))
+            if key not in self._maskers:  # a face model session: made once, not per picture
+                self._maskers[key] = FaceMasker(config.privacy)
+            mask = self._maskers[key]
         jpeg = picture_jpeg(gops[-1], PICTURE_WIDTH, mask)
         taken = to_datetime(gops[-1][0].wall_time) or utcnow()
         self.index.put_camera_picture(
