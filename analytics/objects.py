@@ -17,16 +17,16 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from analytics.rules import Finding, Label, Polygon, Rule
+from analytics.rules import Finding, Label, Polygon, Rule, Schedule, ScheduleConfig
 from common.types import BGRImage, Box, Track
-from ingest.config import StrictModel
 
 Grey = npt.NDArray[np.float32]
 ANALYSIS_WIDTH = 160
 
 
-class StaticObjectConfig(StrictModel):
-    """An object left (`abandoned_object`) or taken away (`removed_object`) in the zone."""
+class StaticObjectConfig(ScheduleConfig):
+    """An object left (`abandoned_object`) or taken away (`removed_object`) in the zone,
+    reported during the `active` periods (the scene is learned at all times)."""
 
     type: Literal["abandoned_object", "removed_object"]
     min_static_s: float = Field(30.0, gt=0, description="unchanged this long: it is a finding")
@@ -142,12 +142,16 @@ class StaticObjectRule(Rule, ABC):
         self.polygon = polygon
         self.config = config
         self.change = StaticChange(config.threshold)
+        self.schedule = Schedule(config)
 
     def see(self, image: BGRImage, t: float) -> None:
         self.change.update(image, t)
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
         config = self.config
+        # Off the schedule the background is still learned and old changes still absorbed:
+        # the scene model does not depend on the schedule, only what is reported does.
+        watching = self.schedule.watching(t)
         found = []
         for box, age in self.change.regions(config.min_static_s, config.min_area):
             centre = ((box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2)
@@ -155,6 +159,8 @@ class StaticObjectRule(Rule, ABC):
                 continue
             if age >= config.absorb_after_s:
                 self.change.absorb(box)
+                continue
+            if not watching:
                 continue
             now, before = self.change.edges_now_and_before(box)
             if self.matches(now, before, box, tracks):

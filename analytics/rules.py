@@ -49,7 +49,76 @@ class Finding:
 # ---- config: one model per rule type, chosen by `type` ----
 
 
-class _TrackRuleConfig(StrictModel):
+class Period(StrictModel):
+    """Days of the week and a daily time range (end before start: through midnight; end
+    equal to start: the whole day).
+
+    Example:
+        >>> weekdays = Period(days=["mon", "tue", "wed", "thu", "fri"], start="00:00", end="00:00")
+        >>> friday_night, saturday = datetime(2026, 11, 27, 23, 30), datetime(2026, 11, 28, 9)
+        >>> weekdays.contains(friday_night), weekdays.contains(saturday)
+        (True, False)
+    """
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    start: time
+    end: time
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time_of_day(cls, value: object) -> object:
+        # YAML reads an unquoted 22:00 as the number 1320, which pydantic would take as
+        # seconds: 00:22 UTC.
+        if isinstance(value, int | float):
+            raise ValueError('expected a time of day as text, e.g. "22:00" (quoted in YAML)')
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        if value.tzinfo is not None:  # not comparable with the local times it is checked against
+            raise ValueError("expected a local time of day, without a UTC offset")
+        return value
+
+    def contains(self, moment: datetime) -> bool:
+        now, day = moment.time(), WEEKDAYS[moment.weekday()]
+        if self.start == self.end:
+            return day in self.days
+        if self.start < self.end:
+            return day in self.days and self.start <= now < self.end
+        yesterday = WEEKDAYS[(moment.weekday() - 1) % 7]
+        return (day in self.days and now >= self.start) or (
+            yesterday in self.days and now < self.end
+        )
+
+
+class ScheduleConfig(StrictModel):
+    """When a rule watches: during its `active` periods in the site's `timezone`, or always."""
+
+    active: list[Period] = Field(
+        default_factory=list,
+        description="when the rule watches: days and a daily time range each, in `timezone` "
+        "(end before start: through midnight; equal: all day); empty: always. Outside them "
+        "it reports nothing",
+    )
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="the site's time zone (an IANA name) that the rule's periods are in",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {name!r}: expected an IANA name such as 'Asia/Shanghai'"
+            ) from None
+        return name
+
+
+class _TrackRuleConfig(ScheduleConfig):
     labels: list[Label] = Field(default_factory=lambda: ["person"], min_length=1)
     severity: Literal["low", "medium", "high"] = "high"
 
@@ -104,38 +173,13 @@ class IllegalParkingConfig(_TrackRuleConfig):
     severity: Literal["low", "medium", "high"] = "low"
 
 
-class Period(StrictModel):
-    """Days of the week and a daily time range (end before start: through midnight)."""
-
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
-    start: time
-    end: time
-
-    def contains(self, moment: datetime) -> bool:
-        now, day = moment.time(), WEEKDAYS[moment.weekday()]
-        if self.start <= self.end:
-            return day in self.days and self.start <= now < self.end
-        yesterday = WEEKDAYS[(moment.weekday() - 1) % 7]
-        return (day in self.days and now >= self.start) or (
-            yesterday in self.days and now < self.end
-        )
-
-
 class AfterHoursConfig(_TrackRuleConfig):
     """Presence in the zone outside the `open` periods, in the site's `timezone`."""
 
     type: Literal["after_hours"] = "after_hours"
-    open: list[Period] = Field(min_length=1)
-    timezone: str = "Asia/Shanghai"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {name!r}") from None
-        return name
+    open: list[Period] = Field(
+        min_length=1, description="when the site is open, in `timezone`: presence then is normal"
+    )
 
 
 TrackRuleConfig = (
@@ -148,11 +192,11 @@ TrackRuleConfig = (
 )
 
 
-class LineConfig(StrictModel):
+class LineConfig(ScheduleConfig):
     """A tripwire from point A to point B; crossings are counted per direction.
 
     Walking from A to B, side "left" is to the left. `direction` a_to_b means crossing from
-    the left side to the right side.
+    the left side to the right side. Outside the `active` periods crossings are not counted.
     """
 
     name: str = Field(min_length=1, max_length=64)
@@ -223,6 +267,36 @@ class Since:
         return result
 
 
+class Schedule:
+    """When a rule watches: a `ScheduleConfig`'s periods, with its time zone at hand.
+
+    Example:
+        >>> night = Schedule(ScheduleConfig(active=[{"start": "22:00", "end": "06:00"}]))
+        >>> shanghai = ZoneInfo("Asia/Shanghai")
+        >>> [night.watching(datetime(2026, 11, 24, h, tzinfo=shanghai).timestamp())
+        ...  for h in (21, 23, 5, 6)]
+        [False, True, True, False]
+        >>> Schedule(ScheduleConfig()).always
+        True
+    """
+
+    def __init__(self, config: ScheduleConfig) -> None:
+        self.periods = tuple(config.active)
+        self.zone = ZoneInfo(config.timezone)
+        self.always = not self.periods
+
+    def local(self, t: float) -> datetime:
+        """The wall-clock time `t` (epoch seconds) at the site."""
+        return datetime.fromtimestamp(t, self.zone)
+
+    def watching(self, t: float | datetime) -> bool:
+        """Whether `t` (epoch seconds, or already the site's local time) is in a period."""
+        if self.always:  # most rules: no time conversion at all
+            return True
+        moment = t if isinstance(t, datetime) else self.local(t)
+        return any(period.contains(moment) for period in self.periods)
+
+
 # ---- rules ----
 
 
@@ -257,14 +331,19 @@ def _when(sighting: tuple[float, Box]) -> float:
 
 
 class ZoneTrackRule(Rule, ABC):
-    """A rule about each object of `labels` standing in a polygon."""
+    """A rule about each object of `labels` standing in a polygon, during its schedule."""
 
     def __init__(self, place: str, polygon: Polygon, config: _TrackRuleConfig) -> None:
         super().__init__(place, config.severity)
         self.polygon = polygon
         self.labels = frozenset(config.labels)
+        self.schedule = Schedule(config)
 
-    def inside(self, tracks: Sequence[Track]) -> list[Track]:
+    def inside(self, tracks: Sequence[Track], t: float | datetime) -> list[Track]:
+        """The tracks of `labels` in the zone at `t` (epoch seconds or the site's local time):
+        none outside the active periods, so a rule's clocks start again with each period."""
+        if not self.schedule.watching(t):
+            return []
         return [tr for tr in tracks if tr.label in self.labels and self.polygon.holds(tr)]
 
 
@@ -285,7 +364,7 @@ class IntrusionRule(ZoneTrackRule):
         self._entered = Since()
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
-        inside = self.inside(tracks)
+        inside = self.inside(tracks, t)
         entered = self._entered.hold((tr.id for tr in inside), t)
         return [_track_finding(tr) for tr in inside if t - entered[tr.id] >= self.min_dwell_s]
 
@@ -300,7 +379,7 @@ class LoiteringRule(ZoneTrackRule):
         self._entered = Since()
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
-        inside = self.inside(tracks)
+        inside = self.inside(tracks, t)
         entered = self._entered.hold((tr.id for tr in inside), t)
         return [
             _track_finding(tr, f"{t - entered[tr.id]:.0f}s")
@@ -320,7 +399,7 @@ class CrowdRule(ZoneTrackRule):
         self._crowded = Since()
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
-        inside = self.inside(tracks)
+        inside = self.inside(tracks, t)
         if len(inside) < self.min_count:
             self._crowded.hold((), t)
             return []
@@ -344,7 +423,7 @@ class WrongWayRule(ZoneTrackRule):
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
         found = []
-        for track in self.inside(tracks):
+        for track in self.inside(tracks, t):
             first = bisect_left(track.history, t - self.window_s, key=_when)
             if len(track.history) - first < 2:
                 continue
@@ -370,7 +449,7 @@ class IllegalParkingRule(ZoneTrackRule):
         self._away = Since()  # since when it has been away from there
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
-        inside = self.inside(tracks)
+        inside = self.inside(tracks, t)
         for track in inside:
             self._anchor.setdefault(track.id, track.box.bottom_centre)
         moved = [
@@ -398,13 +477,12 @@ class AfterHoursRule(ZoneTrackRule):
     def __init__(self, place: str, polygon: Polygon, config: AfterHoursConfig) -> None:
         super().__init__(place, polygon, config)
         self.open = config.open
-        self.zone = ZoneInfo(config.timezone)
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
-        local = datetime.fromtimestamp(t, self.zone)
+        local = self.schedule.local(t)  # once, for both `open` and `active`
         if any(period.contains(local) for period in self.open):
             return []
-        return [_track_finding(tr) for tr in self.inside(tracks)]
+        return [_track_finding(tr) for tr in self.inside(tracks, local)]
 
 
 class LineCrossingRule(Rule):
@@ -431,6 +509,7 @@ class LineCrossingRule(Rule):
         self.direction = config.direction
         self.labels = frozenset(config.labels)
         self.margin = config.margin
+        self.schedule = Schedule(config)
         self.counts = {"a_to_b": 0, "b_to_a": 0}
         self._length = math.dist(self.a, self.b)
         self._side: dict[int, tuple[int, float]] = {}  # id -> (side, time of the last point)
@@ -445,6 +524,9 @@ class LineCrossingRule(Rule):
         return across, along
 
     def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+        # Sides are followed off the schedule too: a crossing just before a period starts is
+        # judged then, not counted when the period starts.
+        watching = self.schedule.watching(t)
         found = []
         for track in tracks:
             if track.label not in self.labels:
@@ -458,7 +540,7 @@ class LineCrossingRule(Rule):
                 if abs(across) < self.margin or not -0.05 <= along <= 1.05:
                     continue
                 now = 1 if across > 0 else -1
-                if side and now != side:
+                if side and now != side and watching:
                     way = "a_to_b" if now > 0 else "b_to_a"
                     self.counts[way] += 1
                     if self.direction in (way, "both"):

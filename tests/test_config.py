@@ -80,6 +80,13 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
             broken(["cameras", 0, "url"], f"rtsp://admin:{PASSWORD}/x@10.0.0.1/live"),
             "cameras.0.url: URL has '@' after its host",
         ),
+        (
+            broken(
+                ["cameras", 0, "zones", 0, "rules"],
+                [{"type": "intrusion", "timezone": "Mars/Olympus"}],
+            ),
+            "cameras.0.zones.0.rules.0.intrusion.timezone: unknown timezone 'Mars/Olympus'",
+        ),
         ({**good_config(), "data_dir": 5}, "data_dir: expected a path"),
         (
             {
@@ -99,6 +106,7 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
         "storage-type",
         "cameras-not-a-list",
         "unencoded-password",
+        "rule-timezone",
         "data-dir-type",
         "ring-too-short",
     ],

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from analytics.objects import AbandonedObjectRule, RemovedObjectRule, StaticObjectConfig
@@ -74,3 +77,27 @@ def test_the_plain_footage_raises_nothing(vtest: Clip) -> None:
         RemovedObjectRule("lawn", LAWN, config("removed_object")),
     ):
         assert findings(rule, vtest) == []
+
+
+def test_a_scheduled_rule_reports_only_in_its_period_but_learns_the_scene_always() -> None:
+    """A bag left at 21:59:52 is still there at 22:00: reported then, with its whole age."""
+    empty = np.full((120, 160, 3), 90, np.uint8)
+    left = empty.copy()
+    left[70:100, 40:70] = 30
+    left[70:100, 52:58] = 200
+    night = StaticObjectConfig.model_validate(
+        {
+            "type": "abandoned_object",
+            "min_static_s": 3,
+            "active": [{"start": "22:00", "end": "06:00"}],
+            "timezone": "Europe/Berlin",
+        }
+    )
+    rule = AbandonedObjectRule("lawn", Polygon([(0, 0), (1, 0), (1, 1), (0, 1)]), night)
+    ten = datetime(2026, 11, 24, 22, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
+    reported = []
+    for second in range(-10, 3):
+        rule.see(empty if second < -8 else left, ten + second)
+        if rule.update([], ten + second):
+            reported.append(second)
+    assert reported == [0, 1, 2]

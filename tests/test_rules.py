@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from analytics.objects import StaticObjectConfig
 from analytics.rules import (
     AfterHoursConfig,
     AfterHoursRule,
@@ -20,6 +26,7 @@ from analytics.rules import (
     LoiteringConfig,
     LoiteringRule,
     Polygon,
+    Schedule,
     WrongWayConfig,
     WrongWayRule,
 )
@@ -164,3 +171,148 @@ def test_one_missed_update_does_not_restart_the_clocks() -> None:
     moves = walker(6, [0.6, 0.6, 0.6, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8], label="car")
     parking = IllegalParkingRule("kerb", RIGHT_HALF, IllegalParkingConfig(stationary_s=6))
     assert sum(run(parking, [[s] for s in moves])) == 0  # it drove on: standing restarted
+
+
+# ---- schedules: a rule watches only during its `active` periods, in the site's time zone ----
+
+BERLIN = ZoneInfo("Europe/Berlin")
+WORKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+
+
+def at(day: int, hour: int, minute: int = 0, zone: ZoneInfo = BERLIN) -> float:
+    """Epoch seconds of November `day`, 2026 at hour:minute in `zone` (the 23rd: a Monday)."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=zone).timestamp()
+
+
+def test_a_rule_watches_only_in_its_period_through_midnight_in_its_timezone() -> None:
+    config = IntrusionConfig(active=[{"start": "22:00", "end": "06:00"}], timezone="Europe/Berlin")
+    rule = IntrusionRule("yard", RIGHT_HALF, config)
+    inside = walker(1, [0.7])[0]
+    moments = {
+        "tue 12:00": at(24, 12),
+        "tue 21:59": at(24, 21, 59),
+        "tue 22:00": at(24, 22),
+        "wed 03:00": at(25, 3),
+        "wed 05:59": at(25, 5, 59),
+        "wed 06:00": at(25, 6),
+        "wed 23:00 in Shanghai": at(25, 23, zone=ZoneInfo("Asia/Shanghai")),  # 16:00 in Berlin
+    }
+    reported = {name: len(rule.update([inside], t)) for name, t in moments.items()}
+    assert reported == {
+        "tue 12:00": 0,
+        "tue 21:59": 0,
+        "tue 22:00": 1,
+        "wed 03:00": 1,
+        "wed 05:59": 1,
+        "wed 06:00": 0,
+        "wed 23:00 in Shanghai": 0,
+    }
+
+
+def test_a_rule_watches_only_on_its_days() -> None:
+    weekdays = LoiteringConfig(
+        dwell_s=5,
+        active=[{"days": WORKDAYS, "start": "07:00", "end": "19:00"}],
+        timezone="Europe/Berlin",
+    )
+    for t0, expected in [(at(24, 12), [0] * 6 + [1, 1]), (at(28, 12), [0] * 8)]:  # tue, sat
+        rule = LoiteringRule("bench", RIGHT_HALF, weekdays)
+        stays = walker(1, [0.7] * 8, t0=t0)
+        assert run(rule, [[s] for s in stays], t0=t0) == expected
+    # A period through midnight belongs to the day it starts on: friday night is saturday 03:00.
+    friday_night = IntrusionConfig(
+        active=[{"days": ["fri"], "start": "22:00", "end": "06:00"}], timezone="Europe/Berlin"
+    )
+    yard = IntrusionRule("yard", RIGHT_HALF, friday_night)
+    inside = walker(1, [0.7])[0]
+    assert [len(yard.update([inside], at(day, 3))) for day in (27, 28, 29)] == [0, 1, 0]
+
+
+def test_the_dwell_counts_from_the_start_of_the_period() -> None:
+    config = LoiteringConfig(
+        dwell_s=5, active=[{"start": "22:00", "end": "06:00"}], timezone="Europe/Berlin"
+    )
+    t0 = at(24, 22) - 3  # there since 21:59:57
+    stays = walker(1, [0.7] * 10, t0=t0)
+    assert run(LoiteringRule("bench", RIGHT_HALF, config), [[s] for s in stays], t0=t0) == (
+        [0] * 9 + [1]  # more than 5 s after 22:00, not after arriving
+    )
+
+
+def test_a_rule_without_a_schedule_always_watches_and_never_converts_the_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_conversion(self: Schedule, t: float) -> datetime:
+        raise AssertionError("a rule without `active` converted the time")
+
+    monkeypatch.setattr(Schedule, "local", no_conversion)
+    rule = IntrusionRule("door", RIGHT_HALF, IntrusionConfig(timezone="Europe/Berlin"))
+    inside = walker(1, [0.7])[0]
+    assert [len(rule.update([inside], at(day, h))) for day, h in [(24, 3), (24, 12), (28, 23)]] == [
+        1, 1, 1
+    ]  # fmt: skip
+    line = LineCrossingRule(LineConfig(name="gate", points=((0.5, 0.0), (0.5, 1.0))))
+    for s in walker(2, [0.3, 0.4, 0.6, 0.7], t0=at(28, 23)):
+        line.update([s], s.last_seen)
+    assert line.counts == {"a_to_b": 0, "b_to_a": 1}
+
+
+def test_after_hours_uses_its_timezone_for_open_and_active() -> None:
+    config = AfterHoursConfig(
+        open=[{"days": WORKDAYS, "start": "08:00", "end": "20:00"}], timezone="Europe/Berlin"
+    )
+    rule = AfterHoursRule("shop", RIGHT_HALF, config)
+    inside = walker(1, [0.7])[0]
+    assert rule.update([inside], at(24, 12)) == []  # open
+    assert len(rule.update([inside], at(24, 23))) == 1  # closed
+    assert len(rule.update([inside], at(24, 12, zone=ZoneInfo("Asia/Shanghai")))) == 1  # 05:00
+    # Reported only in the daytime at weekends (a guard walks the site at night):
+    weekend_days = AfterHoursConfig(
+        open=config.open,
+        active=[{"days": ["sat", "sun"], "start": "06:00", "end": "22:00"}],
+        timezone="Europe/Berlin",
+    )
+    rule = AfterHoursRule("shop", RIGHT_HALF, weekend_days)
+    moments = [at(24, 23), at(28, 12), at(28, 23)]  # tue night, sat noon, sat night
+    assert [len(rule.update([inside], t)) for t in moments] == [0, 1, 0]
+
+
+def test_a_line_counts_no_crossing_outside_its_period() -> None:
+    config = LineConfig(
+        name="gate",
+        points=((0.5, 0.0), (0.5, 1.0)),
+        active=[{"start": "22:00", "end": "06:00"}],
+        timezone="Europe/Berlin",
+    )
+    line = LineCrossingRule(config)
+    found = []
+    # Across at 21:59:59, on beyond it after 22:00: judged when it happened, not at 22:00.
+    for s in walker(1, [0.3, 0.6, 0.7, 0.8], t0=at(24, 22) - 2):
+        found += line.update([s], s.last_seen)
+    assert (found, line.counts) == ([], {"a_to_b": 0, "b_to_a": 0})
+    for s in walker(2, [0.3, 0.6, 0.7, 0.8], t0=at(24, 23)):
+        found += line.update([s], s.last_seen)
+    assert (len(found), line.counts) == (1, {"a_to_b": 0, "b_to_a": 1})
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        (IntrusionConfig, {}),
+        (AfterHoursConfig, {"open": [{"start": "08:00", "end": "20:00"}]}),
+        (LineConfig, {"name": "gate", "points": ((0.5, 0.0), (0.5, 1.0))}),
+        (StaticObjectConfig, {"type": "abandoned_object"}),
+    ],
+    ids=["intrusion", "after-hours", "line", "static-object"],
+)
+def test_an_unknown_timezone_is_a_clear_error(model: Any, fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match=r"timezone\n.*unknown timezone 'Mars/Olympus'"):
+        model.model_validate({**fields, "timezone": "Mars/Olympus"})
+
+
+def test_a_period_needs_local_times_of_day_as_text() -> None:
+    unquoted = yaml.safe_load("active: [{start: 22:00, end: '06:00'}]")  # 22:00 reads as 1320
+    with pytest.raises(ValidationError, match=r"active\.0\.start\n.*\"22:00\" \(quoted in YAML\)"):
+        IntrusionConfig.model_validate(unquoted)
+    with pytest.raises(ValidationError, match="without a UTC offset"):
+        IntrusionConfig.model_validate({"active": [{"start": "22:00+08:00", "end": "06:00"}]})
