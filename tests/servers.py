@@ -84,16 +84,14 @@ class RtspCamera:
         self.process.wait()
 
 
-class Pipeline:
-    """`xueliang run CONFIG` as a child process, its log captured to a file; `get` asks its
-    API with an admin key made by `xueliang create-key` before the start."""
+class App:
+    """A running Xueliang (its API on `api_port`) as a child process in its own process
+    group, its output captured to `log_path`; `get` asks its API with the admin key `key`."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, api_port: int, log_name: str) -> None:
         self.workdir = workdir
-        self.config_path = workdir / "config.yaml"
-        self.log_path = workdir / "pipeline.log"
-        self.config = config
-        self.api_port = config["api"]["port"]
+        self.api_port = api_port
+        self.log_path = workdir / log_name
         self.process: subprocess.Popen[bytes] | None = None
         self.key = ""
 
@@ -109,55 +107,42 @@ class Pipeline:
         """GET `path` of the API with the admin key."""
         return httpx.get(f"{self.api}{path}", headers=self.headers, **{"timeout": 30, **kwargs})
 
-    def start(self, timeout: float = 90.0) -> None:
-        self.config_path.write_text(yaml.safe_dump(self.config))
-        if not self.key:
-            made = subprocess.run(
-                [sys.executable, "-m", "xueliang", "create-key", str(self.config_path),
-                 "--name", "tests", "--role", "admin", "--all-sites"],
-                capture_output=True, text=True, check=True, cwd=self.workdir,
-            )  # fmt: skip
-            self.key = made.stdout.strip()
+    def launch(self, command: list[str], cwd: Path, timeout: float) -> None:
+        """Start `command`; return once the API answers /healthz and `key` is known."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "xueliang", "run", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log()
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(httpx.HTTPError, OSError):
+                self.key = self.key or self.read_key()
                 if httpx.get(f"{self.api}/healthz", timeout=2).status_code == 200:
                     return
             time.sleep(0.5)
-        raise TimeoutError(f"pipeline API not up in {timeout}s:\n{self.log()}")
+        raise TimeoutError(f"the API is not up in {timeout}s:\n{self.log()}")
+
+    def read_key(self) -> str:
+        """The admin key, where the app wrote it (OSError until it has)."""
+        raise OSError("no key file")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.send_stop()
         try:
             self.process.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def send_stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)  # the app stops its own children
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def s3(self) -> tuple[Minio, str]:
-        storage = self.config["storage"]
-        credentials = json.loads((Path(storage["data_dir"]) / "credentials.json").read_text())
-        client = Minio(
-            f"127.0.0.1:{storage['port']}",
-            credentials["access_key"],
-            credentials["secret_key"],
-            secure=False,
-        )
-        return client, storage["bucket"]
 
     def wait_for(self, path: str, predicate: Any, timeout: float) -> Any:
         """Poll GET `path` until `predicate(json)` returns something truthy; return that."""
@@ -171,6 +156,66 @@ class Pipeline:
                 return found
             time.sleep(0.5)
         raise TimeoutError(f"GET {path} never satisfied the test; last answer: {body}")
+
+
+class Pipeline(App):
+    """`xueliang run CONFIG`, with an admin key made by `xueliang create-key` before it."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        super().__init__(workdir, config["api"]["port"], "pipeline.log")
+        self.config_path = workdir / "config.yaml"
+        self.config = config
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        if not self.key:
+            made = subprocess.run(
+                [sys.executable, "-m", "xueliang", "create-key", str(self.config_path),
+                 "--name", "tests", "--role", "admin", "--all-sites"],
+                capture_output=True, text=True, check=True, cwd=self.workdir,
+            )  # fmt: skip
+            self.key = made.stdout.strip()
+        command = [sys.executable, "-m", "xueliang", "run", str(self.config_path)]
+        self.launch(command, self.workdir, timeout)
+
+    def s3(self) -> tuple[Minio, str]:
+        storage = self.config["storage"]
+        credentials = json.loads((Path(storage["data_dir"]) / "credentials.json").read_text())
+        client = Minio(
+            f"127.0.0.1:{storage['port']}",
+            credentials["access_key"],
+            credentials["secret_key"],
+            secure=False,
+        )
+        return client, storage["bucket"]
+
+
+class Demo(App):
+    """`xueliang demo` (its demo camera, embedded S3, SQLite, API and workers) on free ports
+    inside `workdir`, stopped as Ctrl-C stops it; `key` is the admin key the demo made."""
+
+    def send_stop(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, free_port(), "demo.log")
+        self.rtsp_port = free_port()
+
+    @property
+    def camera_url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.rtsp_port}/demo"
+
+    def start(self, timeout: float = 120.0) -> None:
+        command = [
+            sys.executable, "-m", "xueliang", "demo", "--data-dir", str(self.workdir),
+            "--api-port", str(self.api_port), "--rtsp-port", str(self.rtsp_port),
+            "--s3-port", str(free_port()),
+        ]  # fmt: skip
+        self.launch(command, CHECKOUT, timeout)
+
+    def read_key(self) -> str:
+        return (self.workdir / "demo" / "admin.key").read_text().strip()
 
 
 def pipeline_config(

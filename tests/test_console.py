@@ -1,30 +1,28 @@
-"""The console in Debian's Chromium (headless, driven by Playwright) against the served API:
-an operator logs in, a live event appears without a reload, its clip plays, it is
-acknowledged; a shop key cannot open the operator's pages. Screenshots go to test-artifacts/."""
+"""The console in Debian's Chromium (headless, driven by Playwright) against the running app
+as `xueliang demo` starts it (its demo camera, workers, S3 and API): an operator sees a live
+event without a reload, plays its clip and acknowledges it; an installer adds a camera after
+probing it, draws a zone and the workers apply it; a shop key cannot open the operator's pages.
+Screenshots of every view at both screen sizes go to test-artifacts/."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-import cv2
 import httpx
-import numpy as np
+import psutil
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from api.config import ApiConfig
-from common.types import Event
-from storage.accounts import ApiKeys, SiteRow
-from storage.cameras import ApiCameras, NetworkCameraConfig
-from storage.index import CameraPictureRow, CameraStatusRow, EventIndex, to_datetime, utcnow
-from storage.objects import ObjectStore, object_key
-from tests.apiclient import Served
-from tests.servers import CHECKOUT
+from tests.servers import CHECKOUT, Demo
 
 pytestmark = pytest.mark.integration
+SIZES = ((1366, 768), (1920, 1080))
+# The west end of the demo's walkway, where walkers cross (fractions of the picture).
+WEST_WALKWAY = [(0.01, 0.3), (0.3, 0.3), (0.3, 0.6), (0.01, 0.55)]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = CHECKOUT / "test-artifacts"
 # Chromium's own calls home are refused on a closed network, many at a time: switched off.
@@ -74,48 +72,30 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture
-def console(tmp_path: Path, object_store: ObjectStore) -> Iterator[tuple[Served, EventIndex]]:
-    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
-    with index.sessions.begin() as session:
-        session.add(SiteRow(id="hq", name="总部", timezone="Asia/Shanghai"))
-    ApiCameras(index).put(NetworkCameraConfig(id="gate", site="hq", url="rtsp://10.0.0.5/gate"))
-    index.put_camera_status(
-        CameraStatusRow(camera_id="gate", site="hq", state="online", decode_fps=5.0,
-                        updated_at=utcnow())
-    )  # fmt: skip
-    index.put_camera_picture(
-        CameraPictureRow(camera_id="gate", site="hq", jpeg=jpeg(), taken_at=utcnow())
-    )
-    with Served(index, ApiConfig(), heartbeat_stale_s=30, store=object_store) as served:
-        yield served, index
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """The running app as `xueliang demo` starts it: its demo camera, workers, S3, API."""
+    app = Demo(tmp_path_factory.mktemp("console"))
+    app.start()
+    yield app
+    app.stop()
 
 
-def stored_event(index: EventIndex, store: ObjectStore, clip: bytes) -> Event:
-    now = time.time()
-    event = Event("gate", "hq", "zone_intrusion", "person", "东门", "high", now, now)
-    event.ended_at = now
-    index.add_event(event)
-    media = {}
-    for name, data, kind in (("mp4", clip, "video/mp4"), ("jpg", jpeg(), "image/jpeg")):
-        key = object_key("hq", "gate", now, f"{event.id}.{name}")
-        media[name] = (key, store.put(key, data, kind, {"event-id": event.id}).sha256)
-    index.finish_event(
-        event, state="ended", ended_at=to_datetime(now),
-        clip_key=media["mp4"][0], clip_sha256=media["mp4"][1],
-        snapshot_key=media["jpg"][0], snapshot_sha256=media["jpg"][1],
-    )  # fmt: skip
-    return event
+def new_key(demo: Demo, name: str, role: str, sites: list[str], all_sites: bool = False) -> str:
+    body = {"name": name, "role": role, "sites": sites, "all_sites": all_sites}
+    made = httpx.post(f"{demo.api}/api/keys", json=body, headers=demo.headers, timeout=10)
+    assert made.status_code == 201, made.text
+    return str(made.json()["key"])
 
 
-def jpeg() -> bytes:
-    ok, data = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))
-    assert ok
-    return bytes(data.tobytes())
+def add_site(demo: Demo, site: str, name: str) -> None:
+    body = {"name": name, "timezone": "Asia/Shanghai", "latitude": 31.2, "longitude": 121.5}
+    made = httpx.put(f"{demo.api}/api/sites/{site}", json=body, headers=demo.headers, timeout=10)
+    assert made.is_success, made.text
 
 
-def log_in(page: Page, served: Served, key: str) -> None:
-    page.goto(f"http://127.0.0.1:{served.port}/")
+def log_in(page: Page, demo: Demo, key: str) -> None:
+    page.goto(f"{demo.api}/")
     page.fill("input[name=key]", key)
     page.click("form#login button[type=submit]")
 
@@ -126,76 +106,185 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}-{size['width']}x{size['height']}.png"))
 
 
+def check_layout(page: Page, name: str) -> None:
+    """The view at each screen size: nothing clipped or overlapping; a screenshot of each."""
+    for width, height in SIZES:
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(200)  # a layout pass
+        assert page.evaluate(LAYOUT_PROBLEMS) == [], f"{name} at {width}x{height}"
+        shot(page, name)
+    page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+
+
+def open_page(browser: Browser) -> Page:
+    return browser.new_page(viewport={"width": SIZES[0][0], "height": SIZES[0][1]})
+
+
+def workers(demo: Demo) -> set[int]:
+    assert demo.process is not None
+    children = psutil.Process(demo.process.pid).children(recursive=True)
+    return {c.pid for c in children if "worker" in c.cmdline()}
+
+
 def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
-    browser: Browser,
-    console: tuple[Served, EventIndex],
-    object_store: ObjectStore,
-    vtest_h264: Path,
+    browser: Browser, demo: Demo
 ) -> None:
-    served, index = console
-    _, key = ApiKeys(index).create("值班员 1", "operator", [], True, by="tests")
-    for width, height in ((1366, 768), (1920, 1080)):
-        page = browser.new_page(viewport={"width": width, "height": height})
-        log_in(page, served, key)
-        page.wait_for_selector("#wall")
-        event = stored_event(index, object_store, vtest_h264.read_bytes())
-        card = page.wait_for_selector(f'[data-event="{event.id}"]', timeout=10_000)
-        assert card is not None and "区域入侵" in card.inner_text()  # the type, in Chinese
-        assert "高" in card.inner_text()  # and its severity
-        assert page.evaluate(LAYOUT_PROBLEMS) == []
-        shot(page, "wall")
-        page.select_option("#filters select[name=status]", "resolved")  # none resolved yet
-        page.wait_for_selector(f'[data-event="{event.id}"]', state="detached")
-        page.select_option("#filters select[name=status]", "")
-        page.select_option("#filters select[name=type]", "zone_intrusion")
-        page.wait_for_selector(f'[data-event="{event.id}"]')
+    key = new_key(demo, "值班员 1", "operator", [], all_sites=True)
+    page = open_page(browser)
+    log_in(page, demo, key)
+    page.wait_for_selector("#wall")
+    page.evaluate("window.stayed = true")  # gone if the page were reloaded
+    drawn = page.eval_on_selector_all("[data-event]", "cards => cards.map(c => c.dataset.event)")
+    pushed = page.wait_for_function(
+        """(drawn) => [...document.querySelectorAll("[data-event]")]
+             .find((c) => !drawn.includes(c.dataset.event) && c.textContent.includes("区域入侵"))
+             ?.dataset.event""",
+        arg=drawn,
+        timeout=120_000,
+    ).json_value()  # a zone intrusion on the demo camera, pushed over the WebSocket
+    assert page.evaluate("window.stayed") is True
+    card = page.inner_text(f'[data-event="{pushed}"]')
+    assert "demo" in card and "高" in card  # its camera and severity
+    check_layout(page, "wall")
+    page.select_option("#filters select[name=status]", "resolved")  # none resolved yet
+    page.wait_for_selector(f'[data-event="{pushed}"]', state="detached")
+    page.select_option("#filters select[name=status]", "")
+    page.select_option("#filters select[name=type]", "zone_intrusion")
+    page.wait_for_selector(f'[data-event="{pushed}"]')
 
-        page.click(f'[data-event="{event.id}"] .title')  # re-drawn as its media arrived
-        page.wait_for_selector("video#clip")
-        playing: Any = page.evaluate(
-            """async () => {
-              const video = document.getElementById("clip");
-              video.muted = true;
-              await video.play();
-              const start = video.currentTime;
-              await new Promise((done) => setTimeout(done, 1500));
-              return {ready: video.readyState, advanced: video.currentTime - start};
-            }"""
-        )
-        assert playing["ready"] >= 2 and playing["advanced"] > 0.5, playing
-        assert page.evaluate(LAYOUT_PROBLEMS) == []
-        shot(page, "event")
+    demo.wait_for(f"/api/events/{pushed}", lambda e: e["has_clip"], timeout=120)
+    page.click(f'[data-event="{pushed}"] .title')
+    page.wait_for_selector("video#clip")
+    playing: Any = page.evaluate(
+        """async () => {
+          const video = document.getElementById("clip");
+          video.muted = true;
+          await video.play();
+          const start = video.currentTime;
+          await new Promise((done) => setTimeout(done, 1500));
+          return {ready: video.readyState, advanced: video.currentTime - start};
+        }"""
+    )
+    assert playing["ready"] >= 2 and playing["advanced"] > 0.5, playing
+    check_layout(page, "event")
+    with page.expect_response(lambda r: r.url.endswith("/actions") and r.ok):
+        page.click('.detail [data-action="acknowledge"]')
+    row = demo.get(f"/api/events/{pushed}").json()
+    assert row["status"] == "acknowledged" and row["acknowledged_by"] == "值班员 1"
 
-        with page.expect_response(lambda r: r.url.endswith("/actions") and r.ok):
-            page.click('.detail [data-action="acknowledge"]')
-
-        page.click('nav a[href="#/cameras"]')  # the camera grid
-        badge = page.wait_for_selector('[data-camera="gate"] .badge')
-        assert badge is not None and badge.inner_text() == "在线"
-        page.wait_for_function(
-            "document.querySelector('[data-camera=\"gate\"] img')?.naturalWidth > 0"
-        )
-        assert page.evaluate(LAYOUT_PROBLEMS) == []
-        shot(page, "cameras")
-        row = httpx.get(
-            f"http://127.0.0.1:{served.port}/api/events/{event.id}",
-            headers={"Authorization": f"Bearer {key}"},
-        ).json()
-        assert row["status"] == "acknowledged" and row["acknowledged_by"] == "值班员 1"
-        page.close()
+    page.click('nav a[href="#/cameras"]')  # the camera grid
+    badge = page.wait_for_selector('[data-camera="demo"] .badge')
+    assert badge is not None and badge.inner_text() == "在线"
+    page.wait_for_function(
+        "() => document.querySelector('[data-camera=\"demo\"] img')?.naturalWidth > 0",
+        timeout=40_000,
+    )
+    check_layout(page, "cameras")
+    page.close()
 
 
-def test_a_shop_key_cannot_open_the_operator_pages(
-    browser: Browser, console: tuple[Served, EventIndex]
+def click_at(page: Page, selector: str, points: list[tuple[float, float]]) -> None:
+    """Click at fractions of an element's width and height, as an installer would."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None
+    for x, y in points:
+        page.click(selector, position={"x": x * box["width"], "y": y * box["height"]})
+
+
+def test_an_installer_adds_a_camera_with_the_probe_and_draws_a_zone_the_worker_applies(
+    browser: Browser, demo: Demo
 ) -> None:
-    served, index = console
-    _, key = ApiKeys(index).create("shop 7", "shop", ["hq"], False, by="tests")
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
-    log_in(page, served, key)
+    add_site(demo, "garden", "花园小区")
+    add_site(demo, "market", "农贸市场")
+    elsewhere = {"id": "market-door", "site": "market", "url": demo.camera_url}
+    made = httpx.post(f"{demo.api}/api/cameras", json=elsewhere, headers=demo.headers)
+    assert made.status_code == 201, made.text
+    key = new_key(demo, "安装员 3", "installer", ["garden"])
+    page = open_page(browser)
+    log_in(page, demo, key)
+    page.click("#add-camera")  # installers start on the camera grid
+    sites = page.eval_on_selector_all("select[name=site] option", "o => o.map((x) => x.value)")
+    assert sites == ["garden"]  # only their own site
+    page.fill("input[name=id]", "garden-gate")
+    page.fill("input[name=name]", "东门")
+    page.fill("input[name=url]", demo.camera_url)
+    page.click("#probe")
+    codec = page.wait_for_selector('[data-fact="codec"]', timeout=30_000)
+    assert codec is not None and codec.inner_text() == "h264"
+    assert page.inner_text('[data-fact="resolution"]') == "768\u00d7576"
+    page.wait_for_function("() => document.getElementById('setup-picture')?.naturalWidth > 0")
+    check_layout(page, "add-camera")
+    page.click("#save")
+    page.wait_for_selector('[data-camera="garden-gate"]')
+    page.wait_for_function(  # streaming, and the worker has taken its first picture
+        """() => {
+          const card = document.querySelector('[data-camera="garden-gate"]');
+          return card?.querySelector(".badge").dataset.state === "online"
+            && card.querySelector("img")?.naturalWidth > 0;
+        }""",
+        timeout=60_000,
+    )
+    cards = page.eval_on_selector_all("[data-camera]", "c => c.map((x) => x.dataset.camera)")
+    assert cards == ["garden-gate"]  # not the demo's camera, not the market's
+    running = workers(demo)
+
+    page.click('[data-camera="garden-gate"] a.edit')
+    page.wait_for_function("() => document.getElementById('setup-picture')?.naturalWidth > 0")
+    page.click('[data-tool="zone"]')
+    click_at(page, "#drawing", WEST_WALKWAY)
+    page.click("#finish-zone")
+    page.fill("input[name=shape-name]", "西侧步道")
+    page.select_option("select[name=rule]", "intrusion")
+    page.uncheck("input[name=always]")  # watching from an hour ago until two hours ahead
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    page.fill("input[name=active-start]", (local - timedelta(hours=1)).strftime("%H:%M"))
+    page.fill("input[name=active-end]", (local + timedelta(hours=2)).strftime("%H:%M"))
+    page.click("#add-shape")
+    page.click('[data-tool="line"]')
+    click_at(page, "#drawing", [(0.5, 0.2), (0.5, 0.9)])
+    page.select_option("select[name=direction]", "a_to_b")
+    page.click("#add-shape")
+    assert page.locator("#drawing polygon.zone").count() == 1
+    assert page.locator("#drawing line.tripwire").count() == 1
+    check_layout(page, "zones")
+    with page.expect_response(lambda r: r.request.method == "PUT" and r.ok):
+        page.click("#save")
+
+    config = demo.get("/api/cameras/garden-gate").json()["config"]
+    (zone,) = config["zones"]
+    assert zone["name"] == "西侧步道"
+    drawn = [c for point in zone["points"] for c in point]
+    assert drawn == pytest.approx([c for point in WEST_WALKWAY for c in point], abs=0.01)
+    (rule,) = zone["rules"]
+    assert rule["type"] == "intrusion" and rule["timezone"] == "Asia/Shanghai"
+    assert len(rule["active"]) == 1 and len(rule["active"][0]["days"]) == 7
+    (line,) = config["lines"]
+    assert line["direction"] == "a_to_b"
+
+    def in_the_zone(body: dict[str, Any]) -> dict[str, Any] | None:
+        return next((e for e in body["items"] if e["zone"] == "西侧步道"), None)
+
+    event = demo.wait_for("/api/events?camera=garden-gate", in_the_zone, timeout=150)
+    assert event["type"] == "zone_intrusion"
+    assert workers(demo) == running  # applied by the same worker processes
+
+    page.goto(f"{demo.api}/console/#/wall")
+    page.wait_for_selector("#forbidden")  # not an operator
+    page.goto(f"{demo.api}/console/#/cameras/market-door/edit")
+    error = page.wait_for_selector("#setup-error")
+    assert error is not None and "market-door" in error.inner_text()  # as if it did not exist
+    page.close()
+
+
+def test_a_shop_key_cannot_open_the_operator_pages(browser: Browser, demo: Demo) -> None:
+    add_site(demo, "shop-7", "便利店")
+    key = new_key(demo, "shop 7", "shop", ["shop-7"])
+    page = open_page(browser)
+    log_in(page, demo, key)
     page.wait_for_selector("#forbidden")
     assert page.query_selector("#wall") is None
     assert "无权访问" in page.inner_text("#forbidden")
-    shot(page, "forbidden")
+    check_layout(page, "forbidden")
     page.click("#language")
     page.wait_for_selector("#forbidden")
     assert "may not open" in page.inner_text("#forbidden")  # English, on request

@@ -1,8 +1,11 @@
 // The console: the operator's live event wall and event review, on the API and nothing else.
+import { api, element, view } from "./http.js";
 import { language, localTime, t, translate, typeName } from "./i18n.js";
+import { showEditCamera, showNewCamera } from "./setup.js";
 
 const OPERATOR_ROLES = ["admin", "operator"];
 const CAMERA_ROLES = ["admin", "operator", "installer"];
+const SETUP_ROLES = ["admin", "installer"];
 const PICTURE_EVERY_MS = 10_000;
 const state = { me: null, sites: {}, events: new Map(), socket: null, filters: {} };
 const STATUSES = ["new", "acknowledged", "resolved", "false_alarm"];
@@ -10,39 +13,6 @@ const TYPES = [
   "zone_intrusion", "loitering", "crowd", "line_crossing", "wrong_way", "after_hours",
   "illegal_parking", "abandoned_object", "removed_object", "alarm_panel", "video_loss",
 ];
-
-function csrf() {
-  const found = document.cookie.split("; ").find((c) => c.startsWith("xl_csrf="));
-  return found ? found.slice("xl_csrf=".length) : "";
-}
-
-async function api(path, options = {}) {
-  const method = options.method || "GET";
-  const headers = { ...(options.body ? { "Content-Type": "application/json" } : {}) };
-  if (method !== "GET") headers["X-CSRF-Token"] = csrf();
-  const response = await fetch(path, { ...options, method, headers, credentials: "same-origin" });
-  if (response.status === 401) {
-    state.me = null;
-    showLogin();
-    throw new Error("unauthorized");
-  }
-  return response;
-}
-
-function element(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "text") node.textContent = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-function view() {
-  return document.getElementById("view");
-}
 
 function showLogin() {
   document.getElementById("nav").replaceChildren();
@@ -277,6 +247,10 @@ async function showEvent(id) {
 }
 
 function cameraCard(camera) {
+  const links = [];
+  if (SETUP_ROLES.includes(state.me.role) && camera.source === "api") {
+    links.push(element("a", { href: `#/cameras/${camera.id}/edit`, class: "edit", text: t("cameras.edit") }));
+  }
   const picture = element("img", {
     alt: camera.name || camera.id,
     src: `/api/cameras/${camera.id}/picture?at=${Date.now()}`,
@@ -295,13 +269,17 @@ function cameraCard(camera) {
         class: "meta",
         text: `${state.sites[camera.site]?.name ?? camera.site} · ${camera.decode_fps.toFixed(1)} fps`,
       }),
+      ...links,
     ),
   );
 }
 
 async function showCameras() {
   const grid = element("section", { id: "cameras", class: "cameras", "aria-label": t("nav.cameras") });
-  view().replaceChildren(grid);
+  const tools = SETUP_ROLES.includes(state.me.role)
+    ? [element("div", { class: "tools" }, element("a", { href: "#/cameras/new", class: "button primary", id: "add-camera", text: t("cameras.add") }))]
+    : [];
+  view().replaceChildren(...tools, grid);
   const refresh = async () => {
     if (!document.body.contains(grid)) return clearInterval(timer);
     const cameras = await (await api("/api/cameras")).json();
@@ -319,6 +297,10 @@ async function route() {
   if (!state.me) return;
   const operator = OPERATOR_ROLES.includes(state.me.role);
   const match = location.hash.match(/^#\/events\/([0-9a-f]+)$/);
+  const editing = location.hash.match(/^#\/cameras\/([^/]+)\/edit$/);
+  const setup = SETUP_ROLES.includes(state.me.role);
+  if (location.hash === "#/cameras/new") return setup ? showNewCamera(state.sites) : forbidden();
+  if (editing) return setup ? showEditCamera(decodeURIComponent(editing[1]), state.sites) : forbidden();
   if (location.hash === "#/cameras") {
     return CAMERA_ROLES.includes(state.me.role) ? showCameras() : forbidden();
   }
@@ -359,6 +341,10 @@ document.getElementById("logout").addEventListener("click", async () => {
   await api("/api/session", { method: "DELETE" });
   state.me = null;
   state.socket?.close();
+  showLogin();
+});
+window.addEventListener("session-ended", () => {
+  state.me = null;
   showLogin();
 });
 window.addEventListener("hashchange", () => {

@@ -1,0 +1,55 @@
+// What every view uses: the API (with the session's CSRF token) and building elements.
+
+function csrf() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith("xl_csrf="));
+  return found ? found.slice("xl_csrf=".length) : "";
+}
+
+// A call of the API in the session; a 401 (session over) tells the console to log in again.
+export async function api(path, options = {}) {
+  const method = options.method || "GET";
+  const headers = { ...(options.body ? { "Content-Type": "application/json" } : {}) };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+  const response = await fetch(path, { ...options, method, headers, credentials: "same-origin" });
+  if (response.status === 401) {
+    window.dispatchEvent(new Event("session-ended"));
+    throw new Error("unauthorized");
+  }
+  return response;
+}
+
+// The API's reason for refusing a call ({"error": {"message", "fields"}}), for the user.
+export async function refusal(response) {
+  try {
+    const { error } = await response.json();
+    const fields = (error.fields || []).map((field) => `${field.location}: ${field.message}`);
+    return [error.message, ...fields].join("; ");
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+export function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+export function svg(tag, attributes = {}, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+export function view() {
+  return document.getElementById("view");
+}
