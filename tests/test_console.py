@@ -21,6 +21,7 @@ from tests.servers import CHECKOUT, Demo
 
 pytestmark = pytest.mark.integration
 SIZES = ((1366, 768), (1920, 1080))
+MINUTE = "%Y-%m-%dT%H:%M"  # a datetime-local input's value
 # The west end of the demo's walkway, where walkers cross (fractions of the picture).
 WEST_WALKWAY = [(0.01, 0.3), (0.3, 0.3), (0.3, 0.6), (0.01, 0.55)]
 CHROMIUM = "/usr/bin/chromium"
@@ -103,7 +104,8 @@ def log_in(page: Page, demo: Demo, key: str) -> None:
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     size = page.viewport_size or {"width": 0, "height": 0}
-    page.screenshot(path=str(ARTIFACTS / f"{name}-{size['width']}x{size['height']}.png"))
+    path = ARTIFACTS / f"{name}-{size['width']}x{size['height']}.png"
+    page.screenshot(path=str(path), full_page=True)
 
 
 def check_layout(page: Page, name: str) -> None:
@@ -117,7 +119,9 @@ def check_layout(page: Page, name: str) -> None:
 
 
 def open_page(browser: Browser) -> Page:
-    return browser.new_page(viewport={"width": SIZES[0][0], "height": SIZES[0][1]})
+    """A page in a browser far from the sites (whose times are Shanghai's)."""
+    size = {"width": SIZES[0][0], "height": SIZES[0][1]}
+    return browser.new_page(viewport=size, timezone_id="America/New_York")
 
 
 def workers(demo: Demo) -> set[int]:
@@ -150,6 +154,11 @@ def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
     page.wait_for_selector(f'[data-event="{pushed}"]', state="detached")
     page.select_option("#filters select[name=status]", "")
     page.select_option("#filters select[name=type]", "zone_intrusion")
+    page.wait_for_selector(f'[data-event="{pushed}"]')
+    site_now = datetime.now(ZoneInfo("Asia/Shanghai"))  # filter times are the site's clock
+    page.fill("#filters input[name=end]", (site_now - timedelta(hours=1)).strftime(MINUTE))
+    page.wait_for_selector(f'[data-event="{pushed}"]', state="detached")
+    page.fill("#filters input[name=end]", (site_now + timedelta(hours=1)).strftime(MINUTE))
     page.wait_for_selector(f'[data-event="{pushed}"]')
 
     demo.wait_for(f"/api/events/{pushed}", lambda e: e["has_clip"], timeout=120)
@@ -239,6 +248,7 @@ def test_an_installer_adds_a_camera_with_the_probe_and_draws_a_zone_the_worker_a
     local = datetime.now(ZoneInfo("Asia/Shanghai"))
     page.fill("input[name=active-start]", (local - timedelta(hours=1)).strftime("%H:%M"))
     page.fill("input[name=active-end]", (local + timedelta(hours=2)).strftime("%H:%M"))
+    check_layout(page, "zone-rule")
     page.click("#add-shape")
     page.click('[data-tool="line"]')
     click_at(page, "#drawing", [(0.5, 0.2), (0.5, 0.9)])

@@ -1,6 +1,6 @@
 // The console: the operator's live event wall and event review, on the API and nothing else.
 import { api, element, view } from "./http.js";
-import { language, localTime, t, translate, typeName } from "./i18n.js";
+import { language, localTime, momentIn, t, translate, typeName } from "./i18n.js";
 import { showEditCamera, showNewCamera } from "./setup.js";
 
 const OPERATOR_ROLES = ["admin", "operator"];
@@ -102,12 +102,19 @@ function eventCard(event) {
   );
 }
 
+// The filters' times are the wall-clock time of the chosen site (or the first site).
+function filterZone() {
+  const site = state.filters.site || Object.keys(state.sites)[0];
+  return siteZone(site) || "Asia/Shanghai";
+}
+
 function wanted(event) {
   const { site, type, status, start, end } = state.filters;
   const at = new Date(event.started_at);
+  const zone = filterZone();
   return (!site || event.site === site) && (!type || event.type === type)
     && (!status || event.status === status)
-    && (!start || at >= new Date(start)) && (!end || at < new Date(end));
+    && (!start || at >= momentIn(start, zone)) && (!end || at < momentIn(end, zone));
 }
 
 function upsert(event, fresh) {
@@ -154,6 +161,7 @@ function filterBar() {
     choice("status", STATUSES, (status) => t(`status.${status}`)),
     when("start"),
     when("end"),
+    element("span", { class: "zone-name", id: "filter-zone", text: filterZone() }),
   );
   bar.addEventListener("change", () => {
     state.filters = Object.fromEntries(
@@ -169,7 +177,7 @@ async function showWall() {
   view().replaceChildren(filterBar(), wall);
   const query = new URLSearchParams({ limit: "50" });
   for (const [name, value] of Object.entries(state.filters)) {
-    query.set(name, name === "start" || name === "end" ? new Date(value).toISOString() : value);
+    query.set(name, name === "start" || name === "end" ? momentIn(value, filterZone()).toISOString() : value);
   }
   const page = await (await api(`/api/events?${query}`)).json();
   if (!page.items.length) wall.append(element("p", { class: "empty", text: t("wall.empty") }));

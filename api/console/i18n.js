@@ -283,3 +283,16 @@ export function translate(root) {
 export function localTime(iso, timeZone) {
   return new Date(iso).toLocaleString(language(), { timeZone: timeZone || "Asia/Shanghai" });
 }
+
+// The moment a wall-clock time (a datetime-local value, "2026-11-27T09:30") is in a time zone.
+export function momentIn(local, timeZone) {
+  const guess = new Date(`${local}Z`); // first read as UTC, then moved by the zone's offset
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat("en-US", {
+      timeZone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit",
+    }).formatToParts(guess).map((part) => [part.type, Number(part.value)]),
+  );
+  const shown = Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second);
+  return new Date(guess.getTime() - (shown - guess.getTime()));
+}

@@ -213,11 +213,8 @@ function shapeEditor(picture, config, timezone) {
   const editor = element(
     "div",
     { class: "editor" },
-    tools,
-    hint,
     element("div", { class: "canvas" }, image, drawing),
-    form,
-    list,
+    element("div", { class: "side" }, tools, hint, form, list),
   );
   editor.shapes = () => ({ zones: shapes.zones, lines: shapes.lines });
   return editor;
