@@ -20,12 +20,14 @@ from pydantic import SecretStr, ValidationError
 
 from api.context import ApiContext, as_utc
 from api.errors import ERROR_RESPONSES
-from api.models import CameraDetail, CameraOut, ProbeIn, ProbeOut
+from api.models import CameraDetail, CameraOut, HealthPoint, ProbeIn, ProbeOut
 from ingest.probe import ProbeError, probe
 from storage.accounts import Principal
 from storage.cameras import CREDENTIALS, ROW_FIELDS, CameraConfig, NetworkCameraConfig
 from storage.clips import ClipError
 from storage.recording import export_range, segments_between
+
+HEALTH_MAX_HOURS = 7 * 24  # the history kept by default (retention.health_days)
 
 
 def routes(ctx: ApiContext) -> APIRouter:
@@ -33,6 +35,7 @@ def routes(ctx: ApiContext) -> APIRouter:
     anyone = ctx.auth.allow("admin", "operator", "installer", "shop")
     viewers = ctx.auth.allow("admin", "operator", "shop")
     installers = ctx.auth.allow("admin", "installer")
+    keepers = ctx.auth.allow("admin", "operator", "installer")  # who keeps cameras working
 
     def source(camera: CameraConfig) -> Literal["config", "api"]:
         return "config" if ctx.configured(camera.id) else "api"
@@ -80,6 +83,19 @@ def routes(ctx: ApiContext) -> APIRouter:
         taken = picture.taken_at.isoformat()
         headers = {"Cache-Control": "no-store", "X-Taken-At": taken}
         return Response(picture.jpeg, media_type="image/jpeg", headers=headers)
+
+    @router.get("/cameras/{camera_id}/health")
+    def camera_health(
+        who: Annotated[Principal, keepers],
+        camera_id: str,
+        hours: Annotated[int, Query(ge=1, le=HEALTH_MAX_HOURS, description="how far back")] = 24,
+    ) -> list[HealthPoint]:
+        """The camera's health minute by minute, oldest first: the worst state of each minute,
+        its frame rates, bitrate and reconnects. Minutes without a heartbeat (no worker ran
+        the camera) are missing, not zero."""
+        ctx.camera(who, camera_id)
+        since = datetime.now(UTC) - timedelta(hours=hours)
+        return [HealthPoint.of(row) for row in ctx.index.camera_health(camera_id, since)]
 
     @router.post("/cameras", status_code=201)
     def add_camera(who: Annotated[Principal, installers], camera: NetworkCameraConfig) -> CameraOut:

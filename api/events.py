@@ -11,7 +11,7 @@ import urllib3
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, StreamingResponse
 from minio.error import S3Error
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from api.context import ApiContext, as_utc, client_of
 from api.errors import ERROR_RESPONSES
@@ -23,9 +23,10 @@ from api.models import (
     EventPage,
     HoldIn,
     ResponseStats,
+    SiteFigures,
     VerificationOut,
 )
-from storage.accounts import Principal
+from storage.accounts import Principal, SiteRow
 from storage.index import EventQuery, EventRow, utcnow
 from storage.workflow import Status, TransitionError
 
@@ -55,6 +56,21 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start > end or start >= size:
         raise HTTPException(416, f"the range is outside the object's {size} bytes")
     return start, min(end, size - 1)
+
+
+def stats_range(
+    start: datetime | None, end: datetime | None, default: timedelta
+) -> tuple[datetime, datetime]:
+    """The (since, until) of a figure: `end` (default now) back to `start` (default `default`
+    before `end`), STATS_MAX_DAYS at most; 422 otherwise."""
+    until = as_utc(end) or utcnow()
+    try:
+        since = as_utc(start) or until - default
+    except OverflowError:  # an `end` near year 1
+        raise HTTPException(422, "time out of range") from None
+    if not timedelta(0) < until - since <= timedelta(days=STATS_MAX_DAYS):
+        raise HTTPException(422, f"end must be after start, by {STATS_MAX_DAYS} days at most")
+    return since, until
 
 
 def routes(ctx: ApiContext) -> APIRouter:
@@ -221,10 +237,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         end: Annotated[datetime | None, Query(description="default: now")] = None,
     ) -> ResponseStats:
         """How fast the key's sites' events (started in the range) were acknowledged."""
-        until = as_utc(end) or utcnow()
-        since = as_utc(start) or until - timedelta(days=1)
-        if not timedelta(0) < until - since <= timedelta(days=STATS_MAX_DAYS):
-            raise HTTPException(422, f"end must be after start, by {STATS_MAX_DAYS} days at most")
+        since, until = stats_range(start, end, timedelta(days=1))
         conditions = [EventRow.started_at >= since, EventRow.started_at < until]
         if site is not None:
             conditions.append(EventRow.site == site)
@@ -241,5 +254,46 @@ def routes(ctx: ApiContext) -> APIRouter:
             p90_seconds=waits[min(len(waits) - 1, int(0.9 * len(waits)))] if waits else None,
             within_5_minutes=sum(w <= 300 for w in waits) / len(waits) if waits else None,
         )
+
+    @router.get("/stats/sites")
+    def site_stats(
+        who: Annotated[Principal, desk],
+        start: Annotated[datetime | None, Query(description="default: 7 days ago")] = None,
+        end: Annotated[datetime | None, Query(description="default: now")] = None,
+        type: str | None = None,
+    ) -> list[SiteFigures]:
+        """The map's figures: each of the key's sites, where it is, and how many of its events
+        (of `type`, if given) started in the range, high-severity ones apart."""
+        since, until = stats_range(start, end, timedelta(days=7))
+        conditions = [EventRow.started_at >= since, EventRow.started_at < until]
+        if type is not None:
+            conditions.append(EventRow.type == type)
+        visible = []
+        if who.sites is not None:
+            conditions.append(EventRow.site.in_(sorted(who.sites)))
+            visible.append(SiteRow.id.in_(sorted(who.sites)))
+        high = func.sum(case((EventRow.severity == "high", 1), else_=0))
+        counts = (
+            select(EventRow.site, func.count().label("events"), high.label("high"))
+            .where(*conditions)
+            .group_by(EventRow.site)
+            .subquery()
+        )
+        # One query: the sites, joined to their events counted per site (none: zero).
+        statement = (
+            select(SiteRow, func.coalesce(counts.c.events, 0), func.coalesce(counts.c.high, 0))
+            .outerjoin(counts, counts.c.site == SiteRow.id)
+            .where(*visible)
+            .order_by(SiteRow.id)
+        )
+        with ctx.index.sessions() as session:
+            rows = session.execute(statement).all()
+        return [
+            SiteFigures(
+                id=row.id, name=row.name, latitude=row.latitude, longitude=row.longitude,
+                grid_id=row.grid_id, events=int(events), high=int(high_ones),
+            )
+            for row, events, high_ones in rows
+        ]  # fmt: skip
 
     return router

@@ -13,7 +13,7 @@ from ingest.config import IDENTIFIER
 from ingest.redact import redact_text
 from storage.accounts import ApiKeyRow, Role, SiteRow
 from storage.cameras import CameraConfig
-from storage.index import CameraStatusRow, EventRow
+from storage.index import CameraHealthRow, CameraStatusRow, EventRow
 from storage.workflow import Action, EventActionRow, Status
 
 
@@ -92,6 +92,18 @@ class ActionOut(BaseModel):
             action=row.action, from_status=row.from_status, to_status=row.to_status,
             actor=row.actor, note=row.note, at=row.at,
         )  # fmt: skip
+
+
+class SiteFigures(BaseModel):
+    """A site on the map: where it is, and its events that started in the range."""
+
+    id: str
+    name: str
+    latitude: float | None
+    longitude: float | None
+    grid_id: str
+    events: int
+    high: int = Field(description="of them, high severity")
 
 
 class ResponseStats(BaseModel):
@@ -202,6 +214,31 @@ class CameraOut(BaseModel):
             worker_id=status.worker_id,
             heartbeat_at=status.updated_at,
         )
+
+
+class HealthPoint(BaseModel):
+    """One minute of a camera's health, folded from the heartbeats of the minute."""
+
+    minute: datetime = Field(description="its start (UTC)")
+    state: Literal["online", "degraded", "connecting", "offline"] = Field(
+        description="the worst seen in the minute"
+    )
+    heartbeats: int
+    input_fps_min: float
+    input_fps_avg: float
+    decode_fps_min: float
+    decode_fps_avg: float
+    bitrate_kbps_avg: float
+    reconnects: int = Field(description="made during the minute")
+
+    @classmethod
+    def of(cls, row: CameraHealthRow) -> HealthPoint:
+        return cls(
+            minute=row.minute, state=row.state, heartbeats=row.heartbeats,
+            input_fps_min=row.input_fps_min, input_fps_avg=row.input_fps_avg,
+            decode_fps_min=row.decode_fps_min, decode_fps_avg=row.decode_fps_avg,
+            bitrate_kbps_avg=row.bitrate_kbps_avg, reconnects=row.reconnects,
+        )  # fmt: skip
 
 
 class CameraDetail(CameraOut):

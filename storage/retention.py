@@ -17,7 +17,14 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from ingest.config import StrictModel
 from storage.evidence import Evidence
-from storage.index import EventFeedRow, EventIndex, EventRow, WebhookOutboxRow, utcnow
+from storage.index import (
+    CameraHealthRow,
+    EventFeedRow,
+    EventIndex,
+    EventRow,
+    WebhookOutboxRow,
+    utcnow,
+)
 from storage.objects import ObjectStore
 from storage.recording import RecordingRow
 from storage.webhooks import WebhookAttemptRow
@@ -52,6 +59,7 @@ class RetentionConfig(StrictModel):
     )
     feed_days: float = Field(7.0, gt=0, description="the event feed (live, webhooks, MQTT)")
     deliveries_days: float = Field(30.0, gt=0, description="webhook deliveries made or dead")
+    health_days: float = Field(7.0, gt=0, description="cameras' per-minute health history")
 
     def policy(self, site: str, camera_id: str) -> RetentionPolicy:
         return self.cameras.get(camera_id) or self.sites.get(site) or self.default
@@ -160,8 +168,10 @@ class RetentionSweeper:
                     log.exception("retention: recording %s not swept", key)
 
     def _trim_logs(self, now: datetime) -> None:
-        """The feed's old entries, and webhook deliveries long settled with their attempts."""
+        """The feed's old entries, webhook deliveries long settled with their attempts, and
+        cameras' old minutes of health history (removed cameras' too)."""
         feed_before = now - timedelta(days=self.config.feed_days)
+        health_before = now - timedelta(days=self.config.health_days)
         settled_before = now - timedelta(days=self.config.deliveries_days)
         settled = select(WebhookOutboxRow.id).where(
             WebhookOutboxRow.state.in_(("delivered", "dead")),
@@ -173,6 +183,7 @@ class RetentionSweeper:
                 delete(WebhookAttemptRow).where(WebhookAttemptRow.delivery_id.in_(settled))
             )
             session.execute(delete(WebhookOutboxRow).where(WebhookOutboxRow.id.in_(settled)))
+            session.execute(delete(CameraHealthRow).where(CameraHealthRow.minute < health_before))
 
     def _cameras(
         self, site: InstrumentedAttribute[str], camera_id: InstrumentedAttribute[str]

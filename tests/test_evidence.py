@@ -20,7 +20,13 @@ from api.config import ApiConfig
 from common.types import Event
 from storage.config import EvidenceConfig
 from storage.evidence import Evidence
-from storage.index import EventFeedRow, EventIndex, WebhookOutboxRow, to_datetime
+from storage.index import (
+    CameraStatusRow,
+    EventFeedRow,
+    EventIndex,
+    WebhookOutboxRow,
+    to_datetime,
+)
 from storage.objects import (
     SHA256_META,
     ObjectStore,
@@ -340,10 +346,15 @@ def test_on_a_versioned_bucket_every_version_of_an_expired_object_goes(
     assert result.recordings == [old] and store.versions(old) == []
 
 
-def test_a_sweep_trims_the_feed_and_settled_deliveries(
+def test_a_sweep_trims_the_feed_settled_deliveries_and_camera_health(
     index: EventIndex, object_store: ObjectStore
 ) -> None:
     old, recent = NOW - timedelta(days=40), NOW - timedelta(days=1)
+    for days in (8, 1):  # beyond health_days (7), and within
+        at = NOW - timedelta(days=days)
+        index.put_camera_status(
+            CameraStatusRow(camera_id="g", site="hq", state="online", updated_at=at)
+        )
     with index.sessions.begin() as session:
         session.add_all(
             [
@@ -369,3 +380,4 @@ def test_a_sweep_trims_the_feed_and_settled_deliveries(
         kept = sorted((r.state, r.event_id) for r in session.query(WebhookOutboxRow))
         assert kept == [("delivered", "e3"), ("pending", "e2")]  # a pending one waits still
         assert session.query(WebhookAttemptRow).count() == 2
+    assert [p.minute for p in index.camera_health("g", old)] == [recent]

@@ -1,0 +1,74 @@
+"""The map's figures, `GET /api/stats/sites`, on SQLite and PostgreSQL: each of the key's
+sites with its place and its events in the range, counted in one grouped query."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from minio import Minio
+
+from api.app import create_app
+from api.config import ApiConfig
+from common.types import Event
+from storage.accounts import Role, SiteRow
+from storage.index import EventIndex, utcnow
+from storage.objects import ObjectStore
+from tests.apiclient import api_client
+from tests.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_each_site_has_its_place_and_its_events_counts(index: EventIndex) -> None:
+    now = utcnow()
+    with index.sessions.begin() as session:
+        session.add_all(
+            [
+                SiteRow(id="shop-7", name="Shop 7", latitude=31.23, longitude=121.47, grid_id="g1"),
+                SiteRow(id="bank-2", name="Bank 2", latitude=31.2, longitude=121.5, grid_id="g2"),
+                SiteRow(id="park-1", name="Park"),  # no events, no coordinates
+            ]
+        )
+    for site, kind, severity, ago in [
+        ("shop-7", "zone_intrusion", "high", timedelta(hours=1)),
+        ("shop-7", "loitering", "medium", timedelta(hours=2)),
+        ("shop-7", "zone_intrusion", "high", timedelta(days=10)),  # before the default week
+        ("bank-2", "zone_intrusion", "low", timedelta(hours=3)),
+        ("bank-2", "line_crossing", "high", timedelta(days=1)),
+        ("ghost", "zone_intrusion", "high", timedelta(hours=1)),  # a site with no row
+    ]:
+        at = (now - ago).timestamp()
+        index.add_event(Event("cam", site, kind, "person", "door", severity, at, at))
+    store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
+
+    def counts(answer: list[dict[str, object]]) -> dict[object, tuple[object, object]]:
+        return {site["id"]: (site["events"], site["high"]) for site in answer}
+
+    with api_client(app, index, "operator") as desk:
+        answer = desk.get("/api/stats/sites")
+        assert answer.status_code == 200, answer.text
+        sites = answer.json()
+        assert sites[2] == {
+            "id": "shop-7", "name": "Shop 7", "latitude": 31.23, "longitude": 121.47,
+            "grid_id": "g1", "events": 2, "high": 1,
+        }  # fmt: skip
+        assert sites[1]["latitude"] is None and sites[1]["grid_id"] == ""
+        assert counts(sites) == {"bank-2": (2, 1), "park-1": (0, 0), "shop-7": (2, 1)}
+        by_type = desk.get("/api/stats/sites", params={"type": "zone_intrusion"}).json()
+        assert counts(by_type) == {"bank-2": (1, 0), "park-1": (0, 0), "shop-7": (1, 1)}
+        month = {"start": (now - timedelta(days=30)).isoformat()}
+        assert counts(desk.get("/api/stats/sites", params=month).json())["shop-7"] == (3, 2)
+        hours = {"start": (now - timedelta(hours=5)).isoformat(), "end": now.isoformat()}
+        assert counts(desk.get("/api/stats/sites", params=hours).json())["bank-2"] == (1, 0)
+        too_long = {"start": (now - timedelta(days=40)).isoformat()}
+        assert desk.get("/api/stats/sites", params=too_long).status_code == 422
+        backwards = {"start": now.isoformat(), "end": (now - timedelta(days=1)).isoformat()}
+        assert desk.get("/api/stats/sites", params=backwards).status_code == 422
+    with api_client(app, index, "operator", ["shop-7"]) as shop_desk:
+        assert counts(shop_desk.get("/api/stats/sites").json()) == {"shop-7": (2, 1)}
+    roles: tuple[Role, ...] = ("installer", "shop")
+    for role in roles:
+        with api_client(app, index, role, ["shop-7"]) as other:
+            assert other.get("/api/stats/sites").status_code == 403
