@@ -223,8 +223,21 @@ def test_an_installer_adds_a_camera_with_the_probe_and_draws_a_zone_the_worker_a
     assert page.inner_text('[data-fact="resolution"]') == "768\u00d7576"
     page.wait_for_function("() => document.getElementById('setup-picture')?.naturalWidth > 0")
     check_layout(page, "add-camera")
-    page.click("#save")
-    page.wait_for_selector('[data-camera="garden-gate"]')
+    page.click("#save")  # then the camera's health: online within a lease round
+    page.wait_for_selector('[data-camera-detail="garden-gate"]')
+    page.wait_for_function(
+        """() => {
+          const decoded = document.querySelector('[data-figure="decode_fps"]');
+          return document.querySelector("#health rect.minute.online") !== null
+            && parseFloat(decoded.textContent) > 0;
+        }""",
+        timeout=60_000,
+    )
+    page.click('[data-hours="1"]')  # the last hour, at minute scale
+    page.wait_for_selector('[data-hours="1"].current')
+    page.wait_for_selector("#health rect.minute.online")
+    check_layout(page, "camera-health")
+    page.click('nav a[href="#/cameras"]')
     page.wait_for_function(  # streaming, and the worker has taken its first picture
         """() => {
           const card = document.querySelector('[data-camera="garden-gate"]');

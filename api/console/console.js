@@ -1,12 +1,12 @@
 // The console: the operator's live event wall and event review, on the API and nothing else.
 import { api, element, view } from "./http.js";
 import { language, localTime, momentIn, t, translate, typeName } from "./i18n.js";
+import { showCamera, showCameras } from "./cameras.js";
 import { showEditCamera, showNewCamera } from "./setup.js";
 
 const OPERATOR_ROLES = ["admin", "operator"];
 const CAMERA_ROLES = ["admin", "operator", "installer"];
 const SETUP_ROLES = ["admin", "installer"];
-const PICTURE_EVERY_MS = 10_000;
 const state = { me: null, sites: {}, events: new Map(), socket: null, filters: {} };
 const STATUSES = ["new", "acknowledged", "resolved", "false_alarm"];
 const TYPES = [
@@ -254,49 +254,6 @@ async function showEvent(id) {
   );
 }
 
-function cameraCard(camera) {
-  const links = [];
-  if (SETUP_ROLES.includes(state.me.role) && camera.source === "api") {
-    links.push(element("a", { href: `#/cameras/${camera.id}/edit`, class: "edit", text: t("cameras.edit") }));
-  }
-  const picture = element("img", {
-    alt: camera.name || camera.id,
-    src: `/api/cameras/${camera.id}/picture?at=${Date.now()}`,
-  });
-  picture.addEventListener("error", () => picture.replaceWith(element("div", { class: "no-picture", text: t("cameras.no_picture") })));
-  return element(
-    "article",
-    { class: "camera", "data-camera": camera.id },
-    picture,
-    element(
-      "div",
-      { class: "camera-info" },
-      element("span", { class: "title", text: camera.name || camera.id }),
-      element("span", { class: `badge ${camera.state}`, "data-state": camera.state, text: t(`state.${camera.state}`) }),
-      element("span", {
-        class: "meta",
-        text: `${state.sites[camera.site]?.name ?? camera.site} · ${camera.decode_fps.toFixed(1)} fps`,
-      }),
-      ...links,
-    ),
-  );
-}
-
-async function showCameras() {
-  const grid = element("section", { id: "cameras", class: "cameras", "aria-label": t("nav.cameras") });
-  const tools = SETUP_ROLES.includes(state.me.role)
-    ? [element("div", { class: "tools" }, element("a", { href: "#/cameras/new", class: "button primary", id: "add-camera", text: t("cameras.add") }))]
-    : [];
-  view().replaceChildren(...tools, grid);
-  const refresh = async () => {
-    if (!document.body.contains(grid)) return clearInterval(timer);
-    const cameras = await (await api("/api/cameras")).json();
-    grid.replaceChildren(...cameras.map(cameraCard));
-  };
-  const timer = setInterval(refresh, PICTURE_EVERY_MS);
-  await refresh();
-}
-
 function forbidden() {
   view().replaceChildren(element("p", { class: "card", id: "forbidden", text: t("forbidden") }));
 }
@@ -306,12 +263,13 @@ async function route() {
   const operator = OPERATOR_ROLES.includes(state.me.role);
   const match = location.hash.match(/^#\/events\/([0-9a-f]+)$/);
   const editing = location.hash.match(/^#\/cameras\/([^/]+)\/edit$/);
+  const camera = location.hash.match(/^#\/cameras\/([^/]+)$/);
   const setup = SETUP_ROLES.includes(state.me.role);
+  const cameras = CAMERA_ROLES.includes(state.me.role);
   if (location.hash === "#/cameras/new") return setup ? showNewCamera(state.sites) : forbidden();
   if (editing) return setup ? showEditCamera(decodeURIComponent(editing[1]), state.sites) : forbidden();
-  if (location.hash === "#/cameras") {
-    return CAMERA_ROLES.includes(state.me.role) ? showCameras() : forbidden();
-  }
+  if (location.hash === "#/cameras") return cameras ? showCameras(state.sites, setup) : forbidden();
+  if (camera) return cameras ? showCamera(decodeURIComponent(camera[1]), state.sites, setup) : forbidden();
   if (!operator) return forbidden();
   if (match) return showEvent(match[1]);
   return showWall();

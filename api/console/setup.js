@@ -313,7 +313,7 @@ export async function showNewCamera(sites) {
         const body = { ...camera, id: data.id, name: data.name, site, ...editor.shapes() };
         const answer = await api("/api/cameras", { method: "POST", body: JSON.stringify(body) });
         if (!answer.ok) return failure(saveError, `${t("setup.save_failed")}: ${await refusal(answer)}`);
-        location.hash = "#/cameras";
+        location.hash = `#/cameras/${encodeURIComponent(data.id)}`;
       };
       const saveError = element("p", { class: "error", hidden: "" });
       workspace.replaceChildren(editor, saveError, element("button", { type: "button", id: "save", class: "primary", text: t("setup.save"), onclick: save }));
