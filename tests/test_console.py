@@ -89,8 +89,8 @@ def new_key(demo: Demo, name: str, role: str, sites: list[str], all_sites: bool 
     return str(made.json()["key"])
 
 
-def add_site(demo: Demo, site: str, name: str) -> None:
-    body = {"name": name, "timezone": "Asia/Shanghai", "latitude": 31.2, "longitude": 121.5}
+def add_site(demo: Demo, site: str, name: str, **place: Any) -> None:
+    body = {"name": name, "timezone": "Asia/Shanghai", **place}
     made = httpx.put(f"{demo.api}/api/sites/{site}", json=body, headers=demo.headers, timeout=10)
     assert made.is_success, made.text
 
@@ -133,6 +133,9 @@ def workers(demo: Demo) -> set[int]:
 def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
     browser: Browser, demo: Demo
 ) -> None:
+    add_site(demo, "demo-site", "步行街", latitude=31.235, longitude=121.475)  # the demo camera's
+    add_site(demo, "north-gate", "北门广场", latitude=31.262, longitude=121.49)
+    add_site(demo, "old-town", "老城厢", grid_id="G-0107")  # a grid cell, no coordinates
     key = new_key(demo, "值班员 1", "operator", [], all_sites=True)
     page = open_page(browser)
     log_in(page, demo, key)
@@ -189,6 +192,19 @@ def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
         timeout=40_000,
     )
     check_layout(page, "cameras")
+
+    page.click('nav a[href="#/map"]')  # where the events were: the demo camera's site only
+    page.wait_for_selector('#map [data-site="demo-site"] .count')
+    count = page.get_attribute('#map [data-site="demo-site"] .count', "data-count")
+    assert count is not None and int(count) >= 1
+    assert page.locator('#map circle.heat[data-site="demo-site"]').count() == 1
+    assert page.locator('#map circle.heat[data-site="north-gate"]').count() == 0  # no events
+    assert page.locator('#map g.site[data-site="north-gate"]').count() == 1
+    assert page.inner_text('#grid-cells [data-cell="G-0107"]').split() == ["G-0107", "1", "0", "0"]
+    check_layout(page, "map")
+    page.click('#map [data-site="demo-site"] .dot')  # its events on the wall
+    page.wait_for_selector(f'[data-event="{pushed}"]')
+    assert page.eval_on_selector("#filters select[name=site]", "s => s.value") == "demo-site"
     page.close()
 
 

@@ -2,12 +2,13 @@
 import { api, element, view } from "./http.js";
 import { language, localTime, momentIn, t, translate, typeName } from "./i18n.js";
 import { showCamera, showCameras } from "./cameras.js";
+import { showMap } from "./map.js";
 import { showEditCamera, showNewCamera } from "./setup.js";
 
 const OPERATOR_ROLES = ["admin", "operator"];
 const CAMERA_ROLES = ["admin", "operator", "installer"];
 const SETUP_ROLES = ["admin", "installer"];
-const state = { me: null, sites: {}, events: new Map(), socket: null, filters: {} };
+const state = { me: null, sites: {}, events: new Map(), socket: null, filters: {}, mapFilters: {} };
 const STATUSES = ["new", "acknowledged", "resolved", "false_alarm"];
 const TYPES = [
   "zone_intrusion", "loitering", "crowd", "line_crossing", "wrong_way", "after_hours",
@@ -254,6 +255,12 @@ async function showEvent(id) {
   );
 }
 
+// The wall with the events of one site only (from the map).
+function wallOf(site) {
+  state.filters = { site };
+  location.hash = "#/wall";
+}
+
 function forbidden() {
   view().replaceChildren(element("p", { class: "card", id: "forbidden", text: t("forbidden") }));
 }
@@ -271,13 +278,14 @@ async function route() {
   if (location.hash === "#/cameras") return cameras ? showCameras(state.sites, setup) : forbidden();
   if (camera) return cameras ? showCamera(decodeURIComponent(camera[1]), state.sites, setup) : forbidden();
   if (!operator) return forbidden();
+  if (location.hash === "#/map") return showMap(state.mapFilters, TYPES, wallOf);
   if (match) return showEvent(match[1]);
   return showWall();
 }
 
 function navigation() {
   const links = [
-    ...(OPERATOR_ROLES.includes(state.me.role) ? [["#/wall", "nav.wall"]] : []),
+    ...(OPERATOR_ROLES.includes(state.me.role) ? [["#/wall", "nav.wall"], ["#/map", "nav.map"]] : []),
     ...(CAMERA_ROLES.includes(state.me.role) ? [["#/cameras", "nav.cameras"]] : []),
   ];
   document.getElementById("nav").replaceChildren(
