@@ -120,8 +120,10 @@ def check_layout(page: Page, name: str) -> None:
 
 def open_page(browser: Browser) -> Page:
     """A page in a browser far from the sites (whose times are Shanghai's)."""
-    size = {"width": SIZES[0][0], "height": SIZES[0][1]}
-    return browser.new_page(viewport=size, timezone_id="America/New_York")
+    width, height = SIZES[0]
+    return browser.new_page(
+        viewport={"width": width, "height": height}, timezone_id="America/New_York"
+    )
 
 
 def workers(demo: Demo) -> set[int]:
