@@ -58,7 +58,7 @@ function periodEditor(name) {
 }
 
 // The rule of a zone: its type, parameters, labels, severity and schedule (`active`).
-function ruleEditor(timezone) {
+function ruleEditor() {
   const type = select("rule", Object.keys(RULES), (rule) => typeName(RULES[rule].event));
   const parameters = element("div", { class: "parameters" });
   const always = element("input", { type: "checkbox", name: "always", checked: "" });
@@ -100,7 +100,7 @@ function ruleEditor(timezone) {
     schedule,
   );
   box.value = () => {
-    const rule = { type: type.value, timezone, ...extra() };
+    const rule = { type: type.value, ...extra() };
     for (const number of parameters.querySelectorAll("[data-number]")) rule[number.name] = Number(number.value);
     const labels = parameters.querySelector("input[name=labels]");
     if (labels) rule.labels = labels.value.split(",").map((l) => l.trim()).filter(Boolean);
@@ -119,7 +119,7 @@ function fraction(click, drawing) {
 }
 
 // The zones and lines of a camera drawn over its picture, and the tools to add more.
-function shapeEditor(picture, config, timezone) {
+function shapeEditor(picture, config) {
   const shapes = { zones: [...(config.zones || [])], lines: [...(config.lines || [])] };
   const image = element("img", { id: "setup-picture", src: picture, alt: t("setup.picture") });
   const drawing = svg("svg", { id: "drawing", class: "drawing", viewBox: "0 0 1000 1000", preserveAspectRatio: "none" });
@@ -163,7 +163,7 @@ function shapeEditor(picture, config, timezone) {
     const name = input("shape-name", { required: "", maxlength: "64", value: `${t(`setup.${tool}`)} ${shapes.zones.length + shapes.lines.length + 1}` });
     const drawn = points;
     const kind = tool;
-    const rule = kind === "zone" ? ruleEditor(timezone) : null;
+    const rule = kind === "zone" ? ruleEditor() : null;
     const direction = select("direction", ["both", "a_to_b", "b_to_a"], (d) => t(`direction.${d}`));
     const add = element("button", {
       type: "button",
@@ -216,7 +216,11 @@ function shapeEditor(picture, config, timezone) {
     element("div", { class: "canvas" }, image, drawing),
     element("div", { class: "side" }, tools, hint, form, list),
   );
-  editor.shapes = () => ({ zones: shapes.zones, lines: shapes.lines });
+  // What to save: the schedules of shapes drawn here are in the camera's site's time zone.
+  editor.shapes = (timezone) => ({
+    zones: shapes.zones.map((zone) => ({ ...zone, rules: zone.rules?.map((rule) => ({ timezone, ...rule })) })),
+    lines: shapes.lines.map((line) => ({ timezone, ...line })),
+  });
   return editor;
 }
 
@@ -306,11 +310,10 @@ export async function showNewCamera(sites) {
         ["fps", probe.fps ? probe.fps.toFixed(1) : "?"],
       ];
       found.replaceChildren(...facts.flatMap(([name, value]) => [element("dt", { text: t(`setup.${name}`) }), element("dd", { "data-fact": name, text: value })]));
-      const site = form.elements.site.value;
-      const editor = shapeEditor(`data:image/jpeg;base64,${probe.snapshot_jpeg}`, {}, sites[site].timezone);
+      const editor = shapeEditor(`data:image/jpeg;base64,${probe.snapshot_jpeg}`, {});
       const save = async () => {
         const { data, camera } = stream();
-        const body = { ...camera, id: data.id, name: data.name, site, ...editor.shapes() };
+        const body = { ...camera, id: data.id, name: data.name, site: data.site, ...editor.shapes(sites[data.site].timezone) };
         const answer = await api("/api/cameras", { method: "POST", body: JSON.stringify(body) });
         if (!answer.ok) return failure(saveError, `${t("setup.save_failed")}: ${await refusal(answer)}`);
         location.hash = `#/cameras/${encodeURIComponent(data.id)}`;
@@ -333,10 +336,10 @@ export async function showEditCamera(id, sites) {
     return;
   }
   const camera = await response.json();
-  const editor = shapeEditor(`/api/cameras/${encodeURIComponent(id)}/picture?at=${Date.now()}`, camera.config, sites[camera.site]?.timezone || "Asia/Shanghai");
+  const editor = shapeEditor(`/api/cameras/${encodeURIComponent(id)}/picture?at=${Date.now()}`, camera.config);
   const error = element("p", { class: "error", id: "setup-error", hidden: "" });
   const save = async () => {
-    const { zones, lines } = editor.shapes();
+    const { zones, lines } = editor.shapes(sites[camera.site]?.timezone || "Asia/Shanghai");
     const body = {
       ...camera.config, id: camera.id, name: camera.name, site: camera.site, url: camera.url,
       enabled: camera.enabled, zones, lines,
