@@ -321,6 +321,9 @@ def test_a_shop_key_cannot_open_the_operator_pages(browser: Browser, demo: Demo)
     add_site(demo, "shop-7", "便利店")
     key = new_key(demo, "shop 7", "shop", ["shop-7"])
     page = open_page(browser)
+    page.goto(f"{demo.api}/")
+    page.wait_for_selector("form#login")
+    check_layout(page, "login")
     log_in(page, demo, key)
     page.wait_for_selector("#forbidden")
     assert page.query_selector("#wall") is None
@@ -329,4 +332,9 @@ def test_a_shop_key_cannot_open_the_operator_pages(browser: Browser, demo: Demo)
     page.click("#language")
     page.wait_for_selector("#forbidden")
     assert "may not open" in page.inner_text("#forbidden")  # English, on request
+    with page.expect_response(lambda r: r.request.method == "DELETE" and r.status == 204):
+        page.click("#logout")
+    page.wait_for_selector("form#login")
+    me = page.evaluate("async () => (await fetch('/api/me')).status")
+    assert me == 401  # the session is closed on the server, not only forgotten
     page.close()
