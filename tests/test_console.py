@@ -267,6 +267,7 @@ def test_an_installer_adds_a_camera_with_the_probe_and_draws_a_zone_the_worker_a
     cards = page.eval_on_selector_all("[data-camera]", "c => c.map((x) => x.dataset.camera)")
     assert cards == ["garden-gate"]  # not the demo's camera, not the market's
     running = workers(demo)
+    assert running, "no worker processes found under the demo"
 
     page.click('[data-camera="garden-gate"] a.edit')
     page.wait_for_function("() => document.getElementById('setup-picture')?.naturalWidth > 0")
