@@ -26,6 +26,7 @@ from storage.accounts import ApiKeys
 from storage.cameras import CameraConfig
 from storage.index import EventIndex
 from storage.objects import ObjectStore
+from storage.sealing import CredentialSealer
 
 CONSOLE = Path(__file__).resolve().parent / "console"
 
@@ -36,12 +37,13 @@ def create_app(
     cameras_config: Sequence[CameraConfig],
     settings: ApiConfig,
     heartbeat_stale_s: float,
+    sealer: CredentialSealer,
 ) -> FastAPI:
     """The API over `index` and `store`; `cameras_config` are the configured cameras (their
-    secrets never leave)."""
+    secrets never leave); `sealer` seals the credentials of cameras added over the API."""
     keys = ApiKeys(index)
     auth = Auth(keys, TokenBuckets(settings.rate_per_s, settings.burst))
-    ctx = ApiContext(index, store, cameras_config, settings, heartbeat_stale_s, auth, keys)
+    ctx = ApiContext(index, store, cameras_config, settings, heartbeat_stale_s, auth, keys, sealer)
     hub = LiveHub(ctx)
     dispatcher = WebhookDispatcher(ctx)
     publisher = MqttPublisher(index, settings.mqtt) if settings.mqtt.enabled else None

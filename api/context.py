@@ -16,6 +16,7 @@ from storage.cameras import ApiCameras, CameraConfig
 from storage.evidence import Evidence
 from storage.index import EventIndex, EventRow
 from storage.objects import ObjectStore
+from storage.sealing import CredentialSealer
 from storage.workflow import EventWorkflow
 
 
@@ -28,6 +29,7 @@ class ApiContext:
     heartbeat_stale_s: float
     auth: Auth
     keys: ApiKeys
+    sealer: CredentialSealer
     evidence: Evidence = field(init=False)
     workflow: EventWorkflow = field(init=False)
     api_cameras: ApiCameras = field(init=False)
@@ -35,7 +37,7 @@ class ApiContext:
     def __post_init__(self) -> None:
         self.evidence = Evidence(self.index, self.store)
         self.workflow = EventWorkflow(self.index)
-        self.api_cameras = ApiCameras(self.index)
+        self.api_cameras = ApiCameras(self.index, self.sealer)
 
     def event(self, principal: Principal, event_id: str) -> EventRow:
         """The event, if it exists and the key may see its site; else the same 404."""

@@ -3,12 +3,13 @@ cameras installers add over the API, kept in the index for every worker to pick 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from analytics.config import ZoneConfig
 from analytics.gate import GateConfig
@@ -19,6 +20,9 @@ from analytics.rules import LineConfig
 from ingest.config import CameraConfig as StreamCameraConfig
 from storage.config import RecordingConfig
 from storage.index import CameraRow, EventIndex
+from storage.sealing import CredentialSealer, SealError
+
+log = logging.getLogger(__name__)
 
 # Over the network only: a camera added over the API must not read the API node's own files.
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
@@ -67,28 +71,35 @@ class NetworkCameraConfig(CameraConfig):
         return self
 
 
-def camera_of(row: CameraRow) -> NetworkCameraConfig:
-    """The configuration a stored row describes."""
-    return NetworkCameraConfig.model_validate(
-        {**row.config, **{name: getattr(row, name) for name in ROW_FIELDS}}
-    )
-
-
 class ApiCameras:
-    """The cameras added over the API. Credentials are stored for the workers to log in with
-    and never given back: `get` and `list` answer configurations, whose passwords are secrets
-    that serialise as stars.
+    """The cameras added over the API. Credentials are stored sealed for the workers to log
+    in with and never given back: `get` and `list` answer configurations, whose passwords are
+    secrets that serialise as stars.
 
     Example:
-        >>> cameras = ApiCameras(EventIndex.connect("sqlite://"))
+        >>> from cryptography.fernet import Fernet
+        >>> index = EventIndex.connect("sqlite://")
+        >>> cameras = ApiCameras(index, CredentialSealer([Fernet.generate_key()]))
         >>> cameras.put(NetworkCameraConfig(id="door", site="shop-7",
         ...                                 url="rtsp://admin:pw@10.0.0.9/live"))
         >>> cameras.get("door").password.get_secret_value(), cameras.get("door").url
         ('pw', 'rtsp://10.0.0.9/live')
+        >>> with index.sessions() as session:
+        ...     session.get(CameraRow, "door").password.startswith("sealed:")
+        True
     """
 
-    def __init__(self, index: EventIndex) -> None:
+    def __init__(self, index: EventIndex, sealer: CredentialSealer) -> None:
         self.index = index
+        self.sealer = sealer
+
+    def camera_of(self, row: CameraRow) -> NetworkCameraConfig:
+        """The configuration a stored row describes, its credentials opened."""
+        fields = {name: getattr(row, name) for name in ROW_FIELDS}
+        for name in CREDENTIALS:
+            if fields[name] is not None:
+                fields[name] = self.sealer.open(fields[name])
+        return NetworkCameraConfig.model_validate({**row.config, **fields})
 
     def list(self, sites: Sequence[str] | None = None) -> list[NetworkCameraConfig]:
         """Every stored camera (of `sites`), by id; a row no longer valid (a model changed
@@ -101,24 +112,29 @@ class ApiCameras:
         cameras = []
         for row in rows:
             try:
-                cameras.append(camera_of(row))
+                cameras.append(self.camera_of(row))
             except ValidationError:
                 continue
+            except SealError as exc:
+                log.error("camera %s is left out: %s", row.id, exc)
         return cameras
 
     def get(self, camera_id: str) -> NetworkCameraConfig | None:
         with self.index.sessions() as session:
             row = session.get(CameraRow, camera_id)
-        return camera_of(row) if row is not None else None
+        return self.camera_of(row) if row is not None else None
 
     def put(self, camera: NetworkCameraConfig) -> None:
         """Store a camera, replacing one of the same id."""
         rest: dict[str, Any] = camera.model_dump(mode="json", exclude=set(ROW_FIELDS))
         password: SecretStr | None = camera.password
+        username = camera.username
         row = CameraRow(
             id=camera.id, site=camera.site, name=camera.name, url=camera.url,
-            enabled=camera.enabled, username=camera.username,
-            password=password.get_secret_value() if password is not None else None, config=rest,
+            enabled=camera.enabled,
+            username=self.sealer.seal(username) if username is not None else None,
+            password=None if password is None else self.sealer.seal(password.get_secret_value()),
+            config=rest,
         )  # fmt: skip
         with self.index.sessions.begin() as session:
             session.merge(row)
@@ -130,3 +146,31 @@ class ApiCameras:
                 return False
             session.delete(row)
             return True
+
+    def reseal(self) -> int:
+        """Seal again every stored credential under the first key: those stored before
+        sealing, and those of an older key after a rotation. Each row only if it did not
+        change meanwhile; answers how many rows were sealed again."""
+        with self.index.sessions() as session:
+            rows = session.execute(
+                select(CameraRow.id, CameraRow.username, CameraRow.password)
+            ).all()
+        resealed = 0
+        for camera_id, *stored in rows:
+            try:
+                fresh = [None if value is None else self.sealer.reseal(value) for value in stored]
+            except SealError as exc:
+                log.error("camera %s: %s", camera_id, exc)
+                continue
+            if fresh == stored:
+                continue
+            with self.index.sessions.begin() as session:
+                changed = session.execute(
+                    update(CameraRow)
+                    .where(CameraRow.id == camera_id)
+                    .where(CameraRow.username.is_not_distinct_from(stored[0]))
+                    .where(CameraRow.password.is_not_distinct_from(stored[1]))
+                    .values(dict(zip(CREDENTIALS, fresh, strict=True)))
+                )
+            resealed += changed.rowcount  # type: ignore[attr-defined]
+        return resealed

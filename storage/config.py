@@ -61,6 +61,13 @@ class IndexConfig(StrictModel):
     """
 
     url: str = Field("sqlite:///data/xueliang.db", description="SQLAlchemy database URL")
+    key_file: Path | None = Field(
+        None,
+        description="the keys that seal the credentials of cameras added over the API (one "
+        "Fernet key a line, the first sealing; made on the first start if missing; default "
+        "data_dir/index.key): every node needs the same file, and it does not belong in the "
+        "database's backups",
+    )
 
     @field_validator("url")
     @classmethod

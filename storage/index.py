@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     TypeDecorator,
     create_engine,
     event,
@@ -361,8 +362,9 @@ class WebhookOutboxRow(Base):
 class CameraRow(Base):
     """A camera added over the API (issue 6), next to those in the YAML config.
 
-    `url`, `username` and `password` are stored as given, because a worker must log in with
-    them; the API takes them but never returns them (write-only), and logs redact them.
+    `username` and `password` are stored sealed (storage/sealing.py: the keys are in a file
+    apart from the index) and opened by the workers that log in with them; the API takes them
+    but never returns them (write-only), and logs redact them.
     `config` holds the rest of the camera's config section (zones, lines, detect, ...) as JSON,
     validated by the API with the same pydantic model as the YAML.
 
@@ -377,8 +379,8 @@ class CameraRow(Base):
     site: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(128), default="")
     url: Mapped[str] = mapped_column(String(1024))
-    username: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    password: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    username: Mapped[str | None] = mapped_column(Text, nullable=True)  # sealed
+    password: Mapped[str | None] = mapped_column(Text, nullable=True)  # sealed
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import uvicorn
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from minio import Minio
@@ -23,7 +24,11 @@ from api.webhooks import SIGNATURE_HEADER
 from storage.accounts import ApiKeys, Role
 from storage.index import EventIndex
 from storage.objects import ObjectStore
+from storage.sealing import CredentialSealer
 from tests.servers import free_port
+
+# Seals the credentials of cameras the tests store, in the API under test and around it.
+SEALER = CredentialSealer([Fernet.generate_key()])
 
 
 def make_key(index: EventIndex, role: Role = "admin", sites: Sequence[str] = ()) -> str:
@@ -54,7 +59,7 @@ class Served:
     ) -> None:
         unreachable = Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False)
         store = store or ObjectStore(unreachable, "unused")
-        app = create_app(index, store, [], settings, heartbeat_stale_s)
+        app = create_app(index, store, [], settings, heartbeat_stale_s, SEALER)
         self.port = free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, timeout_graceful_shutdown=2

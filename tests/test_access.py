@@ -28,7 +28,7 @@ from storage.cameras import ApiCameras, NetworkCameraConfig
 from storage.index import CameraPictureRow, EventIndex, WebhookOutboxRow, to_datetime
 from storage.objects import ObjectStore, object_key
 from storage.webhooks import Webhooks
-from tests.apiclient import make_key
+from tests.apiclient import SEALER, make_key
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def build_world(root: Path, store: ObjectStore) -> World:
         for site in (SITE_A, SITE_B)
     ]
     for camera in cameras:  # added over the API: every camera route applies to them
-        ApiCameras(index).put(camera)
+        ApiCameras(index, SEALER).put(camera)
         index.put_camera_picture(
             CameraPictureRow(camera_id=camera.id, site=camera.site, jpeg=b"\xff\xd8 picture",
                              taken_at=NOW)
@@ -142,7 +142,7 @@ def build_world(root: Path, store: ObjectStore) -> World:
             )
         )  # fmt: skip
     row, admin_key = ApiKeys(index).create("root", "admin", [], True, by="tests")
-    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
     return World(app, index, events, webhooks, admin_key, row.id)
 
 

@@ -23,7 +23,7 @@ from storage.alarms import (
 from storage.cameras import ApiCameras, NetworkCameraConfig
 from storage.index import EventIndex
 from storage.objects import ObjectStore
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 from tests.sinks import Collected
 
@@ -41,11 +41,11 @@ def test_an_alarm_becomes_an_event_per_camera_with_a_clip_request(index: EventIn
     with index.sessions.begin() as session:
         session.add(SiteRow(id="shop-7", name="Shop 7", timezone="Asia/Shanghai"))
     for camera_id in ("door", "till"):
-        ApiCameras(index).put(
+        ApiCameras(index, SEALER).put(
             NetworkCameraConfig(id=camera_id, site="shop-7", url=f"rtsp://127.0.0.1/{camera_id}")
         )
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
-    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
     with (
         api_client(app, index, "installer", ["shop-7"]) as installer,
         api_client(app, index, "shop", ["shop-7"]) as shop,

@@ -18,7 +18,7 @@ from storage.accounts import ApiKeys
 from storage.cameras import CameraConfig
 from storage.index import EventIndex
 from storage.objects import ObjectStore
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 
 
@@ -32,7 +32,7 @@ def client(tmp_path: Path) -> Iterator[tuple[TestClient, EventIndex]]:
             id="gate", site="hq", url="rtsp://10.0.0.5/live?channel=1&user=admin&pwd=hunter2"
         )
     ]
-    app = create_app(index, store, cameras, ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(index, store, cameras, ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
     with api_client(app, index) as test_client:
         yield test_client, index
 
@@ -107,7 +107,9 @@ def unreachable_store() -> ObjectStore:
 
 def test_admins_make_list_and_revoke_keys(tmp_path: Path) -> None:
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
-    app = create_app(index, unreachable_store(), [], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(
+        index, unreachable_store(), [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER
+    )
     with api_client(app, index) as admin, api_client(app, index, "operator") as desk:
         made = admin.post(
             "/api/keys", json={"name": "shop 7 panel", "role": "shop", "sites": ["shop-7"]}
@@ -138,7 +140,7 @@ def test_admins_make_list_and_revoke_keys(tmp_path: Path) -> None:
 def test_each_key_has_a_request_budget(tmp_path: Path) -> None:
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     settings = ApiConfig(rate_per_s=0.2, burst=3)
-    app = create_app(index, unreachable_store(), [], settings, heartbeat_stale_s=5)
+    app = create_app(index, unreachable_store(), [], settings, heartbeat_stale_s=5, sealer=SEALER)
     with api_client(app, index) as busy, api_client(app, index) as other:
         assert [busy.get("/api/me").status_code for _ in range(3)] == [200, 200, 200]
         refused = busy.get("/api/me")
@@ -150,7 +152,7 @@ def test_each_key_has_a_request_budget(tmp_path: Path) -> None:
 def test_a_body_over_the_limit_is_refused_declared_or_streamed(tmp_path: Path) -> None:
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     settings = ApiConfig(max_body_bytes=1024)
-    app = create_app(index, unreachable_store(), [], settings, heartbeat_stale_s=5)
+    app = create_app(index, unreachable_store(), [], settings, heartbeat_stale_s=5, sealer=SEALER)
     body = b'{"name": "' + b"x" * 2000 + b'", "role": "shop", "sites": ["a"]}'
 
     def chunks() -> Iterator[bytes]:
@@ -189,7 +191,9 @@ def test_the_first_admin_key_comes_from_the_command_line(tmp_path: Path) -> None
 
 def test_the_console_logs_in_with_a_key_into_a_session_cookie(tmp_path: Path) -> None:
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
-    app = create_app(index, unreachable_store(), [], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(
+        index, unreachable_store(), [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER
+    )
     key = ApiKeys(index).create("night desk", "operator", [], True, by="tests")[1]
     index.add_event(Event("gate", "hq", "zone_intrusion", "person", "door", "high", 1.0, 1.0))
     with TestClient(app) as browser:

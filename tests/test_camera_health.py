@@ -15,7 +15,7 @@ from storage.accounts import SiteRow
 from storage.cameras import CameraConfig
 from storage.index import CameraStatusRow, EventIndex, utcnow
 from storage.objects import ObjectStore
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ def test_the_api_answers_a_cameras_minutes_within_the_keys_sites(heartbeats: Eve
         CameraConfig(id="gate", site="hq", url="rtsp://127.0.0.1:1/gate"),
         CameraConfig(id="vault", site="bank", url="rtsp://127.0.0.1:1/vault"),
     ]
-    app = create_app(index, store, cameras, ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(index, store, cameras, ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
     with api_client(app, index, "installer", ["hq"]) as installer:
         answer = installer.get("/api/cameras/gate/health")
         assert answer.status_code == 200, answer.text

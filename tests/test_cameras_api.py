@@ -19,7 +19,7 @@ from storage.accounts import SiteRow
 from storage.cameras import ApiCameras, CameraConfig
 from storage.index import EventIndex
 from storage.objects import ObjectStore
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 from tests.servers import RtspCamera, free_port
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def api(tmp_path: Path) -> tuple[FastAPI, EventIndex]:
         session.add_all([SiteRow(id="shop-7", name="Shop 7"), SiteRow(id="bank-2", name="Bank")])
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
     yard = CameraConfig(id="yard", site="shop-7", url="rtsp://127.0.0.1:1/yard")
-    return create_app(index, store, [yard], ApiConfig(), heartbeat_stale_s=5), index
+    return create_app(index, store, [yard], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER), index
 
 
 def test_a_probe_shows_what_the_camera_sends(
@@ -115,7 +115,7 @@ def test_an_installer_adds_changes_and_removes_a_camera(
         changed = {**door, "url": camera.url("door"), "zones": []}
         replaced = installer.put("/api/cameras/door", json=changed)
         assert replaced.status_code == 200, replaced.text
-        stored = ApiCameras(index).get("door")
+        stored = ApiCameras(index, SEALER).get("door")
         assert stored is not None and stored.zones == [] and stored.username == USER
         assert stored.password is not None and stored.password.get_secret_value() == PASSWORD
         cleared = installer.put("/api/cameras/door", json={**changed, "password": ""})

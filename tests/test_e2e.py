@@ -237,6 +237,9 @@ def test_a_camera_added_over_the_api_streams_within_the_lease_time(
     assert time.monotonic() - added_at <= lease_s + 5, "not streaming within the lease time"
     assert seen["source"] == "api"
     answers = [added.text, httpx.get(f"{api}/api/cameras/walkway-api", headers=installer).text]
+    # The workers logged in with the password, yet the index's files never held it as such.
+    database = sorted((pipeline.workdir / "data").glob("xueliang.db*"))
+    assert database and all(PASSWORD.encode() not in path.read_bytes() for path in database)
     assert httpx.delete(f"{api}/api/cameras/walkway-api", headers=installer).status_code == 204
     deadline = time.monotonic() + lease_s
     while "gave up camera walkway-api" not in pipeline.log() and time.monotonic() < deadline:

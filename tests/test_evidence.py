@@ -37,7 +37,7 @@ from storage.objects import (
 from storage.recording import RecordingRow, recording_row
 from storage.retention import RetentionConfig, RetentionPolicy, RetentionSweeper
 from storage.webhooks import WebhookAttemptRow
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 pytestmark = pytest.mark.integration
@@ -245,7 +245,7 @@ def test_the_api_logs_every_fetch_and_verifies_and_holds(
     index: EventIndex, object_store: ObjectStore
 ) -> None:
     event = stored_event(index, object_store)
-    app = create_app(index, object_store, [], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(index, object_store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
     with api_client(app, index) as http:
         clip = http.get(f"/api/events/{event.id}/clip")
         assert clip.status_code == 200 and len(clip.content) == 2048

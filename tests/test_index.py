@@ -39,7 +39,7 @@ from storage.index import (
 from storage.leases import CameraLeases, ChoreTurns
 from storage.migrations import MODEL_MODULES, alembic_config, script_directory, target_metadata
 from storage.objects import ObjectStore
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 from tests.postgres import PASSWORD, PostgresServer
 from tests.servers import free_port
 
@@ -542,7 +542,7 @@ def test_the_api_pages_with_any_cursor_on_either_backend(index: EventIndex) -> N
     for event in make_events()[:3]:
         index.add_event(event)
     store = ObjectStore(Minio("127.0.0.1:9", "key", "secret", secure=False), "unused")
-    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
     with api_client(app, index) as http:
         for cursor in ("2147483648", "999999999999999999"):
             page = http.get(f"/api/events?cursor={cursor}")

@@ -24,7 +24,7 @@ from api.config import ApiConfig, MqttConfig
 from common.types import Event
 from storage.index import CameraStatusRow, EventIndex, WorkerRow, utcnow
 from storage.objects import ObjectStore
-from tests.apiclient import Served, api_client
+from tests.apiclient import SEALER, Served, api_client
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,7 @@ def test_the_broker_refuses_a_wrong_password(broker: Mosquitto) -> None:
 def test_metrics_show_cameras_workers_events_and_webhooks(tmp_path: Path) -> None:
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
-    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=30)
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=30, sealer=SEALER)
     for camera, site in (("door", "shop-7"), ("vault", "bank-2")):
         index.put_camera_status(
             CameraStatusRow(

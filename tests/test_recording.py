@@ -28,7 +28,7 @@ from storage.recording import (
     segment_metadata,
     segments_between,
 )
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 from tests.clips import START
 from tests.media import camera_packets
 
@@ -119,7 +119,9 @@ def test_a_range_across_three_segments_plays_with_no_gap_or_repeat(
     assert [digest for _, digest in exported] == original  # the same pictures, not re-encoded
 
     walkway = CameraConfig(id="walkway", site="hq", url="rtsp://127.0.0.1/walkway")
-    app = create_app(index, object_store, [walkway], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(
+        index, object_store, [walkway], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER
+    )
     with api_client(app, index) as http:
         url = "/api/cameras/walkway/recording"
         since, until = (datetime.fromtimestamp(t, UTC).isoformat() for t in (start, end))

@@ -20,7 +20,7 @@ from storage.accounts import SiteRow
 from storage.cameras import ApiCameras, NetworkCameraConfig
 from storage.index import EventIndex, to_datetime
 from storage.objects import ObjectStore, object_key
-from tests.apiclient import Served, make_key
+from tests.apiclient import SEALER, Served, make_key
 
 pytestmark = pytest.mark.integration
 AUTH: dict[str, str] = {}  # the admin key's header, set by the fixture
@@ -42,7 +42,9 @@ def seed(index: EventIndex, store: ObjectStore) -> None:
     """A site, a camera and an event with stored media, so generated ids sometimes hit."""
     with index.sessions.begin() as session:
         session.add(SiteRow(id="shop-7", name="Shop 7"))
-    ApiCameras(index).put(NetworkCameraConfig(id="door", site="shop-7", url="rtsp://127.0.0.1/x"))
+    ApiCameras(index, SEALER).put(
+        NetworkCameraConfig(id="door", site="shop-7", url="rtsp://127.0.0.1/x")
+    )
     now = time.time()
     event = Event("door", "shop-7", "zone_intrusion", "person", "till", "high", now, now)
     index.add_event(event)

@@ -14,7 +14,7 @@ from common.types import Event
 from storage.accounts import Role, SiteRow
 from storage.index import EventIndex, utcnow
 from storage.objects import ObjectStore
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def test_each_site_has_its_place_and_its_events_counts(index: EventIndex) -> Non
         at = (now - ago).timestamp()
         index.add_event(Event("cam", site, kind, "person", "door", severity, at, at))
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
-    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
 
     def counts(answer: list[dict[str, object]]) -> dict[object, tuple[object, object]]:
         return {site["id"]: (site["events"], site["high"]) for site in answer}

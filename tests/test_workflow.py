@@ -15,7 +15,7 @@ from common.types import Event
 from storage.index import EventIndex
 from storage.objects import ObjectStore
 from storage.workflow import EventWorkflow, TransitionError
-from tests.apiclient import api_client
+from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def started_ago(index: EventIndex, minutes: float, site: str = "hq") -> Event:
 def test_an_event_goes_through_the_workflow_and_leaves_a_trail(index: EventIndex) -> None:
     quick, slow = started_ago(index, 2), started_ago(index, 10)
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
-    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5)
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
     with api_client(app, index, "operator") as desk, api_client(app, index, "shop", ["hq"]) as shop:
         acted = desk.post(f"/api/events/{quick.id}/actions", json={"action": "acknowledge"})
         assert acted.status_code == 200, acted.text

@@ -92,6 +92,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from api.app import create_app
     from common.periodic import Periodic
     from storage.alarms import AlarmPanels, expire_alarm_clips
+    from storage.cameras import ApiCameras
     from storage.evidence import Evidence
     from storage.index import EventIndex
     from storage.leases import ChoreTurns, holder_id
@@ -100,8 +101,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     setup_logging("api")
     config = _load(args.config)
     index, store = EventIndex.connect(config.index.url), config.object_store()
+    sealer = config.sealer()
+    ApiCameras(index, sealer).reseal()  # credentials stored before sealing, or of an older key
     app = create_app(
-        index, store, config.cameras, config.api, heartbeat_stale_s=3 * config.ingest.heartbeat_s
+        index, store, config.cameras, config.api, 3 * config.ingest.heartbeat_s, sealer
     )
     # API processes keep the evidence too (audits and retention), one of them per round.
     evidence = Evidence(index, store)

@@ -23,6 +23,7 @@ from storage.config import (
 )
 from storage.objects import ObjectStore
 from storage.retention import RetentionConfig
+from storage.sealing import CredentialSealer
 
 
 class Config(StrictModel):
@@ -74,6 +75,10 @@ class Config(StrictModel):
                 )
         return self
 
+    def sealer(self) -> CredentialSealer:
+        """The sealer of the index's camera credentials (its key file made if missing)."""
+        return CredentialSealer.from_file(self.index.key_file or self.data_dir / "index.key")
+
     def object_store(self) -> ObjectStore:
         """The configured bucket, with the evidence settings when WORM is on."""
         return ObjectStore.from_config(self.storage, self.evidence if self.evidence.worm else None)
@@ -111,6 +116,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     resolve(raw, "data_dir")
     resolve(raw.get("detector"), "model")
     resolve(raw.get("storage"), "data_dir")
+    resolve(raw.get("index"), "key_file")
     index = raw.get("index")
     if isinstance(index, dict) and isinstance(index.get("url"), str):
         url = index["url"]

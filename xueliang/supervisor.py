@@ -100,6 +100,7 @@ class Supervisor:
             if self.s3 is not None:
                 self.s3.start()
             EventIndex.connect(self.config.index.url)  # the schema, once, before any child
+            self.config.sealer()  # and the key file, so that every child reads the same one
             for child in self.children:
                 child.start()
             for line in on_ready:

@@ -75,7 +75,7 @@ class Worker:
         self.cameras_by_id: dict[str, CameraConfig] = {}
         self.privacy: dict[str, PrivacyConfig] = {}  # the recorder reads it as cameras change
         self.index = EventIndex.connect(config.index.url)
-        self.api_cameras = ApiCameras(self.index)
+        self.api_cameras = ApiCameras(self.index, config.sealer())
         self.store = config.object_store()
         self.leases = CameraLeases(self.index, worker_id, config.ingest.lease_s)
         self.rings: dict[str, PacketRing] = {}
