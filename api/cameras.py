@@ -22,6 +22,7 @@ from api.context import ApiContext, as_utc
 from api.errors import ERROR_RESPONSES
 from api.models import CameraDetail, CameraOut, HealthPoint, ProbeIn, ProbeOut
 from ingest.probe import ProbeError, probe
+from ingest.redact import redact_text
 from storage.accounts import Principal
 from storage.cameras import CREDENTIALS, ROW_FIELDS, CameraConfig, NetworkCameraConfig
 from storage.clips import ClipError
@@ -123,6 +124,12 @@ def routes(ctx: ApiContext) -> APIRouter:
             given = getattr(camera, name) if name in camera.model_fields_set else getattr(old, name)
             text = given.get_secret_value() if isinstance(given, SecretStr) else given
             credentials[name] = text or None  # left out: kept; "": cleared
+        for name in ("url", "detect_url"):
+            # A URL given back as the API showed it (secrets in its query starred) is the
+            # stored one: an edit of the zones must not replace a token with stars.
+            stored_url = getattr(old, name)
+            if stored_url is not None and getattr(camera, name) == redact_text(stored_url):
+                credentials[name] = stored_url
         try:
             merged = NetworkCameraConfig.model_validate({**camera.model_dump(), **credentials})
         except ValidationError:

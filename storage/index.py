@@ -39,8 +39,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from common.types import Event
@@ -785,22 +785,34 @@ class EventIndex:
         """Store a camera's heartbeat as its latest status and fold it into its minute of
         history (CameraHealthRow), in one transaction: two reads and two writes by key."""
         minute = (row.updated_at or utcnow()).astimezone(UTC).replace(second=0, microsecond=0)
-        with self.sessions.begin() as session:
-            # The status before this heartbeat: merge would load it anyway (no extra query).
-            before = session.get(CameraStatusRow, row.camera_id)
-            # The counter runs since the worker started the camera: lower than before, or of
-            # another worker, it started again and all of it is new.
-            reconnects = row.reconnects or 0
-            same = before is not None and before.worker_id == row.worker_id
-            counted = before.reconnects if before is not None and same else None
-            if counted is not None and reconnects >= counted:
-                reconnects -= counted
-            session.merge(row)
-            point = session.get(CameraHealthRow, (row.camera_id, minute))
-            if point is None:
-                session.add(CameraHealthRow.first(row, minute, reconnects))
-            else:
-                point.add(row, reconnects)
+        # Two workers may report one camera while its lease moves: the one whose new row
+        # lost the race finds the other's row on its second try.
+        for attempt in (1, 2):
+            try:
+                with self.sessions.begin() as session:
+                    self._fold_heartbeat(session, row, minute)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    @staticmethod
+    def _fold_heartbeat(session: Session, row: CameraStatusRow, minute: datetime) -> None:
+        # The status before this heartbeat: merge would load it anyway (no extra query).
+        before = session.get(CameraStatusRow, row.camera_id)
+        # The counter runs since the worker started the camera: lower than before, or of
+        # another worker, it started again and all of it is new.
+        reconnects = row.reconnects or 0
+        same = before is not None and before.worker_id == row.worker_id
+        counted = before.reconnects if before is not None and same else None
+        if counted is not None and reconnects >= counted:
+            reconnects -= counted
+        session.merge(row)
+        point = session.get(CameraHealthRow, (row.camera_id, minute))
+        if point is None:
+            session.add(CameraHealthRow.first(row, minute, reconnects))
+        else:
+            point.add(row, reconnects)
 
     def camera_health(self, camera_id: str, since: datetime) -> Sequence[CameraHealthRow]:
         """The camera's minutes of history from `since` on, oldest first."""

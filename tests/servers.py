@@ -150,10 +150,11 @@ class App:
         body: Any = None
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, self.log()
-            body = self.get(path, timeout=5).json()
-            found = predicate(body)
-            if found:
-                return found
+            with contextlib.suppress(httpx.HTTPError):  # a busy moment: ask again
+                body = self.get(path, timeout=5).json()
+                found = predicate(body)
+                if found:
+                    return found
             time.sleep(0.5)
         raise TimeoutError(f"GET {path} never satisfied the test; last answer: {body}")
 

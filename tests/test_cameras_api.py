@@ -131,3 +131,30 @@ def test_an_installer_adds_changes_and_removes_a_camera(
         assert desk.post("/api/cameras", json=door).status_code == 403
     for text in answers:
         assert PASSWORD not in text
+
+
+def test_a_camera_put_back_as_the_api_showed_it_keeps_the_secrets_of_its_urls(
+    api: tuple[FastAPI, EventIndex],
+) -> None:
+    """The console's zone editor saves a camera as GET answered it: URL query secrets starred
+    there must not replace the stored ones."""
+    app, index = api
+    flv = {
+        "id": "till", "site": "shop-7", "url": "http://10.0.0.7/live.flv?token=Tk-991&channel=1",
+        "detect_url": "http://10.0.0.7/sub.flv?pwd=Sub-42",
+    }  # fmt: skip
+    with api_client(app, index, "installer", ["shop-7"]) as installer:
+        assert installer.post("/api/cameras", json=flv).status_code == 201
+        shown = installer.get("/api/cameras/till").json()
+        assert "Tk-991" not in shown["url"] and "Sub-42" not in str(shown["detect_url"])
+        zones = [{"name": "counter", "points": [[0, 0], [1, 0], [1, 1]]}]
+        body = {**shown["config"], "id": "till", "site": "shop-7", "url": shown["url"],
+                "detect_url": shown["detect_url"], "zones": zones}  # fmt: skip
+        assert installer.put("/api/cameras/till", json=body).status_code == 200
+        stored = ApiCameras(index, SEALER).get("till")
+        assert stored is not None and stored.zones[0].name == "counter"
+        assert (stored.url, stored.detect_url) == (flv["url"], flv["detect_url"])
+        moved = {**body, "url": "http://10.0.0.8/live.flv?token=New-1"}  # a new URL is taken
+        assert installer.put("/api/cameras/till", json=moved).status_code == 200
+        stored = ApiCameras(index, SEALER).get("till")
+        assert stored is not None and stored.url == moved["url"]

@@ -88,9 +88,13 @@ function healthChart(points, since, until) {
 function healthSummary(points) {
   const online = points.filter((p) => p.state === "online").length;
   const mean = (name) => (points.length ? points.reduce((sum, p) => sum + p[name], 0) / points.length : 0);
+  // Minutes since the first heartbeat of the range: those without one (no worker ran the
+  // camera) count against its uptime as well.
+  const minutes = points.length ? Math.max(points.length, Math.ceil((Date.now() - new Date(points[0].minute)) / 60_000)) : 0;
   const figures = [
-    ["uptime", points.length ? `${((100 * online) / points.length).toFixed(1)} %` : "–"],
+    ["uptime", minutes ? `${((100 * online) / minutes).toFixed(1)} %` : "–"],
     ["offline_minutes", String(points.filter((p) => p.state === "offline").length)],
+    ["unheard_minutes", String(minutes - points.length)],
     ["reconnects", String(points.reduce((sum, p) => sum + p.reconnects, 0))],
     ["decode_fps", mean("decode_fps_avg").toFixed(1)],
     ["bitrate", `${mean("bitrate_kbps_avg").toFixed(0)} kbps`],
@@ -145,14 +149,28 @@ export async function showCamera(id, sites, canSetUp) {
   view().replaceChildren(section);
   let hours = 24;
   let asked = 0; // answers to an older refresh than the latest are dropped
+  let points = [];
+  let historyAt = 0;
   const refresh = async (camera) => {
     if (!document.body.contains(section)) return clearInterval(timer);
     const turn = ++asked;
-    const [fresh, points] = await Promise.all([
-      camera ?? api(path).then((r) => r.json()),
-      api(`${path}/health?hours=${hours}`).then((r) => r.json()),
+    // The history is by the minute: asked again once a minute, or when the range changes.
+    const again = Date.now() - historyAt >= 60_000;
+    const [answer, minutes] = await Promise.all([
+      camera ? null : api(path),
+      again ? api(`${path}/health?hours=${hours}`) : null,
     ]);
     if (turn !== asked) return;
+    if ((answer && !answer.ok) || (minutes && !minutes.ok)) {
+      clearInterval(timer);
+      view().replaceChildren(element("p", { class: "card error", id: "camera-error", text: await refusal(answer?.ok === false ? answer : minutes) }));
+      return;
+    }
+    const fresh = camera ?? (await answer.json());
+    if (minutes) {
+      points = await minutes.json();
+      historyAt = Date.now();
+    }
     const zone = sites[fresh.site]?.timezone;
     const until = new Date();
     const since = new Date(until - hours * 3_600_000);
@@ -168,6 +186,7 @@ export async function showCamera(id, sites, canSetUp) {
   };
   const pick = (chosen) => () => {
     hours = chosen;
+    historyAt = 0;
     refresh();
   };
   ranges.append(...RANGES.map((h) => element("button", { type: "button", "data-hours": String(h), text: t(`health.hours_${h}`), onclick: pick(h) })));

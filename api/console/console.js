@@ -183,6 +183,7 @@ async function showWall() {
   const page = await (await api(`/api/events?${query}`)).json();
   if (!page.items.length) wall.append(element("p", { class: "empty", text: t("wall.empty") }));
   for (const event of page.items.reverse()) upsert(event, false);
+  wall.dataset.loaded = "true"; // the first page of the filters' events is in
 }
 
 function listen() {
@@ -196,9 +197,19 @@ function listen() {
     }
   };
   socket.onclose = () => {
+    if (state.socket !== socket) return; // closed on purpose (log out): not to be reopened
     state.socket = null;
     if (state.me) setTimeout(listen, 2000);
   };
+}
+
+// The end of a session: its live feed closes with it (the next login may be another key's).
+function loggedOut() {
+  state.me = null;
+  const socket = state.socket;
+  state.socket = null;
+  socket?.close();
+  showLogin();
 }
 
 async function openEvent(id) {
@@ -313,14 +324,9 @@ document.getElementById("language").addEventListener("click", () => {
 });
 document.getElementById("logout").addEventListener("click", async () => {
   await api("/api/session", { method: "DELETE" });
-  state.me = null;
-  state.socket?.close();
-  showLogin();
+  loggedOut();
 });
-window.addEventListener("session-ended", () => {
-  state.me = null;
-  showLogin();
-});
+window.addEventListener("session-ended", loggedOut);
 window.addEventListener("hashchange", () => {
   if (state.me) {
     navigation();

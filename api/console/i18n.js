@@ -58,13 +58,14 @@ export const WORDS = {
     "filter.end": "截止时间",
     "cameras.health": "运行状况",
     "health.title": "运行状况（每分钟）",
-    "health.legend": "色带：在线 / 异常 / 连接中 / 离线；曲线：解码帧率（平均、最低）",
+    "health.legend": "色带：在线 / 异常 / 连接中 / 离线（空白：无心跳）；曲线：解码帧率（平均、最低）",
     "health.hours_1": "1 小时",
     "health.hours_6": "6 小时",
     "health.hours_24": "24 小时",
     "health.hours_168": "7 天",
     "health.uptime": "在线率",
     "health.offline_minutes": "离线分钟数",
+    "health.unheard_minutes": "无心跳分钟数",
     "health.reconnects": "重连次数",
     "health.decode_fps": "解码帧率",
     "health.input_fps": "输入帧率",
@@ -76,6 +77,7 @@ export const WORDS = {
     "setup.new_camera": "添加摄像机",
     "setup.edit_camera": "编辑区域与规则",
     "setup.id": "编号",
+    "setup.id_rule": "小写字母、数字、“_”和“-”，以字母或数字开头",
     "setup.name": "名称",
     "setup.site": "站点",
     "setup.url": "视频流地址",
@@ -215,13 +217,14 @@ export const WORDS = {
     "filter.end": "Until",
     "cameras.health": "Health",
     "health.title": "Health, minute by minute",
-    "health.legend": "band: online / degraded / connecting / offline; lines: decode fps (mean, lowest)",
+    "health.legend": "band: online / degraded / connecting / offline (blank: no heartbeat); lines: decode fps (mean, lowest)",
     "health.hours_1": "1 hour",
     "health.hours_6": "6 hours",
     "health.hours_24": "24 hours",
     "health.hours_168": "7 days",
     "health.uptime": "Online",
     "health.offline_minutes": "Minutes offline",
+    "health.unheard_minutes": "Minutes without a heartbeat",
     "health.reconnects": "Reconnects",
     "health.decode_fps": "Decode rate",
     "health.input_fps": "Input rate",
@@ -233,6 +236,7 @@ export const WORDS = {
     "setup.new_camera": "Add a camera",
     "setup.edit_camera": "Zones and rules",
     "setup.id": "ID",
+    "setup.id_rule": "lower-case letters, digits, “_” and “-”, starting with a letter or digit",
     "setup.name": "Name",
     "setup.site": "Site",
     "setup.url": "Stream URL",
@@ -342,13 +346,17 @@ export function localTime(iso, timeZone) {
 
 // The moment a wall-clock time (a datetime-local value, "2026-11-27T09:30") is in a time zone.
 export function momentIn(local, timeZone) {
-  const guess = new Date(`${local}Z`); // first read as UTC, then moved by the zone's offset
-  const parts = Object.fromEntries(
-    new Intl.DateTimeFormat("en-US", {
-      timeZone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
-      hour: "2-digit", minute: "2-digit", second: "2-digit",
-    }).formatToParts(guess).map((part) => [part.type, Number(part.value)]),
-  );
-  const shown = Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second);
-  return new Date(guess.getTime() - (shown - guess.getTime()));
+  const wanted = new Date(`${local}Z`).getTime(); // the wall-clock time, read as if UTC
+  const format = new Intl.DateTimeFormat("en-US", {
+    timeZone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+  const shownAt = (moment) => {
+    const parts = Object.fromEntries(format.formatToParts(moment).map((p) => [p.type, Number(p.value)]));
+    return Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second);
+  };
+  // Moved by the zone's offset, then once more by the offset there (a clock change between).
+  let moment = wanted;
+  for (let pass = 0; pass < 2; pass++) moment -= shownAt(new Date(moment)) - wanted;
+  return new Date(moment);
 }

@@ -94,10 +94,13 @@ export async function showMap(filters, types, open) {
     draw();
   });
   view().replaceChildren(bar, body);
+  let asked = 0; // an answer to older filters than the latest is dropped
   const draw = async () => {
+    const turn = ++asked;
     const query = new URLSearchParams({ start: new Date(Date.now() - Number(days.value) * 86_400_000).toISOString() });
     if (type.value) query.set("type", type.value);
     const sites = await (await api(`/api/stats/sites?${query}`)).json();
+    if (turn !== asked) return;
     const most = Math.max(1, ...sites.map((s) => s.events));
     const placed = sites.filter((s) => s.latitude !== null && s.longitude !== null);
     const cells = sites.filter((s) => !(s.latitude !== null && s.longitude !== null) && s.grid_id);

@@ -36,12 +36,12 @@ function select(name, values, label, attributes = {}) {
 }
 
 // A daily period (days of the week, from, until) as the API's `Period` takes it.
-function periodEditor(name) {
+function periodEditor(name, from = "00:00", until = "00:00") {
   const days = DAYS.map((day) =>
     element("label", { class: "day" }, element("input", { type: "checkbox", name: `${name}-day`, value: day, checked: "" }), element("span", { text: t(`day.${day}`) })),
   );
-  const start = input(`${name}-start`, { type: "time", value: "00:00" });
-  const end = input(`${name}-end`, { type: "time", value: "00:00" });
+  const start = input(`${name}-start`, { type: "time", value: from });
+  const end = input(`${name}-end`, { type: "time", value: until });
   const box = element(
     "fieldset",
     { class: "period", "data-period": name },
@@ -79,7 +79,7 @@ function ruleEditor() {
       extra = () => ({ direction: HEADINGS[heading.value] });
     }
     if (type.value === "after_hours") {
-      const open = periodEditor("open");
+      const open = periodEditor("open", "08:00", "20:00");
       more.push(open);
       extra = () => ({ open: [open.value()] });
     }
@@ -159,7 +159,7 @@ function shapeEditor(picture, config) {
     );
 
   const finish = () => {
-    if (tool === "zone" && points.length < 3) return;
+    if (!tool || (tool === "zone" ? points.length < 3 : points.length !== 2)) return;
     const name = input("shape-name", { required: "", maxlength: "64", value: `${t(`setup.${tool}`)} ${shapes.zones.length + shapes.lines.length + 1}` });
     const drawn = points;
     const kind = tool;
@@ -270,7 +270,7 @@ export async function showNewCamera(sites) {
     "form",
     { id: "camera-form", class: "card camera-form" },
     element("h2", { text: t("setup.new_camera") }),
-    field("id", input("id", { required: "", pattern: "[A-Za-z0-9][A-Za-z0-9_.\\-]*", maxlength: "64" })),
+    field("id", input("id", { required: "", pattern: "[a-z0-9][a-z0-9_\\-]*", maxlength: "64", title: t("setup.id_rule") })),
     field("name", input("name", { maxlength: "128" })),
     field("site", select("site", siteIds, (id) => sites[id].name)),
     field("url", input("url", { required: "", placeholder: "rtsp://192.168.1.64:554/Streaming/Channels/101" })),
