@@ -149,6 +149,11 @@ class Auth:
             return self.authenticate_key(session, session=True)
         return self.authenticate_key(key)
 
+    def still_valid(self, presented: str, session: bool = False) -> bool:
+        """Whether a key (or session) admitted earlier still is: not revoked, not logged out,
+        not expired (looked up at most once per `remember_s`; no request budget spent)."""
+        return self._lookup(presented, session) is not None
+
     def authenticate_key(self, presented: str | None, session: bool = False) -> Principal:
         """The principal of a key (or a console session), spending one request of its key's
         budget; 401 or 429 if not."""

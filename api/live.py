@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from api.auth import SESSION_COOKIE, key_of_headers, same_origin
@@ -31,6 +31,7 @@ POLL_S = 0.2
 CAMERAS_EVERY_S = 1.0
 PENDING_MAX = 20_000  # messages: a client this far behind is dropped, the process stays small
 KEEPALIVE_S = 15.0
+RECHECK_S = 2.0  # how often open streams' keys and sessions are checked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,18 @@ class Message:
     data: str
 
 
+@dataclass(frozen=True)
+class Credential:
+    """What a stream was opened with: a key, or a console session's token."""
+
+    presented: str
+    session: bool = False
+
+
 @dataclass(eq=False)
 class Subscriber:
     principal: Principal
+    credential: Credential
     types: frozenset[str] | None
     cameras: frozenset[str] | None
     loop: asyncio.AbstractEventLoop
@@ -55,6 +65,7 @@ class Subscriber:
     queue: asyncio.Queue[list[Message] | None] = field(default_factory=asyncio.Queue)
     pending: int = 0
     lagging: bool = False
+    revoked: bool = False  # its key was revoked, or its session ended
 
     def wants(self, message: Message) -> bool:
         if not self.principal.sees(message.site):
@@ -92,7 +103,7 @@ class LiveHub:
 
     Example:
         >>> hub = LiveHub(ctx); hub.start()  # doctest: +SKIP
-        >>> subscriber = hub.subscribe(principal, None, None)  # doctest: +SKIP
+        >>> subscriber = hub.subscribe(principal, Credential(key), None, None)  # doctest: +SKIP
     """
 
     def __init__(self, ctx: ApiContext) -> None:
@@ -103,6 +114,7 @@ class LiveHub:
         self._reader: FeedReader
         self._task: Periodic | None = None
         self._next_cameras = 0.0
+        self._next_recheck = 0.0
         self.delivered = 0
         self.events_by_type: Counter[str] = Counter()  # started since this process started
 
@@ -120,9 +132,13 @@ class LiveHub:
                 subscriber.loop.call_soon_threadsafe(subscriber.offer, None)
 
     def subscribe(
-        self, principal: Principal, types: frozenset[str] | None, cameras: frozenset[str] | None
+        self,
+        principal: Principal,
+        credential: Credential,
+        types: frozenset[str] | None,
+        cameras: frozenset[str] | None,
     ) -> Subscriber:
-        subscriber = Subscriber(principal, types, cameras, asyncio.get_running_loop())
+        subscriber = Subscriber(principal, credential, types, cameras, asyncio.get_running_loop())
         with self._lock:
             self._subscribers.add(subscriber)
         return subscriber
@@ -142,7 +158,24 @@ class LiveHub:
         if time.monotonic() >= self._next_cameras:
             self._next_cameras = time.monotonic() + CAMERAS_EVERY_S
             messages += self._camera_messages()
+        if time.monotonic() >= self._next_recheck:
+            self._next_recheck = time.monotonic() + RECHECK_S
+            self._end_revoked()
         self._publish([m for m in messages if m is not None])
+
+    def _end_revoked(self) -> None:
+        """End the streams of keys revoked and sessions ended since they were opened: an
+        open stream must not outlive the right to it."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            credential = subscriber.credential
+            if subscriber.revoked or self.ctx.auth.still_valid(
+                credential.presented, credential.session
+            ):
+                continue
+            subscriber.revoked = True
+            subscriber.loop.call_soon_threadsafe(subscriber.offer, None)
 
     def _event_message(self, entry: FeedEntry) -> Message | None:
         if entry.event is None:
@@ -198,13 +231,16 @@ def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
     @router.get("/events", response_class=StreamingResponse)
     async def server_sent_events(
         who: Annotated[Principal, anyone],
+        request: Request,
         types: Annotated[str | None, Query(description="event types, comma-separated")] = None,
         cameras: Annotated[str | None, Query(description="camera ids, comma-separated")] = None,
     ) -> StreamingResponse:
         """Server-Sent Events: `event: event` (an event started, ended, got its media or
         changed status) and `event: camera` (a camera's state changed)."""
         wanted_types, wanted_cameras = filters(types, cameras)
-        subscriber = hub.subscribe(who, wanted_types, wanted_cameras)
+        key, token = key_of_headers(request.headers), request.cookies.get(SESSION_COOKIE)
+        credential = Credential(key) if key is not None else Credential(token or "", True)
+        subscriber = hub.subscribe(who, credential, wanted_types, wanted_cameras)
 
         async def stream() -> AsyncIterator[str]:
             try:
@@ -240,18 +276,22 @@ def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
             key, token = key_of_headers(socket.headers), socket.cookies.get(SESSION_COOKIE)
             if key is None and token and same_origin(socket.headers):
                 principal = ctx.auth.authenticate_key(token, session=True)
+                credential = Credential(token, session=True)
             else:
                 principal = ctx.auth.authenticate_key(key)
+                credential = Credential(key or "")
         except HTTPException:
             await socket.close(code=1008)
             return
         await socket.accept()
         wanted_types, wanted_cameras = filters(types, cameras)
-        subscriber = hub.subscribe(principal, wanted_types, wanted_cameras)
+        subscriber = hub.subscribe(principal, credential, wanted_types, wanted_cameras)
         try:
             while (batch := await subscriber.next()) is not None:
                 await socket.send_text("[" + ",".join(m.data for m in batch) + "]")
-            await socket.close(code=1013 if subscriber.lagging else 1001)
+            # 1008: the key or session no longer admits it; 1013: too far behind, come again
+            code = 1008 if subscriber.revoked else 1013 if subscriber.lagging else 1001
+            await socket.close(code=code)
         except WebSocketDisconnect:
             pass
         finally:

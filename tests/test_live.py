@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
 from api.config import ApiConfig
 from common.types import Event
+from storage.accounts import ApiKeys
 from storage.index import CameraStatusRow, EventIndex, utcnow
 from storage.workflow import EventWorkflow
 from tests.apiclient import Served, make_key
@@ -114,3 +115,42 @@ def test_no_key_no_stream(served: Served, index: EventIndex) -> None:
         served.ws("xl_000000000000_forged")
     anonymous = httpx.get(f"http://127.0.0.1:{served.port}/api/live/events", timeout=5)
     assert anonymous.status_code == 401
+
+
+def test_a_revoked_key_or_a_closed_session_ends_its_open_streams(
+    served: Served, index: EventIndex
+) -> None:
+    """Revoked here (at once) or by another API process (within the key memory): the
+    WebSocket closes with 1008 and the SSE stream ends; an event after it reaches neither."""
+    admin = {"Authorization": f"Bearer {make_key(index, 'admin')}"}
+    api = f"http://127.0.0.1:{served.port}"
+    here, elsewhere = make_key(index, "operator"), make_key(index, "operator")
+    login = httpx.post(f"{api}/api/session", json={"key": make_key(index, "operator")})
+    session = login.cookies["xl_session"]
+    with (
+        served.ws(here) as revoked_here,
+        served.ws(elsewhere) as revoked_elsewhere,
+        connect(
+            f"ws://127.0.0.1:{served.port}/api/live/ws",
+            additional_headers={"Cookie": f"xl_session={session}", "Origin": api},
+        ) as logged_out,
+        httpx.stream("GET", f"{api}/api/live/events", headers={"X-API-Key": here}) as sse,
+    ):
+        lines = sse.iter_lines()
+        assert next(lines) == ": connected"
+        key_id = here.split("_")[1]
+        assert httpx.delete(f"{api}/api/keys/{key_id}", headers=admin).status_code == 204
+        ApiKeys(index).revoke(elsewhere.split("_")[1])  # as another API process would
+        closed = httpx.delete(
+            f"{api}/api/session",
+            cookies={"xl_session": session, "xl_csrf": login.cookies["xl_csrf"]},
+            headers={"X-CSRF-Token": login.cookies["xl_csrf"]},
+        )
+        assert closed.status_code == 204
+        for socket in (revoked_here, revoked_elsewhere, logged_out):
+            with pytest.raises(ConnectionClosed) as ended:
+                while True:  # camera pushes may come before the close
+                    socket.recv(timeout=15)
+            assert ended.value.rcvd is not None and ended.value.rcvd.code == 1008
+        # The SSE stream ended (a stream left open would time out here), empty after ": connected".
+        assert [line for line in lines if line] == []

@@ -196,10 +196,13 @@ function listen() {
       if (message.kind === "event") upsert(message.event, message.change === "started");
     }
   };
-  socket.onclose = () => {
+  socket.onclose = (closed) => {
     if (state.socket !== socket) return; // closed on purpose (log out): not to be reopened
     state.socket = null;
-    if (state.me) setTimeout(listen, 2000);
+    if (!state.me) return;
+    // 1008: the key was revoked or the session ended; asking the API shows the login then.
+    const check = closed.code === 1008 ? api("/api/me") : Promise.resolve();
+    check.then(() => setTimeout(listen, 2000)).catch(() => {});
   };
 }
 
