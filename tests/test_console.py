@@ -110,6 +110,7 @@ def shot(page: Page, name: str) -> None:
 
 def check_layout(page: Page, name: str) -> None:
     """The view at each screen size: nothing clipped or overlapping; a screenshot of each."""
+    name = f"{name}-{page.evaluate('document.documentElement.lang')}"
     for width, height in SIZES:
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(200)  # a layout pass
@@ -121,12 +122,15 @@ def check_layout(page: Page, name: str) -> None:
 PAGE_ERRORS: dict[int, list[str]] = {}  # uncaught script errors, by page
 
 
-def open_page(browser: Browser) -> Page:
-    """A page in a browser far from the sites (whose times are Shanghai's)."""
+def open_page(browser: Browser, english: bool = False) -> Page:
+    """A page in a browser far from the sites (whose times are Shanghai's), in Chinese (the
+    default) or with English chosen before (its longer words get the same layout checks)."""
     width, height = SIZES[0]
     page = browser.new_page(
         viewport={"width": width, "height": height}, timezone_id="America/New_York"
     )
+    if english:
+        page.add_init_script("localStorage.setItem('language', 'en')")
     errors = PAGE_ERRORS.setdefault(id(page), [])
     page.on("pageerror", lambda error: errors.append(str(error)))
     return page
@@ -252,7 +256,7 @@ def test_an_installer_adds_a_camera_with_the_probe_and_draws_a_zone_the_worker_a
     made = httpx.post(f"{demo.api}/api/cameras", json=elsewhere, headers=demo.headers)
     assert made.status_code == 201, made.text
     key = new_key(demo, "安装员 3", "installer", ["garden"])
-    page = open_page(browser)
+    page = open_page(browser, english=True)  # the installer works in English
     log_in(page, demo, key)
     page.click("#add-camera")  # installers start on the camera grid
     sites = page.eval_on_selector_all("select[name=site] option", "o => o.map((x) => x.value)")
