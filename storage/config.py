@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -12,7 +13,27 @@ from ingest.config import StrictModel
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
 
-class EmbeddedS3Config(StrictModel):
+class _S3Links(StrictModel):
+    public_url: str | None = Field(
+        None,
+        description="where clients outside reach this S3 server (http(s)://host[:port]), for "
+        "the presigned links of webhooks and clip redirects; default: the address used here",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin_only(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+            raise ValueError("expected http(s)://host[:port], without a path")
+        if parts.username or parts.password or parts.query:
+            raise ValueError("expected http(s)://host[:port], without credentials or a query")
+        return url.rstrip("/")
+
+
+class EmbeddedS3Config(_S3Links):
     """SeaweedFS `weed mini` started and stopped by the supervisor, data under `data_dir`."""
 
     type: Literal["embedded"] = "embedded"
@@ -21,7 +42,7 @@ class EmbeddedS3Config(StrictModel):
     bucket: str = Field("xueliang", pattern=BUCKET_PATTERN)
 
 
-class ExternalS3Config(StrictModel):
+class ExternalS3Config(_S3Links):
     """Any S3 server (MinIO in production) reached through the minio SDK."""
 
     type: Literal["s3"] = "s3"

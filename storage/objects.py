@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
@@ -32,6 +33,7 @@ NO_LOCK_CODES = frozenset(
     }
 )
 PRESIGN_MAX_S = 3600  # presigned links are for one review, not for sharing
+DEFAULT_REGION = "us-east-1"  # S3's, and what SeaweedFS and MinIO answer unless set
 
 
 def _http_client(ca_file: Path | None = None, verify: bool = True) -> urllib3.PoolManager:
@@ -93,10 +95,17 @@ def object_key(site: str, camera_id: str, at: float, name: str) -> str:
 class ObjectStore:
     """One bucket of an S3 server; every object carries its SHA-256 in user metadata."""
 
-    def __init__(self, client: Minio, bucket: str, worm: EvidenceConfig | None = None) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        worm: EvidenceConfig | None = None,
+        public: Minio | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.worm = worm  # set: evidence is kept by the server (object lock)
+        self.public = public  # signs links for clients that reach S3 by another address
 
     @classmethod
     def from_config(
@@ -105,23 +114,35 @@ class ObjectStore:
         """The configured bucket; `worm` is the evidence settings when `evidence.worm` is on."""
         if isinstance(config, EmbeddedS3Config):
             credentials = load_or_create_credentials(config.data_dir)
+            access_key, secret_key = credentials.access_key, credentials.secret_key
             client = Minio(
                 f"127.0.0.1:{config.port}",
-                access_key=credentials.access_key,
-                secret_key=credentials.secret_key,
+                access_key=access_key,
+                secret_key=secret_key,
                 secure=False,
                 http_client=_http_client(),
             )
+            region = None
         else:
+            access_key, secret_key = config.access_key, config.secret_key.get_secret_value()
             client = Minio(
                 config.endpoint,
-                access_key=config.access_key,
-                secret_key=config.secret_key.get_secret_value(),
+                access_key=access_key,
+                secret_key=secret_key,
                 secure=config.secure,
                 region=config.region,
                 http_client=_http_client(config.ca_file, config.verify_tls),
             )
-        return cls(client, config.bucket, worm)
+            region = config.region
+        public = None
+        if config.public_url is not None:
+            # Only signs, never connects: the region is given so that no lookup is made.
+            outside = urlsplit(config.public_url)
+            public = Minio(
+                outside.netloc, access_key=access_key, secret_key=secret_key,
+                secure=outside.scheme == "https", region=region or DEFAULT_REGION,
+            )  # fmt: skip
+        return cls(client, config.bucket, worm, public)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if missing: with object lock when `worm` is set, which an
@@ -267,4 +288,5 @@ class ObjectStore:
         """A GET link to `key` that works without credentials for `expires_s` (at most an
         hour: a clip link is for one review)."""
         expires = timedelta(seconds=max(1, min(expires_s, PRESIGN_MAX_S)))
-        return self.client.presigned_get_object(self.bucket, key, expires=expires)
+        signer = self.public or self.client
+        return signer.presigned_get_object(self.bucket, key, expires=expires)

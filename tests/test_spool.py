@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from common.backoff import Backoff
@@ -361,6 +362,18 @@ def test_objects_carry_metadata_tags_type_and_a_short_presigned_link(
     assert "X-Amz-Expires=3600" in store.presigned_url(row.clip_key, expires_s=86400)  # capped
     unsigned = url.split("?", 1)[0]
     assert httpx.get(unsigned, timeout=10).status_code == 403
+
+    # Clients outside reach the server by another name: the links are signed for that one.
+    outside = f"http://localhost:{s3_up.config.port}"
+    settings = {**s3_up.config.model_dump(), "bucket": "spool-meta", "public_url": outside}
+    public = ObjectStore.from_config(EmbeddedS3Config.model_validate(settings))
+    link = public.presigned_url(row.clip_key, expires_s=60)
+    assert link.startswith(f"{outside}/spool-meta/")
+    fetched = httpx.get(link, timeout=10)
+    assert fetched.status_code == 200 and fetched.content == store.read(row.clip_key)
+    for wrong in (f"{outside}/bucket", "ftp://s3.example.org", "https://k:s@s3.example.org"):
+        with pytest.raises(ValidationError, match=r"expected http\(s\)://host\[:port\]"):
+            EmbeddedS3Config.model_validate({**settings, "public_url": wrong})
 
 
 @pytest.mark.integration
