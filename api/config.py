@@ -12,8 +12,8 @@ from ingest.config import StrictModel
 
 class MqttConfig(StrictModel):
     """Events published to an MQTT broker (paho-mqtt), one message per change on
-    `PREFIX/SITE/CAMERA/TYPE`. Turn it on in one API process of a deployment: each that has
-    it publishes every event."""
+    `PREFIX/SITE/CAMERA/TYPE`. Of the API processes that have it on, one publishes at a time;
+    another takes over within 10 s if that one stops."""
 
     enabled: bool = False
     host: str = "127.0.0.1"

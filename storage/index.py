@@ -315,13 +315,15 @@ class WorkerRow(Base):
 
 class ChoreRow(Base):
     """A deployment-wide chore (retention sweep, evidence audit): when it is next due, and
-    the process that took its last turn."""
+    the process that took its last turn; for a standing chore (publishing to MQTT), when
+    its holder's lease lapses and how far it got."""
 
     __tablename__ = "chores"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    position: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class WebhookOutboxRow(Base):

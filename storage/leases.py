@@ -9,6 +9,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -143,6 +144,49 @@ class ChoreTurns:
     def take(self, name: str, every_s: float, now: datetime | None = None) -> bool:
         """Take the chore's turn if it is due (True), moving its next one `every_s` on."""
         now = now or utcnow()
+        return self._claim(name, now, every_s, ChoreRow.due_at <= now)
+
+    def hold(self, name: str, lease_s: float, now: datetime | None = None) -> bool:
+        """Hold a standing chore, one process at a time (publishing to MQTT): renew it for
+        `lease_s` if this process holds it, or take it if its holder let it lapse (True).
+
+        Example:
+            >>> index = EventIndex.connect("sqlite://")
+            >>> first, second = ChoreTurns(index, "api-1"), ChoreTurns(index, "api-2")
+            >>> first.hold("mqtt", 10), second.hold("mqtt", 10), first.hold("mqtt", 10)
+            (True, False, True)
+            >>> second.hold("mqtt", 10, utcnow() + timedelta(seconds=11))  # first went quiet
+            True
+        """
+        now = now or utcnow()
+        mine_or_lapsed = or_(ChoreRow.holder == self.holder, ChoreRow.due_at <= now)
+        return self._claim(name, now, lease_s, mine_or_lapsed)
+
+    def position(self, name: str) -> int | None:
+        """How far the chore's holders got (what `record` stored last)."""
+        with self.index.sessions() as session:
+            return session.scalar(select(ChoreRow.position).where(ChoreRow.name == name))
+
+    def record(self, name: str, position: int) -> bool:
+        """Store how far this process got, if it still holds the chore."""
+        with self.index.sessions.begin() as session:
+            result = session.execute(
+                update(ChoreRow)
+                .where(ChoreRow.name == name, ChoreRow.holder == self.holder)
+                .values(position=position)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def release(self, name: str) -> None:
+        """Let a standing chore this process holds go at once (a clean stop)."""
+        with self.index.sessions.begin() as session:
+            session.execute(
+                update(ChoreRow)
+                .where(ChoreRow.name == name, ChoreRow.holder == self.holder)
+                .values(due_at=utcnow())
+            )
+
+    def _claim(self, name: str, now: datetime, for_s: float, condition: Any) -> bool:
         with self.index.sessions() as session:
             known = session.get(ChoreRow, name) is not None
         if not known:
@@ -154,8 +198,8 @@ class ChoreTurns:
         with self.index.sessions.begin() as session:
             result = session.execute(
                 update(ChoreRow)
-                .where(ChoreRow.name == name, ChoreRow.due_at <= now)
-                .values(holder=self.holder, due_at=now + timedelta(seconds=every_s))
+                .where(ChoreRow.name == name, condition)
+                .values(holder=self.holder, due_at=now + timedelta(seconds=for_s))
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 

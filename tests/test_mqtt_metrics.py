@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.config import ApiConfig, MqttConfig
+from api.mqtt import MqttPublisher
 from common.types import Event
 from storage.index import CameraStatusRow, EventIndex, WorkerRow, utcnow
 from storage.objects import ObjectStore
@@ -115,6 +116,51 @@ def test_events_are_published_per_site_camera_and_type(
         client.loop_stop()
         client.disconnect()
     assert MQTT_PASSWORD not in caplog.text
+
+
+def published(messages: queue.Queue[Any], count: int, timeout: float) -> list[str]:
+    """The event ids of the next `count` messages, then none more for a second."""
+    ids = [json.loads(messages.get(timeout=timeout).payload)["event"]["id"] for _ in range(count)]
+    with pytest.raises(queue.Empty):
+        messages.get(timeout=1.0)
+    return ids
+
+
+def test_one_api_process_publishes_and_another_goes_on_where_it_stopped(
+    broker: Mosquitto, index: EventIndex
+) -> None:
+    client, messages = subscriber(broker, MQTT_PASSWORD)
+    config = MqttConfig(
+        enabled=True, port=broker.port, username=MQTT_USER, password=SecretStr(MQTT_PASSWORD)
+    )
+    first = MqttPublisher(index, config, holder="api-1", lease_s=2.0)
+    second = MqttPublisher(index, config, holder="api-2", lease_s=2.0)
+
+    def events(count: int) -> list[str]:
+        made = []
+        for _ in range(count):
+            now = time.time()
+            event = Event("door", "shop-7", "loitering", "person", "till", "low", now, now)
+            index.add_event(event)
+            made.append(event.id)
+        return made
+
+    try:
+        first.start()
+        time.sleep(1.0)  # connected, and holding the lease
+        second.start()
+        time.sleep(1.0)
+        before = events(3)
+        assert published(messages, 3, timeout=10) == before  # once each: one publisher
+        first.stop()  # its process ends (one that dies instead is followed after the lease)
+        meanwhile = events(2)
+        assert published(messages, 2, timeout=15) == meanwhile  # none lost in the handover
+        assert (first.published, second.published) == (3, 2)
+    finally:
+        for publisher in (first, second):
+            publisher.stop()
+        client.loop_stop()
+        client.disconnect()
 
 
 def test_the_broker_refuses_a_wrong_password(broker: Mosquitto) -> None:
