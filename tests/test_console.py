@@ -202,8 +202,16 @@ def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
     )
     assert playing["ready"] >= 2 and playing["advanced"] > 0.5, playing
     check_layout(page, "event")
+    custody = "() => [...document.querySelectorAll('#record tr')].map((r) => r.textContent)"
+    page.wait_for_function(  # the clip's viewing, in the custody log by the operator's name
+        f"() => ({custody})().some((row) => row.includes('值班员 1') && row.includes('fetch'))"
+    )
     with page.expect_response(lambda r: r.url.endswith("/actions") and r.ok):
         page.click('.detail [data-action="acknowledge"]')
+    page.wait_for_function(  # and the acknowledgement in the timeline, the clip left playing
+        f"() => ({custody})().some((row) => row.includes('值班员 1') && row.includes('确认'))"
+    )
+    assert page.evaluate("document.getElementById('clip').currentTime") > 0
     row = demo.get(f"/api/events/{pushed}").json()
     assert row["status"] == "acknowledged" and row["acknowledged_by"] == "值班员 1"
 

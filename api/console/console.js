@@ -62,7 +62,10 @@ async function act(event, action, note) {
     method: "POST",
     body: JSON.stringify({ action, note }),
   });
-  if (response.ok) upsert(await response.json(), false);
+  if (response.ok) {
+    upsert(await response.json(), false);
+    await refreshRecord(event.id);
+  }
 }
 
 function eventCard(event) {
@@ -219,7 +222,8 @@ async function openEvent(id) {
   location.hash = `#/events/${id}`;
 }
 
-async function showEvent(id) {
+// An event's record beside its media: the card with its actions, timeline and custody log.
+async function eventRecord(id) {
   const [event, trail, custody] = await Promise.all(
     [`/api/events/${id}`, `/api/events/${id}/actions`, `/api/events/${id}/custody`].map(
       async (path) => (await api(path)).json(),
@@ -233,6 +237,29 @@ async function showEvent(id) {
       element("tr", {}, ...columns.map((c) => element("th", { text: t(c[0]) }))),
       ...entries.map((entry) => element("tr", {}, ...columns.map((c) => element("td", { text: c[1](entry) })))),
     );
+  const record = element(
+    "div",
+    { class: "card", id: "record" },
+    element("h2", { text: `${typeName(event.type)} · ${event.camera_id}` }),
+    eventCard(event),
+    element("h3", { text: t("detail.timeline") }),
+    rows(trail, [
+      ["detail.when", (s) => localTime(s.at, zone)],
+      ["detail.who", (s) => s.actor],
+      ["detail.what", (s) => `${t("action." + s.action)} ${s.note}`],
+    ]),
+    element("h3", { text: t("detail.custody") }),
+    rows(custody, [
+      ["detail.when", (c) => localTime(c.at, zone)],
+      ["detail.who", (c) => c.actor],
+      ["detail.what", (c) => `${c.action} ${c.media ?? ""}`],
+    ]),
+  );
+  return { event, record };
+}
+
+async function showEvent(id) {
+  const { event, record } = await eventRecord(id);
   const media = [];
   if (event.has_snapshot) {
     media.push(element("h3", { text: t("detail.snapshot") }));
@@ -240,33 +267,26 @@ async function showEvent(id) {
   }
   if (event.has_clip) {
     media.push(element("h3", { text: t("detail.clip") }));
-    media.push(element("video", { id: "clip", src: `/api/events/${id}/clip`, controls: "", muted: "", preload: "auto" }));
+    const clip = element("video", { id: "clip", src: `/api/events/${id}/clip`, controls: "", muted: "", preload: "auto" });
+    clip.addEventListener("loadeddata", () => refreshRecord(id), { once: true }); // its viewing is in custody now
+    media.push(clip);
   }
   view().replaceChildren(
     element(
       "section",
-      { class: "detail" },
+      { class: "detail", "data-detail": id },
       element("div", {}, element("button", { type: "button", text: t("detail.back"), onclick: () => (location.hash = "#/wall") }), ...media),
-      element(
-        "div",
-        { class: "card" },
-        element("h2", { text: `${typeName(event.type)} · ${event.camera_id}` }),
-        eventCard(event),
-        element("h3", { text: t("detail.timeline") }),
-        rows(trail, [
-          ["detail.when", (s) => localTime(s.at, zone)],
-          ["detail.who", (s) => s.actor],
-          ["detail.what", (s) => `${t("action." + s.action)} ${s.note}`],
-        ]),
-        element("h3", { text: t("detail.custody") }),
-        rows(custody, [
-          ["detail.when", (c) => localTime(c.at, zone)],
-          ["detail.who", (c) => c.actor],
-          ["detail.what", (c) => `${c.action} ${c.media ?? ""}`],
-        ]),
-      ),
+      record,
     ),
   );
+}
+
+// The record of the event shown, drawn again (after an action; its clip viewed), the media
+// left playing.
+async function refreshRecord(id) {
+  if (!document.querySelector(`[data-detail="${id}"]`)) return;
+  const { record } = await eventRecord(id);
+  document.getElementById("record")?.replaceWith(record);
 }
 
 // The wall with the events of one site only (from the map).
