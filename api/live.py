@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -52,6 +52,15 @@ class Credential:
 
     presented: str
     session: bool = False
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str], cookies: Mapping[str, str]) -> "Credential | None":
+        """The key of a request's headers, else its session cookie (the order the API's
+        authentication takes them in)."""
+        key, token = key_of_headers(headers), cookies.get(SESSION_COOKIE)
+        if key is not None:
+            return cls(key)
+        return cls(token, session=True) if token else None
 
 
 @dataclass(eq=False)
@@ -238,8 +247,8 @@ def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
         """Server-Sent Events: `event: event` (an event started, ended, got its media or
         changed status) and `event: camera` (a camera's state changed)."""
         wanted_types, wanted_cameras = filters(types, cameras)
-        key, token = key_of_headers(request.headers), request.cookies.get(SESSION_COOKIE)
-        credential = Credential(key) if key is not None else Credential(token or "", True)
+        credential = Credential.of(request.headers, request.cookies)
+        assert credential is not None  # `who` was authenticated with it
         subscriber = hub.subscribe(who, credential, wanted_types, wanted_cameras)
 
         async def stream() -> AsyncIterator[str]:
@@ -272,14 +281,13 @@ def routes(ctx: ApiContext, hub: LiveHub) -> APIRouter:
         since the last frame); the key in `Authorization: Bearer` or `X-API-Key`, or the
         console's session cookie from the console's own origin (else the handshake is
         refused)."""
+        credential = Credential.of(socket.headers, socket.cookies)
+        # A browser sends the session cookie from any page: only the console's own may use it.
+        if credential is None or (credential.session and not same_origin(socket.headers)):
+            await socket.close(code=1008)
+            return
         try:
-            key, token = key_of_headers(socket.headers), socket.cookies.get(SESSION_COOKIE)
-            if key is None and token and same_origin(socket.headers):
-                principal = ctx.auth.authenticate_key(token, session=True)
-                credential = Credential(token, session=True)
-            else:
-                principal = ctx.auth.authenticate_key(key)
-                credential = Credential(key or "")
+            principal = ctx.auth.authenticate_key(credential.presented, credential.session)
         except HTTPException:
             await socket.close(code=1008)
             return
