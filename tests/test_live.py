@@ -127,6 +127,11 @@ def test_a_revoked_key_or_a_closed_session_ends_its_open_streams(
     here, elsewhere = make_key(index, "operator"), make_key(index, "operator")
     login = httpx.post(f"{api}/api/session", json={"key": make_key(index, "operator")})
     session = login.cookies["xl_session"]
+    with pytest.raises(InvalidStatus):  # the session cookie, sent along by another site's page
+        connect(
+            f"ws://127.0.0.1:{served.port}/api/live/ws",
+            additional_headers={"Cookie": f"xl_session={session}", "Origin": "http://evil.test"},
+        )
     with (
         served.ws(here) as revoked_here,
         served.ws(elsewhere) as revoked_elsewhere,
