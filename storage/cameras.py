@@ -127,13 +127,12 @@ class ApiCameras:
     def put(self, camera: NetworkCameraConfig) -> None:
         """Store a camera, replacing one of the same id."""
         rest: dict[str, Any] = camera.model_dump(mode="json", exclude=set(ROW_FIELDS))
-        password: SecretStr | None = camera.password
-        username = camera.username
+        secret: SecretStr | None = camera.password
+        password = None if secret is None else secret.get_secret_value()
         row = CameraRow(
             id=camera.id, site=camera.site, name=camera.name, url=camera.url,
-            enabled=camera.enabled,
-            username=self.sealer.seal(username) if username is not None else None,
-            password=None if password is None else self.sealer.seal(password.get_secret_value()),
+            enabled=camera.enabled, username=self.sealer.seal_or_none(camera.username),
+            password=self.sealer.seal_or_none(password),
             config=rest,
         )  # fmt: skip
         with self.index.sessions.begin() as session:

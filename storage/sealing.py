@@ -65,12 +65,15 @@ class CredentialSealer:
     def seal(self, text: str) -> str:
         return SEALED + self._fernet.encrypt(text.encode()).decode("ascii")
 
+    def seal_or_none(self, text: str | None) -> str | None:
+        return None if text is None else self.seal(text)
+
     def open(self, stored: str) -> str:
         """The credential `stored` holds; a value from before sealing is taken as it is."""
         if not is_sealed(stored):
             return stored
         try:
-            return self._fernet.decrypt(stored.removeprefix(SEALED).encode("ascii")).decode()
+            return self._fernet.decrypt(_token(stored)).decode()
         except InvalidToken:
             raise SealError(
                 "a stored credential does not open with this node's keys: every node needs "
@@ -82,10 +85,14 @@ class CredentialSealer:
         sealed, values of older keys sealed again."""
         if is_sealed(stored):
             with contextlib.suppress(InvalidToken):
-                self._first.decrypt(stored.removeprefix(SEALED).encode("ascii"))
+                self._first.decrypt(_token(stored))
                 return stored
         return self.seal(self.open(stored))
 
 
 def is_sealed(stored: str) -> bool:
     return stored.startswith(SEALED)
+
+
+def _token(stored: str) -> bytes:
+    return stored.removeprefix(SEALED).encode("ascii")
