@@ -1,5 +1,5 @@
 // The camera grid (health badges, the latest picture) and one camera's health over time.
-import { api, element, refusal, svg, view } from "./http.js";
+import { api, definitions, element, refusal, svg, view } from "./http.js";
 import { localTime, t } from "./i18n.js";
 
 const PICTURE_EVERY_MS = 10_000;
@@ -102,7 +102,7 @@ function healthSummary(points) {
   return element(
     "dl",
     { class: "figures", id: "health-figures" },
-    ...figures.flatMap(([name, value]) => [element("dt", { text: t(`health.${name}`) }), element("dd", { "data-figure": name, text: value })]),
+    ...definitions(figures, (name) => t(`health.${name}`), "figure"),
   );
 }
 
@@ -123,7 +123,7 @@ function cameraNow(camera, sites, canSetUp) {
     picture(camera),
     element("h2", {}, element("span", { text: camera.name || camera.id }), badge(camera)),
     element("p", { class: "meta", text: sites[camera.site]?.name ?? camera.site }),
-    element("dl", { class: "figures" }, ...facts.flatMap(([name, value]) => [element("dt", { text: t(`health.${name}`) }), element("dd", { text: value })])),
+    element("dl", { class: "figures" }, ...definitions(facts, (name) => t(`health.${name}`), "now")),
     ...links,
   ];
 }

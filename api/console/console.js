@@ -1,5 +1,5 @@
 // The console: the operator's live event wall and event review, on the API and nothing else.
-import { api, element, view } from "./http.js";
+import { api, element, filterChoice, view } from "./http.js";
 import { language, localTime, momentIn, t, translate, typeName } from "./i18n.js";
 import { showCamera, showCameras } from "./cameras.js";
 import { showMap } from "./map.js";
@@ -140,17 +140,6 @@ function upsert(event, fresh) {
   }
 }
 
-function choice(name, values, label) {
-  const select = element(
-    "select",
-    { name, "aria-label": t(`filter.${name}`) },
-    element("option", { value: "", text: t(`filter.${name}`) }),
-    ...values.map((value) => element("option", { value, text: label(value) })),
-  );
-  select.value = state.filters[name] || "";
-  return select;
-}
-
 function filterBar() {
   const when = (name) => {
     const input = element("input", { type: "datetime-local", name, "aria-label": t(`filter.${name}`) });
@@ -160,9 +149,9 @@ function filterBar() {
   const bar = element(
     "form",
     { id: "filters", class: "filters" },
-    choice("site", Object.keys(state.sites), (site) => state.sites[site].name),
-    choice("type", TYPES, typeName),
-    choice("status", STATUSES, (status) => t(`status.${status}`)),
+    filterChoice("site", Object.keys(state.sites), (site) => state.sites[site].name, state.filters.site),
+    filterChoice("type", TYPES, typeName, state.filters.type),
+    filterChoice("status", STATUSES, (status) => t(`status.${status}`), state.filters.status),
     when("start"),
     when("end"),
     element("span", { class: "zone-name", id: "filter-zone", text: filterZone() }),

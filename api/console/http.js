@@ -1,4 +1,5 @@
 // What every view uses: the API (with the session's CSRF token) and building elements.
+import { t } from "./i18n.js";
 
 function csrf() {
   const found = document.cookie.split("; ").find((c) => c.startsWith("xl_csrf="));
@@ -38,6 +39,24 @@ export function element(tag, attributes = {}, ...children) {
   }
   node.append(...children);
   return node;
+}
+
+// A drop-down of `values`, each shown as `label(value)`.
+export function selectOf(name, values, label, attributes = {}) {
+  return element("select", { name, ...attributes }, ...values.map((value) => element("option", { value, text: label(value) })));
+}
+
+// A filter's drop-down: "all" (no value) first, then `values`; `current` chosen.
+export function filterChoice(name, values, label, current) {
+  const all = t(`filter.${name}`);
+  const select = selectOf(name, ["", ...values], (value) => (value ? label(value) : all), { "aria-label": all });
+  select.value = current || "";
+  return select;
+}
+
+// The terms and values of a definition list: each value marked `data-{mark}` with its name.
+export function definitions(pairs, term, mark) {
+  return pairs.flatMap(([name, value]) => [element("dt", { text: term(name) }), element("dd", { [`data-${mark}`]: name, text: value })]);
 }
 
 export function svg(tag, attributes = {}, ...children) {

@@ -1,6 +1,6 @@
 // The operator's map: the key's sites where they are, a heat layer by their events' count,
 // and the sites that have only a grid cell counted per cell.
-import { api, element, svg, view } from "./http.js";
+import { api, element, filterChoice, selectOf, svg, view } from "./http.js";
 import { t, typeName } from "./i18n.js";
 
 const WIDTH = 1000;
@@ -79,13 +79,9 @@ function gridCells(sites, most) {
 
 // #/map: where the events of the last days were, for the key's sites.
 export async function showMap(filters, types, open) {
-  const days = element("select", { name: "days", "aria-label": t("map.days") },
-    ...DAYS.map((d) => element("option", { value: String(d), text: t(`map.days_${d}`) })));
+  const days = selectOf("days", DAYS.map(String), (d) => t(`map.days_${d}`), { "aria-label": t("map.days") });
   days.value = String(filters.days || 7);
-  const type = element("select", { name: "type", "aria-label": t("filter.type") },
-    element("option", { value: "", text: t("filter.type") }),
-    ...types.map((ty) => element("option", { value: ty, text: typeName(ty) })));
-  type.value = filters.type || "";
+  const type = filterChoice("type", types, typeName, filters.type);
   const body = element("div", { class: "map-body" });
   const bar = element("form", { class: "filters", id: "map-filters" }, days, type);
   bar.addEventListener("change", () => {

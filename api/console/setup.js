@@ -1,6 +1,6 @@
 // The installer's views: add a camera after probing it, draw its zones and lines on its
 // picture with a rule (parameters, schedule) per zone, and save; all through the API.
-import { api, element, refusal, svg, view } from "./http.js";
+import { api, definitions, element, refusal, selectOf, svg, view } from "./http.js";
 import { t, typeName } from "./i18n.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -27,12 +27,8 @@ function input(name, attributes = {}) {
   return element("input", { name, "aria-label": t(`setup.${name}`), ...attributes });
 }
 
-function select(name, values, label, attributes = {}) {
-  return element(
-    "select",
-    { name, "aria-label": t(`setup.${name}`), ...attributes },
-    ...values.map((value) => element("option", { value, text: label(value) })),
-  );
+function select(name, values, label) {
+  return selectOf(name, values, label, { "aria-label": t(`setup.${name}`) });
 }
 
 // A daily period (days of the week, from, until) as the API's `Period` takes it.
@@ -309,7 +305,7 @@ export async function showNewCamera(sites) {
         ["resolution", `${probe.width}×${probe.height}`],
         ["fps", probe.fps ? probe.fps.toFixed(1) : "?"],
       ];
-      found.replaceChildren(...facts.flatMap(([name, value]) => [element("dt", { text: t(`setup.${name}`) }), element("dd", { "data-fact": name, text: value })]));
+      found.replaceChildren(...definitions(facts, (name) => t(`setup.${name}`), "fact"));
       const editor = shapeEditor(`data:image/jpeg;base64,${probe.snapshot_jpeg}`, {});
       const save = async () => {
         const { data, camera } = stream();
