@@ -18,7 +18,7 @@ from pydantic_core import InitErrorDetails
 from analytics.objects import StaticObjectConfig
 from analytics.rules import IntrusionConfig, TrackRuleConfig
 from analytics.tracker import TrackerConfig
-from ingest.config import StrictModel
+from common.config import StrictModel
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "person_ssdlite.onnx"
 

@@ -7,8 +7,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, field_validator
 
+from common.config import StrictModel
 from common.types import BGRImage, Box
-from ingest.config import StrictModel
 
 Polygon = list[tuple[float, float]]
 DILATE_KERNEL = np.ones((3, 3), np.uint8)

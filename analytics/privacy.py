@@ -18,8 +18,8 @@ from pydantic import Field
 
 from analytics.config import OnnxDetectorConfig
 from analytics.detectors.providers import create_session
+from common.config import StrictModel
 from common.types import BGRImage, Box, Detection
-from ingest.config import StrictModel
 
 FACE_MODEL = Path(__file__).resolve().parent.parent / "models" / "centerface.onnx"
 FACE_LABEL = "face"

@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
+from common.config import StrictModel
 from common.types import Frame
-from ingest.config import StrictModel
 
 FROZEN_FRAME = "frozen_frame"
 BLACK_IMAGE = "black_image"

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,18 +21,17 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator
 
+from common.config import StrictModel
+from common.schedule import Period
 from common.types import BGRImage, Box, Track
-from ingest.config import StrictModel
 
 Point = tuple[float, float]
 Label = Annotated[str, Field(min_length=1, max_length=32)]
 VEHICLES = ["car", "truck", "bus", "motorcycle"]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 FORGET_S = 10.0  # a track unseen this long is forgotten by rules that remember tracks
 # A condition that lapses for no longer than this (one jumpy box, a missed detection or two
 # while the gate skips frames) has not ended: dwell and standing clocks keep running.
 GRACE_S = 2.0
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,49 +46,6 @@ class Finding:
 
 
 # ---- config: one model per rule type, chosen by `type` ----
-
-
-class Period(StrictModel):
-    """Days of the week and a daily time range (end before start: through midnight; end
-    equal to start: the whole day).
-
-    Example:
-        >>> weekdays = Period(days=["mon", "tue", "wed", "thu", "fri"], start="00:00", end="00:00")
-        >>> friday_night, saturday = datetime(2026, 11, 27, 23, 30), datetime(2026, 11, 28, 9)
-        >>> weekdays.contains(friday_night), weekdays.contains(saturday)
-        (True, False)
-    """
-
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
-    start: time
-    end: time
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _time_of_day(cls, value: object) -> object:
-        # YAML reads an unquoted 22:00 as the number 1320, which pydantic would take as
-        # seconds: 00:22 UTC.
-        if isinstance(value, int | float):
-            raise ValueError('expected a time of day as text, e.g. "22:00" (quoted in YAML)')
-        return value
-
-    @field_validator("start", "end")
-    @classmethod
-    def _local(cls, value: time) -> time:
-        if value.tzinfo is not None:  # not comparable with the local times it is checked against
-            raise ValueError("expected a local time of day, without a UTC offset")
-        return value
-
-    def contains(self, moment: datetime) -> bool:
-        now, day = moment.time(), WEEKDAYS[moment.weekday()]
-        if self.start == self.end:
-            return day in self.days
-        if self.start < self.end:
-            return day in self.days and self.start <= now < self.end
-        yesterday = WEEKDAYS[(moment.weekday() - 1) % 7]
-        return (day in self.days and now >= self.start) or (
-            yesterday in self.days and now < self.end
-        )
 
 
 class ScheduleConfig(StrictModel):

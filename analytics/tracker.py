@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
+from common.config import StrictModel
 from common.types import Box, Detection, Track
-from ingest.config import StrictModel
 
 FloatArray = npt.NDArray[np.float64]
 

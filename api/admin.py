@@ -14,8 +14,8 @@ from api.auth import CSRF_COOKIE, SESSION_COOKIE
 from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
 from api.models import KeyCreated, KeyIn, KeyOut, LoginIn, Me, SiteIn, SiteOut
-from ingest.config import IDENTIFIER
-from storage.accounts import Principal, SiteRow
+from common.config import IDENTIFIER
+from storage.database.accounts import Principal, SiteRow
 
 SiteId = Annotated[str, Path(pattern=IDENTIFIER)]
 

@@ -10,13 +10,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from analytics.rules import Period
 from api.context import ApiContext, as_utc
 from api.errors import ERROR_RESPONSES
 from api.models import EventOut, In
+from common.schedule import Period
 from common.types import Event
-from storage.accounts import Principal
-from storage.alarms import (
+from storage.database.accounts import Principal
+from storage.database.alarms import (
     OPEN_CLOSE,
     AlarmClipRow,
     AlarmPanelRow,
@@ -24,7 +24,7 @@ from storage.alarms import (
     contact_id_name,
     contact_id_severity,
 )
-from storage.index import utcnow
+from storage.database.engine import utcnow
 
 ALARM_TYPE = "alarm_panel"
 

@@ -22,11 +22,11 @@ from api.live import LiveHub
 from api.models import Health
 from api.mqtt import MqttPublisher
 from api.webhooks import WebhookDispatcher
-from storage.accounts import ApiKeys
-from storage.cameras import CameraConfig
-from storage.index import EventIndex
-from storage.objects import ObjectStore
-from storage.sealing import CredentialSealer
+from storage.database.accounts import ApiKeys
+from storage.database.cameras import CameraConfig
+from storage.database.index import EventIndex
+from storage.database.sealing import CredentialSealer
+from storage.media.objects import ObjectStore
 
 CONSOLE = Path(__file__).resolve().parent / "console"
 

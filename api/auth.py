@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 
-from storage.accounts import ApiKeys, Principal, Role
+from storage.database.accounts import ApiKeys, Principal, Role
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer xl_...")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: xl_...")

@@ -21,12 +21,13 @@ from pydantic import SecretStr, ValidationError
 from api.context import ApiContext, as_utc
 from api.errors import ERROR_RESPONSES
 from api.models import CameraDetail, CameraOut, HealthPoint, ProbeIn, ProbeOut
+from common.redact import redact_text
 from ingest.probe import ProbeError, probe
-from ingest.redact import redact_text
-from storage.accounts import Principal
-from storage.cameras import CREDENTIALS, ROW_FIELDS, CameraConfig, NetworkCameraConfig
-from storage.clips import ClipError
-from storage.recording import export_range, segments_between
+from storage.database.accounts import Principal
+from storage.database.cameras import CREDENTIALS, ROW_FIELDS, CameraConfig, NetworkCameraConfig
+from storage.database.recordings import segments_between
+from storage.media.clips import ClipError
+from storage.media.continuous import export_range
 
 HEALTH_MAX_HOURS = 7 * 24  # the history kept by default (retention.health_days)
 
@@ -42,7 +43,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         return "config" if ctx.configured(camera.id) else "api"
 
     def health(cameras: list[CameraConfig]) -> list[CameraOut]:
-        statuses = ctx.index.camera_statuses()
+        statuses = ctx.heartbeats.statuses()
         stale_before = datetime.now(UTC) - timedelta(seconds=ctx.heartbeat_stale_s)
         return [CameraOut.of(c, statuses.get(c.id), stale_before, source(c)) for c in cameras]
 
@@ -78,7 +79,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         """The camera's latest picture (its newest keyframe, refreshed about every 10 s by
         the worker running it; faces blurred where the camera has privacy on)."""
         ctx.camera(who, camera_id)
-        picture = ctx.index.camera_picture(camera_id)
+        picture = ctx.heartbeats.picture(camera_id)
         if picture is None:
             raise HTTPException(404, f"camera {camera_id} has no picture yet")
         taken = picture.taken_at.isoformat()
@@ -96,7 +97,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         the camera) are missing, not zero."""
         ctx.camera(who, camera_id)
         since = datetime.now(UTC) - timedelta(hours=hours)
-        return [HealthPoint.of(row) for row in ctx.index.camera_health(camera_id, since)]
+        return [HealthPoint.of(row) for row in ctx.heartbeats.history(camera_id, since)]
 
     @router.post("/cameras", status_code=201)
     def add_camera(who: Annotated[Principal, installers], camera: NetworkCameraConfig) -> CameraOut:

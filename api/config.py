@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from ingest.config import StrictModel
+from common.config import StrictModel
 
 
 class MqttConfig(StrictModel):

@@ -11,13 +11,15 @@ from fastapi import HTTPException, Request
 
 from api.auth import Auth
 from api.config import ApiConfig
-from storage.accounts import ApiKeys, Principal, SiteRow
-from storage.cameras import ApiCameras, CameraConfig
-from storage.evidence import Evidence
-from storage.index import EventIndex, EventRow
-from storage.objects import ObjectStore
-from storage.sealing import CredentialSealer
-from storage.workflow import EventWorkflow
+from storage.database.accounts import ApiKeys, Principal, SiteRow
+from storage.database.camera_health import Heartbeats
+from storage.database.cameras import ApiCameras, CameraConfig
+from storage.database.index import EventIndex, EventRow
+from storage.database.leases import WorkerStats
+from storage.database.sealing import CredentialSealer
+from storage.database.workflow import EventWorkflow
+from storage.media.evidence import Evidence
+from storage.media.objects import ObjectStore
 
 
 @dataclass
@@ -33,11 +35,15 @@ class ApiContext:
     evidence: Evidence = field(init=False)
     workflow: EventWorkflow = field(init=False)
     api_cameras: ApiCameras = field(init=False)
+    heartbeats: Heartbeats = field(init=False)
+    worker_stats: WorkerStats = field(init=False)
 
     def __post_init__(self) -> None:
         self.evidence = Evidence(self.index, self.store)
         self.workflow = EventWorkflow(self.index)
         self.api_cameras = ApiCameras(self.index, self.sealer)
+        self.heartbeats = Heartbeats(self.index)
+        self.worker_stats = WorkerStats(self.index)
 
     def event(self, principal: Principal, event_id: str) -> EventRow:
         """The event, if it exists and the key may see its site; else the same 404."""

@@ -26,9 +26,10 @@ from api.models import (
     SiteFigures,
     VerificationOut,
 )
-from storage.accounts import Principal, SiteRow
-from storage.index import EventQuery, EventRow, utcnow
-from storage.workflow import Status, TransitionError
+from storage.database.accounts import Principal, SiteRow
+from storage.database.engine import utcnow
+from storage.database.index import EventQuery, EventRow
+from storage.database.workflow import Status, TransitionError
 
 MAX_SEQ = 2**31 - 1  # event numbers are 32-bit (PostgreSQL INTEGER): larger cursors mean all
 STATS_MAX_DAYS = 31

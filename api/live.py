@@ -23,8 +23,8 @@ from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
 from api.models import EventOut
 from common.periodic import Periodic
-from storage.accounts import Principal
-from storage.feed import FeedEntry, FeedReader
+from storage.database.accounts import Principal
+from storage.database.feed import FeedEntry, FeedReader
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
@@ -199,7 +199,7 @@ class LiveHub:
     def _camera_messages(self) -> list[Message]:
         stale_before = datetime.now(UTC) - timedelta(seconds=self.ctx.heartbeat_stale_s)
         messages = []
-        for status in self.ctx.index.camera_statuses().values():
+        for status in self.ctx.heartbeats.statuses().values():
             fresh = status.updated_at >= stale_before
             state = status.state if fresh else "offline"
             reasons = status.reasons if fresh else "no heartbeat from the camera's worker"

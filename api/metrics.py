@@ -19,8 +19,8 @@ from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
 from api.live import LiveHub
 from api.webhooks import WebhookDispatcher
-from storage.accounts import Principal
-from storage.index import WebhookOutboxRow
+from storage.database.accounts import Principal
+from storage.database.webhooks import WebhookOutboxRow
 
 Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
 # (kind, figure, help) of each camera's heartbeat and each worker's figures shown.
@@ -72,7 +72,7 @@ class IndexCollector(Collector):
 
     def _cameras(self) -> Iterator[Metric]:
         statuses = [
-            s for s in self.ctx.index.camera_statuses().values() if self.principal.sees(s.site)
+            s for s in self.ctx.heartbeats.statuses().values() if self.principal.sees(s.site)
         ]
         labels = ["camera", "site"]
         up = GaugeMetricFamily("xueliang_camera_online", "1 if online or degraded", labels=labels)
@@ -86,7 +86,7 @@ class IndexCollector(Collector):
             yield metric
 
     def _workers(self) -> Iterator[Metric]:
-        stats = self.ctx.index.worker_stats()
+        stats = self.ctx.worker_stats.all()
         latency = GaugeMetricFamily(
             "xueliang_detector_latency_seconds",
             "detector time per analysed frame, recent calls",

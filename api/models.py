@@ -9,12 +9,13 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from ingest.config import IDENTIFIER
-from ingest.redact import redact_text
-from storage.accounts import ApiKeyRow, Role, SiteRow
-from storage.cameras import CameraConfig
-from storage.index import CameraHealthRow, CameraStatusRow, EventRow
-from storage.workflow import Action, EventActionRow, Status
+from common.config import IDENTIFIER
+from common.redact import redact_text
+from storage.database.accounts import ApiKeyRow, Role, SiteRow
+from storage.database.camera_health import CameraHealthRow, CameraStatusRow
+from storage.database.cameras import CameraConfig
+from storage.database.index import EventRow
+from storage.database.workflow import Action, EventActionRow, Status
 
 
 class In(BaseModel):

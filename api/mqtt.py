@@ -13,9 +13,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from api.config import MqttConfig
 from api.models import EventOut
 from common.periodic import Periodic
-from storage.feed import FeedReader
-from storage.index import EventIndex
-from storage.leases import ChoreTurns, holder_id
+from storage.database.feed import FeedReader
+from storage.database.index import EventIndex
+from storage.database.leases import ChoreTurns, holder_id
 
 log = logging.getLogger(__name__)
 ROUND_S = 0.25

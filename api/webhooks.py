@@ -21,9 +21,9 @@ from api.errors import ERROR_RESPONSES
 from api.models import EventOut, In, SiteIn
 from common.backoff import Backoff
 from common.periodic import Periodic
-from storage.accounts import Principal
-from storage.feed import FeedEntry, FeedReader
-from storage.webhooks import Claimed, Webhooks, WebhookSubscriptionRow
+from storage.database.accounts import Principal
+from storage.database.feed import FeedEntry, FeedReader
+from storage.database.webhooks import Claimed, Webhooks, WebhookSubscriptionRow
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Xueliang-Signature"

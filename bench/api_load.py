@@ -29,8 +29,8 @@ loopback in this process (tests/apiclient.py `Served`; no S3 behind it).
   stalled for `--drain` s, or every client closed), `lagging_closes` (clients the server closed
   with 1013, 20,000 messages behind), where messages waited at worst (`feed_backlog_max`: feed
   entries the hub had not read yet; it reads every 0.2 s, at most 500 a round, api/live.py and
-  storage/feed.py; `queued_max`: messages waiting for one client, a round's worth sent as one
-  frame, a JSON array),
+  storage/database/feed.py; `queued_max`: messages waiting for one client, a round's worth sent
+  as one frame, a JSON array),
   the CPU cores each side used while messages were delivered (`cpu_cores`; `api` is one process,
   one GIL, so at most 1) and `api_cpu_us_per_message`. The clients and writers share the
   machine's cores with the server: on a small machine they take CPU the server would use.
@@ -74,7 +74,7 @@ from websockets.sync.client import connect
 from api.config import ApiConfig
 from api.live import LiveHub
 from common.types import Event
-from storage.index import EventFeedRow, EventIndex, EventQuery
+from storage.database.index import EventFeedRow, EventIndex, EventQuery
 from tests.apiclient import Served, make_key
 
 PAGE = 50

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, insert, select
 
 from common.types import Box, Event
-from storage.index import EventIndex, EventQuery, EventRow
+from storage.database.index import EventIndex, EventQuery, EventRow
 from tests.postgres import running_postgres
 
 SITES = [f"site{n:02d}" for n in range(20)]
@@ -184,9 +184,7 @@ def recorder_rate(index: EventIndex, events: int) -> float:
         )  # fmt: skip
         index.add_event(event)
         end = datetime.fromtimestamp(now + n + 30, UTC)
-        index.finish_event(
-            event, state="ended", ended_at=end, clip_key=f"x/{event.id}.mp4", clip_sha256="ab" * 32
-        )
+        index.store_clip(event, end, (f"x/{event.id}.mp4", "ab" * 32, 1000), (end, end))
     return events / (time.perf_counter() - started)
 
 

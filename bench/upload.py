@@ -37,10 +37,10 @@ from decode import log
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage.config import EmbeddedS3Config, SpoolConfig
-from storage.embedded import EmbeddedS3Server
-from storage.objects import ObjectStore
-from storage.spool import Spool
-from storage.uploader import Uploader
+from storage.media.embedded_s3 import EmbeddedS3Server
+from storage.media.objects import ObjectStore
+from storage.media.spool import Spool
+from storage.media.uploader import Uploader
 from tests.servers import free_port
 
 

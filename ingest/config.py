@@ -5,18 +5,12 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ingest.redact import strip_userinfo
+from common.config import IDENTIFIER, StrictModel
+from common.redact import strip_userinfo
 
 SUPPORTED_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
-IDENTIFIER = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-
-
-class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class DetectConfig(StrictModel):

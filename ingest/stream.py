@@ -18,11 +18,11 @@ import av.video
 import numpy as np
 
 from common.backoff import Backoff
+from common.redact import redact_text
 from common.types import Frame
 from ingest.clock import PtsClock
 from ingest.config import CameraConfig, DetectConfig, IngestConfig
 from ingest.ffmpeg_log import count_errors_of_this_thread, stop_counting_this_thread
-from ingest.redact import redact_text
 from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from websockets.sync.client import ClientConnection, connect
 from api.app import create_app
 from api.config import ApiConfig
 from api.webhooks import SIGNATURE_HEADER
-from storage.accounts import ApiKeys, Role
-from storage.index import EventIndex
-from storage.objects import ObjectStore
-from storage.sealing import CredentialSealer
+from storage.database.accounts import ApiKeys, Role
+from storage.database.index import EventIndex
+from storage.database.sealing import CredentialSealer
+from storage.media.objects import ObjectStore
 from tests.servers import free_port
 
 # Seals the credentials of cameras the tests store, in the API under test and around it.

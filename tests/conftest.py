@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from storage.config import EmbeddedS3Config
-from storage.embedded import EmbeddedS3Server
-from storage.objects import ObjectStore
+from storage.media.embedded_s3 import EmbeddedS3Server
+from storage.media.objects import ObjectStore
 from tests.media import corrupt_copy
 
 # Session PostgreSQL, and `index`: each test that takes it runs on SQLite and on PostgreSQL.

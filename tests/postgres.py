@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.index import EventIndex
+from storage.database.index import EventIndex
 from tests.servers import free_port
 
 USER = "xueliang"

@@ -10,11 +10,11 @@ from analytics.privacy import PrivacyConfig
 from common.types import Event
 from ingest.ring import PacketRing
 from storage.config import ClipConfig, SpoolConfig
-from storage.index import EventIndex
-from storage.objects import ObjectStore
-from storage.recorder import EventRecorder
-from storage.spool import Spool
-from storage.uploader import Uploader
+from storage.database.index import EventIndex
+from storage.media.event_clips import EventRecorder
+from storage.media.objects import ObjectStore
+from storage.media.spool import Spool
+from storage.media.uploader import Uploader
 
 
 class Collected:

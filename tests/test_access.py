@@ -22,12 +22,14 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.config import ApiConfig
 from common.types import Event
-from storage.accounts import ApiKeys, SiteRow
-from storage.alarms import AlarmPanelRow, AlarmPanels
-from storage.cameras import ApiCameras, NetworkCameraConfig
-from storage.index import CameraPictureRow, EventIndex, WebhookOutboxRow, to_datetime
-from storage.objects import ObjectStore, object_key
-from storage.webhooks import Webhooks
+from storage.database.accounts import ApiKeys, SiteRow
+from storage.database.alarms import AlarmPanelRow, AlarmPanels
+from storage.database.camera_health import CameraPictureRow, Heartbeats
+from storage.database.cameras import ApiCameras, NetworkCameraConfig
+from storage.database.engine import to_datetime
+from storage.database.index import EventIndex
+from storage.database.webhooks import WebhookOutboxRow, Webhooks
+from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import SEALER, make_key
 
 pytestmark = pytest.mark.integration
@@ -101,7 +103,7 @@ def build_world(root: Path, store: ObjectStore) -> World:
     ]
     for camera in cameras:  # added over the API: every camera route applies to them
         ApiCameras(index, SEALER).put(camera)
-        index.put_camera_picture(
+        Heartbeats(index).put_picture(
             CameraPictureRow(camera_id=camera.id, site=camera.site, jpeg=b"\xff\xd8 picture",
                              taken_at=NOW)
         )  # fmt: skip
@@ -118,11 +120,9 @@ def build_world(root: Path, store: ObjectStore) -> World:
         for name, kind in (("clip", "video/mp4"), ("snapshot", "image/jpeg")):
             key = object_key(camera.site, camera.id, started, f"{event.id}.{name}")
             media[name] = store.put(key, secrets.token_bytes(256), kind, {"event-id": event.id})
-        index.finish_event(
-            event, state="ended", ended_at=to_datetime(started + 5),
-            clip_key=media["clip"].key, clip_sha256=media["clip"].sha256,
-            snapshot_key=media["snapshot"].key, snapshot_sha256=media["snapshot"].sha256,
-        )  # fmt: skip
+        end, clip, snapshot = to_datetime(started + 5), media["clip"], media["snapshot"]
+        index.store_clip(event, end, (clip.key, clip.sha256, clip.size), (end, end))
+        index.store_snapshot(event, end, snapshot.key, snapshot.sha256, snapshot.size)
         events[camera.site] = event.id
     webhooks = {}
     for site, event_id in events.items():

@@ -11,8 +11,8 @@ from minio import Minio
 from api.app import create_app
 from api.config import ApiConfig
 from common.types import Event
-from storage.accounts import SiteRow
-from storage.alarms import (
+from storage.database.accounts import SiteRow
+from storage.database.alarms import (
     AlarmClipRow,
     AlarmPanelRow,
     AlarmPanels,
@@ -20,9 +20,9 @@ from storage.alarms import (
     Arming,
     expire_alarm_clips,
 )
-from storage.cameras import ApiCameras, NetworkCameraConfig
-from storage.index import EventIndex
-from storage.objects import ObjectStore
+from storage.database.cameras import ApiCameras, NetworkCameraConfig
+from storage.database.index import EventIndex
+from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 from tests.sinks import Collected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,10 @@ from minio import Minio
 from api.app import create_app
 from api.config import ApiConfig
 from common.types import Box, Event
-from storage.accounts import ApiKeys
-from storage.cameras import CameraConfig
-from storage.index import EventIndex
-from storage.objects import ObjectStore
+from storage.database.accounts import ApiKeys
+from storage.database.cameras import CameraConfig
+from storage.database.index import EventIndex
+from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 
@@ -70,7 +71,8 @@ def test_unreachable_storage_is_503_before_any_byte(
     event = Event("gate", "hq", "zone_intrusion", "person", "door", "high", 1.0, 2.0)
     event.best_box = Box(0.1, 0.1, 0.2, 0.2)
     event.ended_at = 2.0
-    index.finish_event(event, clip_key="hq/gate/1970/01/01/x.mp4", state="ended")
+    ended = datetime.fromtimestamp(event.ended_at, UTC)
+    index.store_clip(event, ended, ("hq/gate/1970/01/01/x.mp4", "ab" * 32, 1), (ended, ended))
     response = http.get(f"/api/events/{event.id}/clip")
     assert response.status_code == 503
     assert response.json()["error"]["message"] == "object storage is unreachable"

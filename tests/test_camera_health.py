@@ -12,10 +12,12 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.config import ApiConfig
-from storage.accounts import SiteRow
-from storage.cameras import CameraConfig
-from storage.index import CameraHealthRow, CameraStatusRow, EventIndex, utcnow
-from storage.objects import ObjectStore
+from storage.database.accounts import SiteRow
+from storage.database.camera_health import CameraHealthRow, CameraStatusRow, Heartbeats
+from storage.database.cameras import CameraConfig
+from storage.database.engine import utcnow
+from storage.database.index import EventIndex
+from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 
@@ -48,8 +50,8 @@ def test_heartbeats_are_folded_into_minutes(index: EventIndex) -> None:
         beat(T0 + timedelta(seconds=65), "offline", 0.0, reconnects=1),
         beat(T0 + timedelta(seconds=80), "connecting", 8.0, reconnects=3),
     ]:
-        index.put_camera_status(row)
-    first, second = index.camera_health("gate", T0)
+        Heartbeats(index).put_status(row)
+    first, second = Heartbeats(index).history("gate", T0)
     assert first.minute == T0 and second.minute == T0 + timedelta(minutes=1)
     assert (first.state, first.heartbeats, first.reconnects) == ("degraded", 3, 1)
     assert (first.input_fps_min, first.decode_fps_min) == (4.0, 4.0)
@@ -57,16 +59,18 @@ def test_heartbeats_are_folded_into_minutes(index: EventIndex) -> None:
     assert first.bitrate_kbps_avg == pytest.approx(800.0)
     assert (second.state, second.heartbeats, second.reconnects) == ("offline", 2, 2)
     assert second.decode_fps_min == 0.0 and second.decode_fps_avg == pytest.approx(4.0)
-    assert [p.minute for p in index.camera_health("gate", T0 + timedelta(seconds=1))] == [
+    assert [p.minute for p in Heartbeats(index).history("gate", T0 + timedelta(seconds=1))] == [
         T0 + timedelta(minutes=1)
     ]  # from `since` on
-    assert [p.heartbeats for p in index.camera_health("yard", T0)] == [1]
-    latest = index.camera_statuses()["gate"]  # the status is still the latest heartbeat
+    assert [p.heartbeats for p in Heartbeats(index).history("yard", T0)] == [1]
+    latest = Heartbeats(index).statuses()["gate"]  # the status is still the latest heartbeat
     assert (latest.state, latest.reconnects) == ("connecting", 3)
 
     # Another worker takes the camera over: its counter starts again, all of it is new.
-    index.put_camera_status(beat(T0 + timedelta(seconds=90), "online", 10.0, 2, worker_id="w2"))
-    assert index.camera_health("gate", T0)[1].reconnects == 4
+    Heartbeats(index).put_status(
+        beat(T0 + timedelta(seconds=90), "online", 10.0, 2, worker_id="w2")
+    )
+    assert Heartbeats(index).history("gate", T0)[1].reconnects == 4
 
 
 @pytest.fixture
@@ -82,7 +86,7 @@ def heartbeats(index: EventIndex) -> EventIndex:
         beat(recent + timedelta(seconds=30), "degraded", 5.0),
         beat(recent + timedelta(seconds=70), "online", 10.0),
     ]:
-        index.put_camera_status(row)
+        Heartbeats(index).put_status(row)
     return index
 
 
@@ -130,7 +134,7 @@ def test_a_heartbeat_that_loses_the_race_for_its_minute_is_folded_in_on_its_seco
     this one's look for the minute and its insert (not on SQLite: one writer at a time)."""
     if index.engine.dialect.name == "sqlite":
         pytest.skip("SQLite lets one transaction write at a time: no such race")
-    fold = EventIndex._fold_heartbeat
+    fold = Heartbeats._fold_heartbeat
     tries: list[int] = []
 
     def racing(session: Session, row: CameraStatusRow, minute: datetime) -> None:
@@ -141,8 +145,8 @@ def test_a_heartbeat_that_loses_the_race_for_its_minute_is_folded_in_on_its_seco
             with index.sessions.begin() as elsewhere:
                 elsewhere.add(other)
 
-    monkeypatch.setattr(EventIndex, "_fold_heartbeat", staticmethod(racing))
-    index.put_camera_status(beat(T0 + timedelta(seconds=20), "online", 10.0))
+    monkeypatch.setattr(Heartbeats, "_fold_heartbeat", staticmethod(racing))
+    Heartbeats(index).put_status(beat(T0 + timedelta(seconds=20), "online", 10.0))
     assert len(tries) == 2
-    (point,) = index.camera_health("gate", T0)
+    (point,) = Heartbeats(index).history("gate", T0)
     assert (point.heartbeats, point.state, point.decode_fps_min) == (2, "offline", 0.0)

@@ -15,10 +15,10 @@ from minio import Minio
 
 from api.app import create_app
 from api.config import ApiConfig
-from storage.accounts import SiteRow
-from storage.cameras import ApiCameras, CameraConfig
-from storage.index import EventIndex
-from storage.objects import ObjectStore
+from storage.database.accounts import SiteRow
+from storage.database.cameras import ApiCameras, CameraConfig
+from storage.database.index import EventIndex
+from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
 from tests.servers import RtspCamera, free_port
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
-from storage.clips import ClipError, picture_jpeg, remux_to_mp4
+from storage.media.clips import ClipError, picture_jpeg, remux_to_mp4
 from tests.media import camera_packets
 
 

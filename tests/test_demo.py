@@ -8,7 +8,7 @@ import httpx
 import psutil
 import pytest
 
-from storage.index import EventIndex
+from storage.database.index import EventIndex
 from tests.servers import Demo
 
 pytestmark = pytest.mark.integration

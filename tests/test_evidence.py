@@ -19,24 +19,21 @@ from api.app import create_app
 from api.config import ApiConfig
 from common.types import Event
 from storage.config import EvidenceConfig
-from storage.evidence import Evidence
-from storage.index import (
-    CameraStatusRow,
-    EventFeedRow,
-    EventIndex,
-    WebhookOutboxRow,
-    to_datetime,
-)
-from storage.objects import (
+from storage.database.camera_health import CameraStatusRow, Heartbeats
+from storage.database.engine import to_datetime
+from storage.database.index import EventFeedRow, EventIndex
+from storage.database.recordings import RecordingRow
+from storage.database.webhooks import WebhookAttemptRow, WebhookOutboxRow
+from storage.media.continuous import recording_row
+from storage.media.evidence import Evidence
+from storage.media.objects import (
     SHA256_META,
     ObjectStore,
     StorageConfigError,
     StoredObject,
     object_key,
 )
-from storage.recording import RecordingRow, recording_row
-from storage.retention import RetentionConfig, RetentionPolicy, RetentionSweeper
-from storage.webhooks import WebhookAttemptRow
+from storage.media.retention import RetentionConfig, RetentionPolicy, RetentionSweeper
 from tests.apiclient import SEALER, api_client
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -71,12 +68,9 @@ def stored_event(
         if retain is not None:
             store.client.set_object_retention(store.bucket, key, retain)
         keys[name] = stored
-    index.finish_event(
-        event, state="ended", ended_at=to_datetime(ended), clip_key=keys["clip"].key,
-        clip_sha256=keys["clip"].sha256, clip_size=keys["clip"].size,
-        snapshot_key=keys["snapshot"].key, snapshot_sha256=keys["snapshot"].sha256,
-        snapshot_size=keys["snapshot"].size,
-    )  # fmt: skip
+    end, clip, snapshot = to_datetime(ended), keys["clip"], keys["snapshot"]
+    index.store_clip(event, end, (clip.key, clip.sha256, clip.size), (end, end))
+    index.store_snapshot(event, end, snapshot.key, snapshot.sha256, snapshot.size)
     return event
 
 
@@ -324,7 +318,8 @@ def test_a_hold_placed_before_the_upload_reaches_the_object(
     evidence.hold(event.id, actor="investigator-2", reason="case 2026-118")
     key = object_key("hq", "gate", event.started_at, f"{event.id}.mp4")
     stored = locked_store.put(key, secrets.token_bytes(1000), "video/mp4", {})
-    index.finish_event(event, clip_key=stored.key, clip_sha256=stored.sha256)
+    ended = to_datetime(event.last_seen_at)
+    index.store_clip(event, ended, (stored.key, stored.sha256, stored.size), (ended, ended))
     (version,) = locked_store.versions(key)
     assert not locked_store.legal_hold(key, version)
     assert evidence.reconcile_holds() == 1
@@ -352,7 +347,7 @@ def test_a_sweep_trims_the_feed_settled_deliveries_and_camera_health(
     old, recent = NOW - timedelta(days=40), NOW - timedelta(days=1)
     for days in (8, 1):  # beyond health_days (7), and within
         at = NOW - timedelta(days=days)
-        index.put_camera_status(
+        Heartbeats(index).put_status(
             CameraStatusRow(camera_id="g", site="hq", state="online", updated_at=at)
         )
     with index.sessions.begin() as session:
@@ -380,4 +375,4 @@ def test_a_sweep_trims_the_feed_settled_deliveries_and_camera_health(
         kept = sorted((r.state, r.event_id) for r in session.query(WebhookOutboxRow))
         assert kept == [("delivered", "e3"), ("pending", "e2")]  # a pending one waits still
         assert session.query(WebhookAttemptRow).count() == 2
-    assert [p.minute for p in index.camera_health("g", old)] == [recent]
+    assert [p.minute for p in Heartbeats(index).history("g", old)] == [recent]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from common.types import Event
-from storage.feed import FeedReader
-from storage.index import EventFeedRow, EventIndex
+from storage.database.feed import FeedReader
+from storage.database.index import EventFeedRow, EventIndex
 
 pytestmark = pytest.mark.integration
 

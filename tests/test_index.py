@@ -26,19 +26,20 @@ from sqlalchemy import Column, Integer, MetaData, Table, select
 from api.app import create_app
 from api.config import ApiConfig
 from common.types import Box, Event
-from storage.index import (
-    Base,
-    CameraRow,
-    CameraStatusRow,
-    ChoreRow,
-    EventIndex,
-    EventQuery,
-    IndexDatabaseError,
-    WebhookOutboxRow,
+from storage.database.camera_health import CameraStatusRow, Heartbeats
+from storage.database.cameras import CameraRow
+from storage.database.engine import Base, IndexDatabaseError
+from storage.database.feed import FeedReader
+from storage.database.index import EventIndex, EventQuery
+from storage.database.leases import CameraLeases, ChoreRow, ChoreTurns
+from storage.database.migrations import (
+    MODEL_MODULES,
+    alembic_config,
+    script_directory,
+    target_metadata,
 )
-from storage.leases import CameraLeases, ChoreTurns
-from storage.migrations import MODEL_MODULES, alembic_config, script_directory, target_metadata
-from storage.objects import ObjectStore
+from storage.database.webhooks import WebhookOutboxRow
+from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
 from tests.postgres import PASSWORD, PostgresServer
 from tests.servers import free_port
@@ -79,12 +80,9 @@ def stored(index: EventIndex) -> tuple[EventIndex, list[Event]]:
     for n, event in enumerate(events):
         index.add_event(event)
         if n % 4 == 1:
-            index.finish_event(
-                event,
-                state="ended",
-                ended_at=datetime.fromtimestamp(event.started_at, UTC) + timedelta(seconds=30),
-                clip_key=f"{event.site}/{event.camera_id}/{event.id}.mp4",
-            )
+            ended = datetime.fromtimestamp(event.started_at, UTC) + timedelta(seconds=30)
+            clip = (f"{event.site}/{event.camera_id}/{event.id}.mp4", "ab" * 32, 1000)
+            index.store_clip(event, ended, clip, (ended, ended))
     return index, events
 
 
@@ -205,12 +203,12 @@ def test_pagination_walks_every_match_once(stored: tuple[EventIndex, list[Event]
 
 
 @pytest.mark.integration
-def test_finish_event_updates_or_creates_the_row(index: EventIndex) -> None:
+def test_an_end_updates_or_creates_the_row(index: EventIndex) -> None:
     started = make_events()[0]
     index.add_event(started)
     index.add_event(started)  # a repeated start is ignored
     end = T0 + timedelta(seconds=42)
-    index.finish_event(started, state="ended", ended_at=end, clip_sha256="ab" * 32)
+    index.store_clip(started, end, ("hq/clip.mp4", "ab" * 32, 1000), (T0, end))
     row = index.get_event(started.id)
     assert row is not None and row.state == "ended" and row.ended_at == end
     assert (
@@ -221,11 +219,16 @@ def test_finish_event_updates_or_creates_the_row(index: EventIndex) -> None:
     # An end stored before its start (a short event whose start waited): the row is created,
     # and the late start leaves it alone.
     short = make_events()[1]
-    index.finish_event(short, state="ended", clip_error="no packets")
+    index.end_event(short, end, clip_error="no packets")
     index.add_event(short)
     rows = index.list_events(EventQuery())
     assert [r.id for r in rows] == [short.id, started.id]
     assert rows[0].state == "ended" and rows[0].clip_error == "no packets"
+    assert [(e.kind, e.event_id) for e in FeedReader(index, after=0).read()] == [
+        ("started", started.id),
+        ("clip", started.id),
+        ("ended", short.id),
+    ]
     assert index.get_event("missing") is None
 
 
@@ -234,7 +237,7 @@ def test_events_a_dead_worker_left_active_are_ended(index: EventIndex) -> None:
     elsewhere = replace(make_events()[3], camera_id="door")
     for event in [*gate, elsewhere]:
         index.add_event(event)
-    index.finish_event(gate[1], state="ended", ended_at=at(gate[1]), clip_error=None)
+    index.end_event(gate[1], at(gate[1]))
     taken_over = at(gate[2]) + timedelta(seconds=1)
     assert index.end_orphans("gate", taken_over, "interrupted") == 2
     for event in (gate[0], gate[2]):
@@ -250,14 +253,14 @@ def test_events_a_dead_worker_left_active_are_ended(index: EventIndex) -> None:
 @pytest.mark.integration
 def test_camera_heartbeats_are_upserted(index: EventIndex) -> None:
     beat = T0 + timedelta(minutes=1)
-    index.put_camera_status(
+    Heartbeats(index).put_status(
         CameraStatusRow(camera_id="gate", site="hq", state="online", decoded_frames=[1, 2])
     )
-    index.put_camera_status(
+    Heartbeats(index).put_status(
         CameraStatusRow(camera_id="gate", site="hq", state="offline", error="eof", updated_at=beat)
     )
-    index.put_camera_status(CameraStatusRow(camera_id="yard", site="hq", state="connecting"))
-    statuses = index.camera_statuses()
+    Heartbeats(index).put_status(CameraStatusRow(camera_id="yard", site="hq", state="connecting"))
+    statuses = Heartbeats(index).statuses()
     assert sorted(statuses) == ["gate", "yard"]
     assert statuses["gate"].state == "offline" and statuses["gate"].error == "eof"
     assert statuses["gate"].updated_at == beat
@@ -362,7 +365,7 @@ def schema_differences(url: str) -> list[object]:
 
 @pytest.mark.integration
 def test_migrations_give_exactly_the_models_schema(index_url: str) -> None:
-    """Fails when a model changes without a migration: write one (storage/migrations)."""
+    """Fails when a model changes without a migration: write one (storage/database/migrations)."""
     assert schema_differences(index_url) == []
 
 
@@ -385,10 +388,14 @@ def test_every_module_with_tables_is_listed_for_migrations() -> None:
         for module in pkgutil.walk_packages(
             importlib.import_module(package).__path__, f"{package}."
         ):
-            if module.name != "storage.migrations.env" and not module.name.endswith("__main__"):
+            if module.name != "storage.database.migrations.env" and not module.name.endswith(
+                "__main__"
+            ):
                 importlib.import_module(module.name)
     defined = {mapper.class_.__module__ for mapper in Base.registry.mappers}
-    assert defined <= set(MODEL_MODULES), f"add to storage.migrations.MODEL_MODULES: {defined}"
+    assert defined <= set(MODEL_MODULES), (
+        f"add to storage.database.migrations.MODEL_MODULES: {defined}"
+    )
 
 
 @pytest.mark.integration

@@ -15,9 +15,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from api.config import ApiConfig
 from common.types import Event
-from storage.accounts import ApiKeys
-from storage.index import CameraStatusRow, EventIndex, utcnow
-from storage.workflow import EventWorkflow
+from storage.database.accounts import ApiKeys
+from storage.database.camera_health import CameraStatusRow, Heartbeats
+from storage.database.engine import utcnow
+from storage.database.index import EventIndex
+from storage.database.workflow import EventWorkflow
 from tests.apiclient import Served, make_key
 
 pytestmark = pytest.mark.integration
@@ -76,7 +78,7 @@ def test_websocket_clients_get_their_sites_changes_as_they_happen(
         EventWorkflow(index).act(a.id, "acknowledge", "desk 1")
         change = received(shop, 1)[0]
         assert change["change"] == "status" and change["event"]["status"] == "acknowledged"
-        index.put_camera_status(
+        Heartbeats(index).put_status(
             CameraStatusRow(
                 camera_id="cam-shop-a", site="shop-a", state="online", updated_at=utcnow()
             )

@@ -23,8 +23,11 @@ from api.app import create_app
 from api.config import ApiConfig, MqttConfig
 from api.mqtt import MqttPublisher
 from common.types import Event
-from storage.index import CameraStatusRow, EventIndex, WorkerRow, utcnow
-from storage.objects import ObjectStore
+from storage.database.camera_health import CameraStatusRow, Heartbeats
+from storage.database.engine import utcnow
+from storage.database.index import EventIndex
+from storage.database.leases import WorkerRow, WorkerStats
+from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, Served, api_client
 from tests.servers import free_port
 
@@ -174,7 +177,7 @@ def test_metrics_show_cameras_workers_events_and_webhooks(tmp_path: Path) -> Non
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
     app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=30, sealer=SEALER)
     for camera, site in (("door", "shop-7"), ("vault", "bank-2")):
-        index.put_camera_status(
+        Heartbeats(index).put_status(
             CameraStatusRow(
                 camera_id=camera, site=site, state="online", input_fps=12.5, decode_errors=3,
                 updated_at=utcnow(),
@@ -182,7 +185,7 @@ def test_metrics_show_cameras_workers_events_and_webhooks(tmp_path: Path) -> Non
         )  # fmt: skip
     with index.sessions.begin() as session:
         session.add(WorkerRow(worker_id="w1", seen_at=utcnow()))
-    index.put_worker_stats(
+    WorkerStats(index).put(
         "w1", {"detector_p50_s": 0.021, "detector_p99_s": 0.05, "spool_entries": 4}
     )
     with (

@@ -18,14 +18,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-import storage.recorder
+import storage.media.event_clips
 from analytics.privacy import FaceDetector, FaceMasker, PrivacyConfig
 from common.types import BGRImage, Box, Event
 from ingest.ring import EncodedPacket, PacketRing
-from storage.clips import mask_to_mp4, remux_to_mp4
 from storage.config import ClipConfig
-from storage.index import EventIndex
-from storage.objects import SHA256_META, ObjectStore
+from storage.database.index import EventIndex
+from storage.media.clips import mask_to_mp4, remux_to_mp4
+from storage.media.objects import SHA256_META, ObjectStore
 from tests.clips import START
 from tests.media import camera_packets
 from tests.servers import Pipeline, RtspCamera, pipeline_config, running
@@ -312,7 +312,7 @@ def test_a_long_masked_clip_does_not_delay_new_events(
         release.wait(30)
         mask_to_mp4(*args, **kwargs)
 
-    monkeypatch.setattr(storage.recorder, "mask_to_mp4", held)
+    monkeypatch.setattr(storage.media.event_clips, "mask_to_mp4", held)
     ring = PacketRing(60)
     for packet in packets:
         ring.append(packet)

@@ -16,18 +16,18 @@ import pytest
 from api.app import create_app
 from api.config import ApiConfig
 from ingest.ring import EncodedPacket, PacketRing
-from storage.cameras import CameraConfig
-from storage.clips import remux_to_mp4
-from storage.index import EventIndex
-from storage.objects import ObjectStore, object_key
-from storage.recording import (
+from storage.database.cameras import CameraConfig
+from storage.database.index import EventIndex
+from storage.database.recordings import segments_between
+from storage.media.clips import remux_to_mp4
+from storage.media.continuous import (
     Segment,
     SegmentCutter,
     export_range,
     recording_row,
     segment_metadata,
-    segments_between,
 )
+from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import SEALER, api_client
 from tests.clips import START
 from tests.media import camera_packets

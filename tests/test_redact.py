@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from ingest.redact import RedactingFilter, redact_text, strip_userinfo
+from common.redact import RedactingFilter, redact_text, strip_userinfo
 
 
 def test_redacts_userinfo_of_every_url() -> None:

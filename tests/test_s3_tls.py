@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from storage.config import EmbeddedS3Config, ExternalS3Config
-from storage.embedded import EmbeddedS3Server, load_or_create_credentials
-from storage.objects import ObjectStore
+from storage.media.embedded_s3 import EmbeddedS3Server, load_or_create_credentials
+from storage.media.objects import ObjectStore
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,11 @@ from schemathesis import checks
 
 from api.config import ApiConfig
 from common.types import Event
-from storage.accounts import SiteRow
-from storage.cameras import ApiCameras, NetworkCameraConfig
-from storage.index import EventIndex, to_datetime
-from storage.objects import ObjectStore, object_key
+from storage.database.accounts import SiteRow
+from storage.database.cameras import ApiCameras, NetworkCameraConfig
+from storage.database.engine import to_datetime
+from storage.database.index import EventIndex
+from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import SEALER, Served, make_key
 
 pytestmark = pytest.mark.integration
@@ -50,10 +51,7 @@ def seed(index: EventIndex, store: ObjectStore) -> None:
     index.add_event(event)
     key = object_key("shop-7", "door", now, f"{event.id}.jpg")
     stored = store.put(key, secrets.token_bytes(256), "image/jpeg", {"event-id": event.id})
-    index.finish_event(
-        event, state="ended", ended_at=to_datetime(now), snapshot_key=key,
-        snapshot_sha256=stored.sha256,
-    )  # fmt: skip
+    index.store_snapshot(event, to_datetime(now), key, stored.sha256, stored.size)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import update
 
-from storage.cameras import ApiCameras, NetworkCameraConfig
-from storage.index import CameraRow, EventIndex
-from storage.sealing import CredentialSealer, SealError
+from storage.database.cameras import ApiCameras, CameraRow, NetworkCameraConfig
+from storage.database.index import EventIndex
+from storage.database.sealing import CredentialSealer, SealError
 
 PASSWORD = "Pa55-w0rd-XL"
 

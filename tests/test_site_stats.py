@@ -11,9 +11,10 @@ from minio import Minio
 from api.app import create_app
 from api.config import ApiConfig
 from common.types import Event
-from storage.accounts import Role, SiteRow
-from storage.index import EventIndex, utcnow
-from storage.objects import ObjectStore
+from storage.database.accounts import Role, SiteRow
+from storage.database.engine import utcnow
+from storage.database.index import EventIndex
+from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 

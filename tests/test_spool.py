@@ -27,12 +27,12 @@ from common.backoff import Backoff
 from common.types import Event
 from ingest.ring import EncodedPacket, PacketRing
 from storage.config import ClipConfig, EmbeddedS3Config, SpoolConfig
-from storage.embedded import EmbeddedS3Server, load_or_create_credentials
-from storage.index import EventIndex, EventRow
-from storage.objects import MIN_PART_SIZE, ObjectStore, StoredObject
-from storage.recorder import EventRecorder, event_metadata
-from storage.spool import CheckedEntry, Kind, Spool, SpoolEntry, SpoolFullError, SpoolReport
-from storage.uploader import OnUploaded, Uploader, UploadMismatchError
+from storage.database.index import EventIndex, EventRow
+from storage.media.embedded_s3 import EmbeddedS3Server, load_or_create_credentials
+from storage.media.event_clips import EventRecorder, event_metadata
+from storage.media.objects import MIN_PART_SIZE, ObjectStore, StoredObject
+from storage.media.spool import CheckedEntry, Kind, Spool, SpoolEntry, SpoolFullError, SpoolReport
+from storage.media.uploader import OnUploaded, Uploader, UploadMismatchError
 from tests.clips import START
 from tests.media import camera_packets
 from tests.servers import Pipeline, RtspCamera, free_port, pipeline_config

@@ -14,7 +14,7 @@ from common.types import Frame
 from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.config import CameraConfig, DetectConfig, IngestConfig
 from ingest.ring import PacketRing
-from storage.clips import remux_to_mp4
+from storage.media.clips import remux_to_mp4
 from tests.servers import RtspCamera
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,10 @@ import pytest
 
 from api.config import ApiConfig
 from common.types import Event
-from storage.accounts import SiteRow
-from storage.index import EventIndex, to_datetime
-from storage.objects import ObjectStore, object_key
+from storage.database.accounts import SiteRow
+from storage.database.engine import to_datetime
+from storage.database.index import EventIndex
+from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import Receiver, Served, make_key, verified
 from tests.servers import free_port
 
@@ -35,9 +36,8 @@ def stored_event(index: EventIndex, store: ObjectStore, site: str) -> tuple[Even
     clip = secrets.token_bytes(1024)
     key = object_key(site, event.camera_id, now, f"{event.id}.mp4")
     stored = store.put(key, clip, "video/mp4", {"event-id": event.id})
-    index.finish_event(
-        event, state="ended", ended_at=to_datetime(now), clip_key=key, clip_sha256=stored.sha256
-    )
+    ended = to_datetime(now)
+    index.store_clip(event, ended, (key, stored.sha256, stored.size), (ended, ended))
     return event, clip
 
 

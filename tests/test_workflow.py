@@ -12,9 +12,9 @@ from minio import Minio
 from api.app import create_app
 from api.config import ApiConfig
 from common.types import Event
-from storage.index import EventIndex
-from storage.objects import ObjectStore
-from storage.workflow import EventWorkflow, TransitionError
+from storage.database.index import EventIndex
+from storage.database.workflow import EventWorkflow, TransitionError
+from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
 

@@ -11,8 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
-from storage.accounts import ROLES
 from storage.config import ExternalS3Config
+from storage.database.accounts import ROLES
 from xueliang.config import Config, ConfigError, load_config
 from xueliang.logs import register_secrets, setup_logging
 
@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from storage.leases import holder_id
+    from storage.database.leases import holder_id
     from xueliang.worker import Worker
 
     worker_id = holder_id()
@@ -91,12 +91,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from common.periodic import Periodic
-    from storage.alarms import AlarmPanels, expire_alarm_clips
-    from storage.cameras import ApiCameras
-    from storage.evidence import Evidence
-    from storage.index import EventIndex
-    from storage.leases import ChoreTurns, holder_id
-    from storage.retention import RetentionSweeper
+    from storage.database.alarms import AlarmPanels, expire_alarm_clips
+    from storage.database.cameras import ApiCameras
+    from storage.database.index import EventIndex
+    from storage.database.leases import ChoreTurns, holder_id
+    from storage.media.evidence import Evidence
+    from storage.media.retention import RetentionSweeper
 
     setup_logging("api")
     config = _load(args.config)
@@ -140,8 +140,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_create_key(args: argparse.Namespace) -> int:
     """Make an API key (the first admin key, before there is one to make others with) and
     print it: it is shown this once and kept only as a hash."""
-    from storage.accounts import ApiKeys
-    from storage.index import EventIndex
+    from storage.database.accounts import ApiKeys
+    from storage.database.index import EventIndex
 
     config = load_config(args.config)
     keys = ApiKeys(EventIndex.connect(config.index.url))

@@ -11,8 +11,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from analytics.config import AnalyticsConfig, DetectorConfig, SsdOnnxDetectorConfig
 from api.config import ApiConfig
-from ingest.config import IngestConfig, StrictModel
-from storage.cameras import CameraConfig
+from common.config import StrictModel
+from ingest.config import IngestConfig
 from storage.config import (
     ClipConfig,
     EmbeddedS3Config,
@@ -21,9 +21,10 @@ from storage.config import (
     S3Config,
     SpoolConfig,
 )
-from storage.objects import ObjectStore
-from storage.retention import RetentionConfig
-from storage.sealing import CredentialSealer
+from storage.database.cameras import CameraConfig
+from storage.database.sealing import CredentialSealer
+from storage.media.objects import ObjectStore
+from storage.media.retention import RetentionConfig
 
 
 class Config(StrictModel):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from storage.accounts import ApiKeys
-from storage.index import EventIndex
+from storage.database.accounts import ApiKeys
+from storage.database.index import EventIndex
 from xueliang.config import load_config
 from xueliang.samples import encode_h264
 from xueliang.supervisor import Child, Supervisor

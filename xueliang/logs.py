@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from ingest.redact import RedactingFilter
+from common.redact import RedactingFilter
 
 redactor = RedactingFilter()
 

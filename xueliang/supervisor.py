@@ -15,8 +15,8 @@ from types import FrameType
 
 from common.process import spawn_owned
 from storage.config import EmbeddedS3Config
-from storage.embedded import EmbeddedS3Server
-from storage.index import EventIndex
+from storage.database.index import EventIndex
+from storage.media.embedded_s3 import EmbeddedS3Server
 from xueliang.config import Config
 
 log = logging.getLogger(__name__)

@@ -15,22 +15,17 @@ from common.backoff import Backoff
 from common.types import Event
 from ingest.camera import Camera, CameraHealth, StateChange
 from ingest.ring import PacketRing
-from storage.alarms import AlarmPanels, ArmedSink, Arming
-from storage.cameras import ApiCameras, CameraConfig
-from storage.clips import ClipError, picture_jpeg
-from storage.index import (
-    CameraPictureRow,
-    CameraStatusRow,
-    EventIndex,
-    event_of_row,
-    to_datetime,
-    utcnow,
-)
-from storage.leases import CameraLeases
-from storage.recorder import EventRecorder
-from storage.recording import SegmentRecorder
-from storage.spool import Spool, SpoolReport
-from storage.uploader import Uploader
+from storage.database.alarms import AlarmPanels, ArmedSink, Arming
+from storage.database.camera_health import CameraPictureRow, CameraStatusRow, Heartbeats
+from storage.database.cameras import ApiCameras, CameraConfig
+from storage.database.engine import to_datetime, utcnow
+from storage.database.index import EventIndex, event_of_row
+from storage.database.leases import CameraLeases, WorkerStats
+from storage.media.clips import ClipError, picture_jpeg
+from storage.media.continuous import SegmentRecorder
+from storage.media.event_clips import EventRecorder
+from storage.media.spool import Spool, SpoolReport
+from storage.media.uploader import Uploader
 from xueliang.config import Config
 
 log = logging.getLogger(__name__)
@@ -76,6 +71,8 @@ class Worker:
         self.privacy: dict[str, PrivacyConfig] = {}  # the recorder reads it as cameras change
         self.index = EventIndex.connect(config.index.url)
         self.api_cameras = ApiCameras(self.index, config.sealer())
+        self.heartbeats = Heartbeats(self.index)
+        self.worker_stats = WorkerStats(self.index)
         self.store = config.object_store()
         self.leases = CameraLeases(self.index, worker_id, config.ingest.lease_s)
         self.rings: dict[str, PacketRing] = {}
@@ -133,9 +130,7 @@ class Worker:
             camera_id, site, kind, "", "", "high", now, now, ended_at=now,
             detail=f"{report.kind} {report.detail}"[:64],
         )  # fmt: skip
-        self.index.finish_event(
-            event, state="ended", ended_at=to_datetime(now), clip_error=f"{kind}: {report.key}"
-        )
+        self.index.end_event(event, to_datetime(now), clip_error=f"{kind}: {report.key}")
 
     def start_camera(self, camera_id: str) -> None:
         config = self.cameras_by_id[camera_id]
@@ -239,7 +234,7 @@ class Worker:
 
     def heartbeat(self) -> None:
         try:
-            self.index.put_worker_stats(self.worker_id, self.stats())
+            self.worker_stats.put(self.worker_id, self.stats())
             self.cut_alarm_clips()
         except Exception:
             log.exception("worker figures or alarm clips not handled")
@@ -247,7 +242,7 @@ class Worker:
             try:
                 health = camera.check()
                 row = _status_row(camera.config.site, self.worker_id, health)
-                self.index.put_camera_status(row)
+                self.heartbeats.put_status(row)
             except Exception:
                 log.exception("heartbeat of camera %s not written", camera.config.id)
             try:
@@ -277,7 +272,7 @@ class Worker:
             mask = self._maskers[key]
         jpeg = picture_jpeg(gops[-1], PICTURE_WIDTH, mask)
         taken = to_datetime(gops[-1][0].wall_time) or utcnow()
-        self.index.put_camera_picture(
+        self.heartbeats.put_picture(
             CameraPictureRow(camera_id=config.id, site=config.site, jpeg=jpeg, taken_at=taken)
         )
 

@@ -1,0 +1,251 @@
+"""Turns analytics events into index rows, and ended events into clips and snapshots that go
+to S3 through the spool."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from analytics.privacy import FaceMasker, PrivacyConfig
+from common.types import Event
+from ingest.ring import EncodedPacket, PacketRing
+from storage.config import ClipConfig
+from storage.database.engine import to_datetime
+from storage.database.index import EventIndex
+from storage.media.clips import mask_to_mp4, remux_to_mp4
+from storage.media.objects import StoredObject, object_key
+from storage.media.spool import Spool, SpoolEntry
+
+log = logging.getLogger(__name__)
+
+
+class EventRecorder:
+    """The storage stage's `EventSink`.
+
+    A started event is written to the index at once, so the API shows it while it lasts.
+    An ended event waits for its post-roll, then its clip (pre-roll + event + post-roll) is
+    cut from the camera's packet ring without re-encoding and put in the spool with its
+    snapshot; a camera whose `privacy` is enabled gets its clip re-encoded with the faces
+    blurred instead. The event is then `ended` with no clip key yet: `uploaded`, the
+    uploader's callback, writes the keys and hashes once each upload is verified.
+
+    Example:
+        >>> recorder = EventRecorder(index, spool, rings, ClipConfig(), work)  # doctest: +SKIP
+        >>> uploader = Uploader(spool, store, dict.fromkeys(("clip", "snapshot"),
+        ...                                                  recorder.uploaded))  # doctest: +SKIP
+        >>> recorder.start()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        index: EventIndex,
+        spool: Spool,
+        rings: Mapping[str, PacketRing],
+        clips: ClipConfig,
+        work_dir: Path,
+        privacy: Mapping[str, PrivacyConfig] | None = None,
+    ) -> None:
+        self.index = index
+        self.spool = spool
+        self.rings = rings
+        self.clips = clips
+        self.work_dir = work_dir
+        self.privacy = privacy if privacy is not None else {}  # the caller may update it
+        # The recorder thread's own face models (analytics has its own for snapshots), one
+        # per distinct privacy setting: cameras configured alike share one session.
+        self._maskers: dict[str, FaceMasker] = {}
+        self._due: list[tuple[float, int, Event]] = []  # ended events, by when their clip is due
+        self._counter = 0
+        self._wake = threading.Condition()
+        self._stopping = False
+        # Started events are indexed by a thread of their own: neither analytics nor a long
+        # clip (a privacy-masked one takes about as long to encode as it lasts) delays them.
+        self._started: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._indexer = threading.Thread(target=self._index, name="recorder-index", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+
+    def event_started(self, event: Event) -> None:
+        self._started.put(event)
+
+    def event_ended(self, event: Event) -> None:
+        assert event.ended_at is not None
+        with self._wake:
+            self._counter += 1
+            due = event.ended_at + self._around(event)[1]
+            heapq.heappush(self._due, (due, self._counter, event))
+            self._wake.notify()
+
+    def _around(self, event: Event) -> tuple[float, float]:
+        """The seconds before and after the event its clip holds."""
+        return event.clip_around or (self.clips.pre_roll_s, self.clips.post_roll_s)
+
+    def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._indexer.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Index every started event, then finish every pending one now, with whatever
+        post-roll the ring already holds."""
+        self._started.put(None)
+        self._indexer.join()
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join()
+
+    def _index(self) -> None:
+        while (event := self._started.get()) is not None:
+            try:
+                self.index.add_event(event)
+            except Exception:
+                log.exception("could not index event %s of camera %s", event.id, event.camera_id)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopping and (not self._due or self._due[0][0] > time.time()):
+                    timeout = self._due[0][0] - time.time() if self._due else None
+                    self._wake.wait(timeout)
+                if not self._due:
+                    return
+                _, _, event = heapq.heappop(self._due)
+            try:
+                self._finish(event)
+            except Exception as exc:
+                log.exception("could not store event %s of camera %s", event.id, event.camera_id)
+                self._record_failure(event, exc)
+
+    def _record_failure(self, event: Event, error: Exception) -> None:
+        assert event.ended_at is not None
+        try:
+            self.index.end_event(
+                event,
+                to_datetime(event.ended_at),
+                clip_error=f"clip not stored: {type(error).__name__}",
+            )
+        except Exception:
+            log.exception("event %s could not be marked as failed", event.id)
+
+    def _finish(self, event: Event) -> None:
+        assert event.ended_at is not None
+        metadata = event_metadata(event)
+        tags = {"event-type": event.type}
+        clip_error = None
+        pre_roll, post_roll = self._around(event)
+        clip_start, clip_end = event.started_at - pre_roll, event.ended_at + post_roll
+        packets = self.rings[event.camera_id].window(clip_start, clip_end, anchor=event.started_at)
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch:
+            if event.snapshot is not None:
+                path = Path(scratch) / f"{event.id}.jpg"
+                path.write_bytes(event.snapshot)
+                key = object_key(event.site, event.camera_id, event.started_at, path.name)
+                kind_tags = {**tags, "kind": "snapshot"}
+                self.spool.add(path, key, "image/jpeg", metadata, "snapshot", kind_tags)
+            if packets:
+                path = Path(scratch) / f"{event.id}.mp4"
+                self._write_clip(event.camera_id, packets, path)
+                key = object_key(event.site, event.camera_id, event.started_at, path.name)
+                clip_metadata = {
+                    **metadata,
+                    "clip-start": _iso(packets[0].wall_time),
+                    "clip-end": _iso(packets[-1].wall_time),
+                }
+                kind_tags = {**tags, "kind": "clip"}
+                self.spool.add(path, key, "video/mp4", clip_metadata, "clip", kind_tags)
+            else:
+                clip_error = "no packets of the clip window were still in the ring"
+        self.index.end_event(event, to_datetime(event.ended_at), best=True, clip_error=clip_error)
+        log.info("event %s ended; its clip and snapshot are spooled", event.id)
+
+    def uploaded(self, entry: SpoolEntry, stored: StoredObject) -> None:
+        """The uploader's callback for clips and snapshots: the verified object's key and
+        hash go to the event's row. Idempotent, and needs nothing but the entry's metadata,
+        so it works as well for an entry replayed after a restart."""
+        meta = entry.metadata
+        event = event_from_metadata(meta)
+        if entry.kind == "snapshot":
+            ended_at = datetime.fromisoformat(meta["end"])
+            self.index.store_snapshot(event, ended_at, stored.key, stored.sha256, stored.size)
+        elif entry.kind == "clip":
+            # the end too: the process may have died between spooling and indexing
+            self.index.store_clip(
+                event,
+                datetime.fromisoformat(meta["end"]),
+                (stored.key, stored.sha256, stored.size),
+                (
+                    datetime.fromisoformat(meta["clip-start"]),
+                    datetime.fromisoformat(meta["clip-end"]),
+                ),
+            )
+        log.info("event %s: %s %s stored", event.id, entry.kind, stored.key)
+
+    def _write_clip(self, camera_id: str, packets: list[EncodedPacket], path: Path) -> None:
+        privacy = self.privacy.get(camera_id)
+        if privacy is None or not privacy.enabled:
+            remux_to_mp4(packets, path)
+            return
+        key = privacy.model_dump_json()
+        if key not in self._maskers:
+            self._maskers[key] = FaceMasker(privacy)
+        mask_to_mp4(packets, path, self._maskers[key], privacy.clip_detect_every)
+
+
+def _iso(epoch: float) -> str:
+    stamp = to_datetime(epoch)
+    assert stamp is not None
+    return stamp.isoformat()
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def event_metadata(event: Event) -> dict[str, str]:
+    """The user metadata of an event's objects: all an index row needs, should the object be
+    indexed before the event's start ever was (S3 allows ASCII only: free text such as zone
+    names is percent-encoded).
+
+    Example:
+        >>> e = Event("gate", "hq", "loitering", "person", "东门", "low", 0.0, 1.0, ended_at=2.0)
+        >>> event_metadata(e)["zone"], event_from_metadata(event_metadata(e)).zone
+        ('%E4%B8%9C%E9%97%A8', '东门')
+    """
+    assert event.ended_at is not None
+    metadata = {
+        "site": event.site,
+        "camera": event.camera_id,
+        "event-id": event.id,
+        "event-type": event.type,
+        "label": quote(event.label),
+        "zone": quote(event.zone),
+        "severity": event.severity,
+        "detail": quote(event.detail),
+        "start": _iso(event.started_at),
+        "end": _iso(event.ended_at),
+    }
+    if event.alarm is not None:
+        metadata["alarm"] = "{}-{}".format(*event.alarm)
+    return {name: value for name, value in metadata.items() if value}  # S3 drops empty ones
+
+
+def event_from_metadata(meta: Mapping[str, str]) -> Event:
+    """The event an object's `event_metadata` describes (objects stored before it had the
+    descriptive fields give empty ones)."""
+    alarm = meta.get("alarm")
+    method, _, kind = alarm.partition("-") if alarm else ("", "", "")
+    end = _epoch(meta["end"])
+    return Event(
+        meta["camera"], meta["site"], meta["event-type"], unquote(meta.get("label", "")),
+        unquote(meta.get("zone", "")), meta.get("severity", ""), _epoch(meta["start"]), end,
+        ended_at=end, detail=unquote(meta.get("detail", "")),
+        alarm=(int(method), int(kind)) if alarm else None, id=meta["event-id"],
+    )  # fmt: skip
