@@ -104,8 +104,8 @@ def parse_index_url(url: str) -> URL:
         >>> parse_index_url("mysql://xl:pw@db/x")
         Traceback (most recent call last):
         ...
-        storage.database.engine.IndexDatabaseError: event index mysql://***@db/x: unsupported database \
-(use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE)
+        storage.database.engine.IndexDatabaseError: event index mysql://***@db/x: unsupported \
+database (use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE)
     """
     usage = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
     try:
