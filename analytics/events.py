@@ -3,21 +3,18 @@ and ends once the finding has been gone for a while."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 
 from analytics.config import EventTimingConfig
 from analytics.rules import Finding
-from common.types import BGRImage, Box, Event, EventSink, Frame
+from common.types import Box, Event, EventSink, Frame, Mask
 
 BOX_COLOUR = (0, 0, 255)
 BOX_MARGIN_PX = 3  # outline just outside the object, so the evidence itself stays unpainted
 JPEG_QUALITY = 85
-
-
-Mask = Callable[[BGRImage], BGRImage]  # a copy of a picture with something hidden (faces)
 
 
 def render_snapshot(

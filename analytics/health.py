@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from analytics.events import Mask, render_snapshot
-from common.types import Event, EventSink, Frame
+from analytics.events import render_snapshot
+from common.types import Event, EventSink, Frame, Mask
 from ingest.camera import StateChange
 
 VIDEO_LOSS = "video_loss"

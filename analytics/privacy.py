@@ -6,8 +6,9 @@ Independent of the pipeline: give `FaceDetector` a BGR picture, hand its boxes t
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +20,7 @@ from pydantic import Field
 from analytics.config import OnnxDetectorConfig
 from analytics.detectors.providers import create_session
 from common.config import StrictModel
-from common.types import BGRImage, Box, Detection
+from common.types import BGRImage, Box, ClipMask, Detection, Mask
 
 FACE_MODEL = Path(__file__).resolve().parent.parent / "models" / "centerface.onnx"
 FACE_LABEL = "face"
@@ -190,3 +191,67 @@ class FaceMasker:
         masked = self.blurrer.apply(image, [face.box for face in faces], copy=True)
         self._last = (image, masked)
         return masked.copy()
+
+    def mask_clip(self, pictures: Iterator[BGRImage], detect_every: int) -> Iterator[BGRImage]:
+        """A clip's pictures with their faces hidden (in place), in order (a `ClipMask`).
+
+        Faces are detected on every `detect_every`-th picture and on the last; a picture
+        between two detections is masked with the boxes of both, so a face moving between
+        them stays covered.
+        """
+        waiting: list[BGRImage] = []
+        held: list[Box] = []  # the faces of the last detection
+        for index, picture in enumerate(pictures):
+            waiting.append(picture)
+            if index % detect_every:
+                continue
+            faces = [face.box for face in self.detector.detect(picture)]
+            for between in waiting[:-1]:
+                self.blurrer.apply(between, held + faces)
+            self.blurrer.apply(picture, faces)
+            yield from waiting
+            held, waiting = faces, []
+        if waiting:
+            faces = [face.box for face in self.detector.detect(waiting[-1])]
+            for between in waiting:
+                self.blurrer.apply(between, held + faces)
+            yield from waiting
+
+
+class FaceMasks:
+    """The masks of cameras' privacy settings, for one thread: a face model session is made
+    once per distinct setting (cameras configured alike share it) and used by that thread
+    alone (a `FaceMasker` remembers its last picture).
+
+    Example:
+        >>> masks = FaceMasks()
+        >>> masks.picture(PrivacyConfig()) is None  # privacy off: nothing to hide
+        True
+        >>> on = PrivacyConfig(enabled=True)
+        >>> masks.picture(on) is masks.picture(on.model_copy())
+        True
+    """
+
+    def __init__(self) -> None:
+        self._maskers: dict[str, FaceMasker] = {}
+
+    def _masker(self, config: PrivacyConfig) -> FaceMasker | None:
+        if not config.enabled:
+            return None
+        key = config.model_dump_json()
+        masker = self._maskers.get(key)
+        if masker is None:  # not setdefault: that would load a model for every call
+            masker = self._maskers[key] = FaceMasker(config)
+        return masker
+
+    def picture(self, config: PrivacyConfig) -> Mask | None:
+        """The mask of single pictures (snapshots, camera pictures); None: privacy is off."""
+        return self._masker(config)
+
+    def clip(self, config: PrivacyConfig) -> ClipMask | None:
+        """The mask of clips, detecting faces every `clip_detect_every` pictures; None:
+        privacy is off."""
+        masker = self._masker(config)
+        if masker is None:
+            return None
+        return functools.partial(masker.mask_clip, detect_every=config.clip_detect_every)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -22,6 +23,7 @@ from api.live import LiveHub
 from api.models import Health
 from api.mqtt import MqttPublisher
 from api.webhooks import WebhookDispatcher
+from common.periodic import Periodic
 from storage.database.accounts import ApiKeys
 from storage.database.cameras import CameraConfig
 from storage.database.index import EventIndex
@@ -31,6 +33,11 @@ from storage.media.objects import ObjectStore
 CONSOLE = Path(__file__).resolve().parent / "console"
 
 
+class BackgroundJob(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
 def create_app(
     index: EventIndex,
     store: ObjectStore,
@@ -38,15 +45,20 @@ def create_app(
     settings: ApiConfig,
     heartbeat_stale_s: float,
     sealer: CredentialSealer,
+    chores: Sequence[Periodic] = (),
 ) -> FastAPI:
     """The API over `index` and `store`; `cameras_config` are the configured cameras (their
-    secrets never leave); `sealer` seals the credentials of cameras added over the API."""
+    secrets never leave); `sealer` seals the credentials of cameras added over the API.
+
+    Its background jobs (the live hub, the webhook dispatcher, the MQTT publisher where on,
+    and the deployment's `chores`) run while it serves, started and stopped in one place."""
     keys = ApiKeys(index)
     auth = Auth(keys, TokenBuckets(settings.rate_per_s, settings.burst))
     ctx = ApiContext(index, store, cameras_config, settings, heartbeat_stale_s, auth, keys, sealer)
     hub = LiveHub(ctx)
     dispatcher = WebhookDispatcher(ctx)
-    publisher = MqttPublisher(index, settings.mqtt) if settings.mqtt.enabled else None
+    publishers = [MqttPublisher(index, settings.mqtt)] if settings.mqtt.enabled else []
+    jobs: list[BackgroundJob] = [hub, dispatcher, *publishers, *chores]
 
     serving = 0  # servers (or test clients) running this app at once share its threads
 
@@ -55,19 +67,15 @@ def create_app(
         nonlocal serving
         serving += 1
         if serving == 1:
-            hub.start()
-            dispatcher.start()
-            if publisher is not None:
-                publisher.start()
+            for job in jobs:
+                job.start()
         try:
             yield
         finally:
             serving -= 1
             if serving == 0:
-                if publisher is not None:
-                    publisher.stop()
-                dispatcher.stop()
-                hub.stop()
+                for job in reversed(jobs):
+                    job.stop()
 
     app = FastAPI(title="Xueliang", version="0.1.0", lifespan=lifespan)
     app.state.hub, app.state.dispatcher = hub, dispatcher

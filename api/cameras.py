@@ -97,7 +97,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         the camera) are missing, not zero."""
         ctx.camera(who, camera_id)
         since = datetime.now(UTC) - timedelta(hours=hours)
-        return [HealthPoint.of(row) for row in ctx.heartbeats.history(camera_id, since)]
+        return [HealthPoint.model_validate(row) for row in ctx.heartbeats.history(camera_id, since)]
 
     @router.post("/cameras", status_code=201)
     def add_camera(who: Annotated[Principal, installers], camera: NetworkCameraConfig) -> CameraOut:

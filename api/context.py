@@ -59,8 +59,8 @@ class ApiContext:
         """The key's sites' cameras: the config file's, then those added over the API (the
         config file's wins an id both have, as in the workers)."""
         sites = sorted(principal.sites) if principal.sites is not None else None
-        stored = [c for c in self.api_cameras.list(sites) if not self.configured(c.id)]
-        return [c for c in self.cameras if principal.sees(c.site)] + stored
+        cameras = self.api_cameras.beside(self.cameras, sites)
+        return [camera for camera in cameras if principal.sees(camera.site)]
 
     def camera(self, principal: Principal, camera_id: str) -> CameraConfig:
         """The camera, if it exists and the key may see its site; else the same 404."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from common.config import IDENTIFIER
 from common.redact import redact_text
 from storage.database.accounts import ApiKeyRow, Role, SiteRow
-from storage.database.camera_health import CameraHealthRow, CameraStatusRow
+from storage.database.camera_health import CameraStatusRow
 from storage.database.cameras import CameraConfig
 from storage.database.index import EventRow
 from storage.database.workflow import Action, EventActionRow, Status
@@ -144,6 +144,8 @@ CameraState = Literal["connecting", "online", "degraded", "offline", "unknown"]
 
 
 class CameraOut(BaseModel):
+    """A camera as the API shows it: its config (secrets left out) and its last heartbeat."""
+
     id: str
     name: str
     site: str
@@ -152,22 +154,24 @@ class CameraOut(BaseModel):
     enabled: bool
     source: Literal["config", "api"] = Field(description="the config file's, or added over the API")
     has_password: bool
-    state: CameraState
-    reasons: str | None
-    input_fps: float
-    decode_fps: float
-    expected_fps: float | None
-    bitrate_kbps: float
-    decoded_frames: list[int]
-    corrupt_packets: int
-    decode_errors: int
-    timestamp_jumps: int
-    reconnects: int
-    last_frame_at: datetime | None
-    offline_since: datetime | None
-    error: str | None
-    worker_id: str | None
-    heartbeat_at: datetime | None
+    # Its last heartbeat (storage.database.camera_health.CameraStatusRow, the same names);
+    # the defaults are those of a camera never heard of.
+    state: CameraState = "unknown"
+    reasons: str | None = None
+    input_fps: float = 0.0
+    decode_fps: float = 0.0
+    expected_fps: float | None = None
+    bitrate_kbps: float = 0.0
+    decoded_frames: list[int] = Field(default_factory=list)
+    corrupt_packets: int = 0
+    decode_errors: int = 0
+    timestamp_jumps: int = 0
+    reconnects: int = 0
+    last_frame_at: datetime | None = None
+    offline_since: datetime | None = None
+    error: str | None = None
+    worker_id: str | None = None
+    heartbeat_at: datetime | None = None
 
     @classmethod
     def of(
@@ -189,36 +193,30 @@ class CameraOut(BaseModel):
             "has_password": camera.password is not None,
         }
         if status is None:
-            return cls(
-                **configured, state="unknown", reasons=None, input_fps=0.0, decode_fps=0.0,
-                expected_fps=None, bitrate_kbps=0.0, decoded_frames=[], corrupt_packets=0,
-                decode_errors=0, timestamp_jumps=0, reconnects=0, last_frame_at=None,
-                offline_since=None, error=None, worker_id=None, heartbeat_at=None,
+            return cls(**configured)
+        heartbeat = {name: getattr(status, name) for name in HEARTBEAT_FIELDS}
+        if status.updated_at < stale_before:  # its worker is gone: the rates are no more
+            heartbeat.update(
+                state="offline", reasons="no heartbeat from the camera's worker",
+                input_fps=0.0, decode_fps=0.0, bitrate_kbps=0.0,
             )  # fmt: skip
-        fresh = status.updated_at >= stale_before
-        return cls(
-            **configured,
-            state=status.state if fresh else "offline",
-            reasons=status.reasons if fresh else "no heartbeat from the camera's worker",
-            input_fps=status.input_fps if fresh else 0.0,
-            decode_fps=status.decode_fps if fresh else 0.0,
-            expected_fps=status.expected_fps,
-            bitrate_kbps=status.bitrate_kbps if fresh else 0.0,
-            decoded_frames=status.decoded_frames,
-            corrupt_packets=status.corrupt_packets,
-            decode_errors=status.decode_errors,
-            timestamp_jumps=status.timestamp_jumps,
-            reconnects=status.reconnects,
-            last_frame_at=status.last_frame_at,
-            offline_since=status.offline_since,
-            error=status.error,
-            worker_id=status.worker_id,
-            heartbeat_at=status.updated_at,
-        )
+        return cls(**configured, **heartbeat, heartbeat_at=status.updated_at)
+
+
+# What the API shows of a camera's heartbeat row as it is: the fields named as its columns,
+# but the site (the camera's config has it).
+HEARTBEAT_FIELDS = tuple(
+    name
+    for name in CameraOut.model_fields
+    if name in CameraStatusRow.__table__.columns and name != "site"
+)
 
 
 class HealthPoint(BaseModel):
-    """One minute of a camera's health, folded from the heartbeats of the minute."""
+    """One minute of a camera's health, folded from the heartbeats of the minute: a
+    `CameraHealthRow` (the same names) but for the camera and site."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     minute: datetime = Field(description="its start (UTC)")
     state: Literal["online", "degraded", "connecting", "offline"] = Field(
@@ -231,15 +229,6 @@ class HealthPoint(BaseModel):
     decode_fps_avg: float
     bitrate_kbps_avg: float
     reconnects: int = Field(description="made during the minute")
-
-    @classmethod
-    def of(cls, row: CameraHealthRow) -> HealthPoint:
-        return cls(
-            minute=row.minute, state=row.state, heartbeats=row.heartbeats,
-            input_fps_min=row.input_fps_min, input_fps_avg=row.input_fps_avg,
-            decode_fps_min=row.decode_fps_min, decode_fps_avg=row.decode_fps_avg,
-            bitrate_kbps_avg=row.bitrate_kbps_avg, reconnects=row.reconnects,
-        )  # fmt: skip
 
 
 class CameraDetail(CameraOut):

@@ -7,6 +7,7 @@ Everything here is plain data with no behaviour tied to a stage, so `ingest`, `a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,6 +15,12 @@ import numpy as np
 import numpy.typing as npt
 
 BGRImage = npt.NDArray[np.uint8]
+# A copy of a picture with something hidden (faces): what snapshots and camera pictures get.
+Mask = Callable[[BGRImage], BGRImage]
+# The same for a clip: its pictures in order, masked (in place or not), as many and in the
+# same order; it may look at several before it yields the first (faces are found every
+# few frames and the frames between are masked with the boxes on both sides).
+ClipMask = Callable[[Iterator[BGRImage]], Iterator[BGRImage]]
 
 
 @dataclass(frozen=True, slots=True)

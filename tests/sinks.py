@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from analytics.privacy import PrivacyConfig
-from common.types import Event
+from common.types import ClipMask, Event
 from ingest.ring import PacketRing
 from storage.config import ClipConfig, SpoolConfig
 from storage.database.index import EventIndex
@@ -43,10 +42,10 @@ class UploadingRecorder(EventRecorder):
         rings: Mapping[str, PacketRing],
         clips: ClipConfig,
         work_dir: Path,
-        privacy: Mapping[str, PrivacyConfig] | None = None,
+        clip_masks: Mapping[str, ClipMask] | None = None,
     ) -> None:
         spool = Spool(work_dir / "spool", SpoolConfig())
-        super().__init__(index, spool, rings, clips, work_dir, privacy)
+        super().__init__(index, spool, rings, clips, work_dir, clip_masks)
         self.uploader = Uploader(
             self.spool, store, dict.fromkeys(("clip", "snapshot"), self.uploaded)
         )

@@ -4,6 +4,7 @@ recorder into SeaweedFS; a camera without privacy keeps the byte-for-byte stream
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import threading
@@ -19,7 +20,7 @@ import numpy.typing as npt
 import pytest
 
 import storage.media.event_clips
-from analytics.privacy import FaceDetector, FaceMasker, PrivacyConfig
+from analytics.privacy import FaceDetector, FaceMasker, FaceMasks, PrivacyConfig
 from common.types import BGRImage, Box, Event
 from ingest.ring import EncodedPacket, PacketRing
 from storage.config import ClipConfig
@@ -110,7 +111,7 @@ def masked(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     target = tmp_path_factory.mktemp("masked") / "clip.mp4"
-    mask_to_mp4(packets, target, masker, detect_every=request.param)
+    mask_to_mp4(packets, target, functools.partial(masker.mask_clip, detect_every=request.param))
     return target
 
 
@@ -172,7 +173,7 @@ def test_an_h265_camera_clip_is_masked_to_h264(
     packets = camera_packets(source)
     assert packets[0].stream.codec == "hevc"
     target = tmp_path / "clip.mp4"
-    mask_to_mp4(packets, target, masker)
+    mask_to_mp4(packets, target, functools.partial(masker.mask_clip, detect_every=1))
     with opened(target) as clip:
         assert clip.streams.video[0].codec_context.name == "h264"
     source_keys, keys = (
@@ -199,8 +200,10 @@ def test_the_recorder_stores_masked_clips_of_private_cameras_only(
             ring.append(packet)
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     clips = ClipConfig(pre_roll_s=0.0, post_roll_s=0.0)
-    privacy = {"private": PrivacyConfig(enabled=True), "public": PrivacyConfig()}
-    recorder = UploadingRecorder(index, object_store, rings, clips, tmp_path / "work", privacy)
+    masks = FaceMasks()  # the public camera has no mask: its privacy is off
+    private = {"private": PrivacyConfig(enabled=True), "public": PrivacyConfig()}
+    clip_masks = {i: mask for i, c in private.items() if (mask := masks.clip(c)) is not None}
+    recorder = UploadingRecorder(index, object_store, rings, clips, tmp_path / "work", clip_masks)
     recorder.start()
     end = packets[-1].wall_time
     events = {
@@ -318,9 +321,10 @@ def test_a_long_masked_clip_does_not_delay_new_events(
         ring.append(packet)
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     clips = ClipConfig(pre_roll_s=0.0, post_roll_s=0.0)
-    privacy = {"private": PrivacyConfig(enabled=True)}
+    mask = FaceMasks().clip(PrivacyConfig(enabled=True))
+    assert mask is not None
     recorder = UploadingRecorder(
-        index, object_store, {"private": ring}, clips, tmp_path / "work", privacy
+        index, object_store, {"private": ring}, clips, tmp_path / "work", {"private": mask}
     )
     recorder.start()
     try:

@@ -103,9 +103,6 @@ def cmd_api(args: argparse.Namespace) -> int:
     index, store = EventIndex.connect(config.index.url), config.object_store()
     sealer = config.sealer()
     ApiCameras(index, sealer).reseal()  # credentials stored before sealing, or of an older key
-    app = create_app(
-        index, store, config.cameras, config.api, 3 * config.ingest.heartbeat_s, sealer
-    )
     # API processes keep the evidence too (audits and retention), one of them per round.
     evidence = Evidence(index, store)
     recheck = timedelta(days=config.evidence.recheck_days)
@@ -127,13 +124,9 @@ def cmd_api(args: argparse.Namespace) -> int:
             lambda: expire_alarm_clips(AlarmPanels(index), index, waited_s=ALARM_CLIP_WAIT_S),
         ),
     ]
-    for chore in chores:
-        chore.start()
-    try:
-        uvicorn.run(app, host=config.api.host, port=config.api.port, log_config=None)
-    finally:
-        for chore in chores:
-            chore.stop()
+    stale_s = 3 * config.ingest.heartbeat_s
+    app = create_app(index, store, config.cameras, config.api, stale_s, sealer, chores)
+    uvicorn.run(app, host=config.api.host, port=config.api.port, log_config=None)
     return 0
 
 

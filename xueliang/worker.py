@@ -7,53 +7,32 @@ import functools
 import logging
 import threading
 import time
+from typing import TypeVar
 
 from analytics.detectors import create_detector
 from analytics.pipeline import AnalyticsLoop
-from analytics.privacy import FaceMasker, PrivacyConfig
+from analytics.privacy import FaceMasks
 from common.backoff import Backoff
-from common.types import Event
-from ingest.camera import Camera, CameraHealth, StateChange
+from common.types import ClipMask, Mask
+from ingest.camera import Camera, StateChange
 from ingest.ring import PacketRing
 from storage.database.alarms import AlarmPanels, ArmedSink, Arming
-from storage.database.camera_health import CameraPictureRow, CameraStatusRow, Heartbeats
+from storage.database.camera_health import CameraStatusRow, Heartbeats
 from storage.database.cameras import ApiCameras, CameraConfig
-from storage.database.engine import to_datetime, utcnow
-from storage.database.index import EventIndex, event_of_row
+from storage.database.engine import utcnow
+from storage.database.index import EventIndex
 from storage.database.leases import CameraLeases, WorkerStats
-from storage.media.clips import ClipError, picture_jpeg
+from storage.media.clips import ClipError
 from storage.media.continuous import SegmentRecorder
 from storage.media.event_clips import EventRecorder
-from storage.media.spool import Spool, SpoolReport
+from storage.media.pictures import CameraPictures
+from storage.media.spool import Spool
+from storage.media.spool_events import SpoolEvents
 from storage.media.uploader import Uploader
 from xueliang.config import Config
 
 log = logging.getLogger(__name__)
-PICTURE_EVERY_S, PICTURE_WIDTH = 10.0, 480
-FULL_REPORT_EVERY_S = 60.0  # one storage_full event per camera and minute, not one per clip
-
-
-def _status_row(site: str, worker_id: str, health: CameraHealth) -> CameraStatusRow:
-    return CameraStatusRow(
-        camera_id=health.camera_id,
-        site=site,
-        state=health.state,
-        reasons="; ".join(health.reasons)[:256] or None,
-        input_fps=health.input_fps,
-        decode_fps=health.decode_fps,
-        expected_fps=health.expected_fps,
-        bitrate_kbps=health.bitrate_kbps,
-        decoded_frames=list(health.decoded_frames),
-        corrupt_packets=health.corrupt_packets,
-        decode_errors=health.decode_errors,
-        timestamp_jumps=health.timestamp_jumps,
-        reconnects=health.reconnects,
-        last_frame_at=to_datetime(health.last_frame_at),
-        offline_since=to_datetime(health.offline_since),
-        error=health.error[:256] if health.error else None,
-        worker_id=worker_id,
-        updated_at=utcnow(),
-    )
+M = TypeVar("M")
 
 
 class Worker:
@@ -61,51 +40,46 @@ class Worker:
 
     The cameras are those of the config file and those added over the API (read again at
     every lease round, so a camera added, changed or removed there is started, restarted or
-    stopped without a restart of the worker)."""
+    stopped without a restart of the worker). The worker wires the stages together; what
+    each does is theirs."""
 
     def __init__(self, config: Config, worker_id: str) -> None:
         self.config = config
         self.worker_id = worker_id
-        self.configured: dict[str, CameraConfig] = {c.id: c for c in config.cameras}
         self.cameras_by_id: dict[str, CameraConfig] = {}
-        self.privacy: dict[str, PrivacyConfig] = {}  # the recorder reads it as cameras change
+        self.rings: dict[str, PacketRing] = {}
+        self.running: dict[str, Camera] = {}
+        # The face masks of the cameras with privacy on, made as they start, each set used
+        # by one thread: the recorder's clips, the heartbeat's pictures.
+        self.clip_masks: dict[str, ClipMask] = {}
+        self.picture_masks: dict[str, Mask] = {}
+        self._clip_faces, self._picture_faces = FaceMasks(), FaceMasks()
         self.index = EventIndex.connect(config.index.url)
         self.api_cameras = ApiCameras(self.index, config.sealer())
         self.heartbeats = Heartbeats(self.index)
         self.worker_stats = WorkerStats(self.index)
-        self.store = config.object_store()
         self.leases = CameraLeases(self.index, worker_id, config.ingest.lease_s)
-        self.rings: dict[str, PacketRing] = {}
-        self.running: dict[str, Camera] = {}
+        self.alarms = AlarmPanels(self.index)
+        self.arming: dict[str, Arming] = {}  # by site, read again at every lease round
         # Each worker has a slot of the data dir's spool and its share of the size limit.
         spool = config.spool
         share = spool.model_copy(update={"max_bytes": max(1, spool.max_bytes // config.workers)})
-        self.spool = Spool(config.data_dir / "spool", share, self._on_spool_report)
-        self._last_full: dict[str, float] = {}
+        self.spool = Spool(config.data_dir / "spool", share, SpoolEvents(self.index))
+        work = config.data_dir / "work"
         self.recorder = EventRecorder(
-            self.index,
-            self.spool,
-            self.rings,
-            config.clips,
-            config.data_dir / "work",
-            self.privacy,
+            self.index, self.spool, self.rings, config.clips, work, self.clip_masks
         )
-        self._pictured: dict[str, float] = {}  # camera -> when its picture was last taken
-        # By privacy settings, like the recorder's, but this thread's own: the recorder masks
-        # clips on its thread at the same time.
-        self._maskers: dict[str, FaceMasker] = {}
-        self.alarms = AlarmPanels(self.index)
-        self.arming: dict[str, Arming] = {}  # by site, read again at every lease round
+        self.recording = SegmentRecorder(self.spool, self.index, work)
+        self.pictures = CameraPictures(self.heartbeats, self.rings, self.picture_masks)
         self.analytics = AnalyticsLoop(
             create_detector(config.detector),
             config.analytics.tracker,
             config.analytics.events,
             ArmedSink(self.recorder, lambda: self.arming),
         )
-        self.recording = SegmentRecorder(self.spool, self.index, config.data_dir / "work")
         self.uploader = Uploader(
             self.spool,
-            self.store,
+            config.object_store(),
             {
                 "clip": self.recorder.uploaded,
                 "snapshot": self.recorder.uploaded,
@@ -113,24 +87,6 @@ class Worker:
             },
             Backoff(spool.retry_min_s, spool.retry_max_s),
         )
-
-    def _on_spool_report(self, report: SpoolReport) -> None:
-        """A quarantined spool file or a full spool becomes an event of the camera it
-        concerns, so operators see it where they see everything else."""
-        camera_id, site = report.metadata.get("camera"), report.metadata.get("site")
-        if report.what == "evicted" or camera_id is None or site is None:
-            return
-        now = time.time()
-        kind = "spool_quarantine" if report.what == "quarantined" else "storage_full"
-        if kind == "storage_full":
-            if now - self._last_full.get(camera_id, 0.0) < FULL_REPORT_EVERY_S:
-                return
-            self._last_full[camera_id] = now
-        event = Event(
-            camera_id, site, kind, "", "", "high", now, now, ended_at=now,
-            detail=f"{report.kind} {report.detail}"[:64],
-        )  # fmt: skip
-        self.index.end_event(event, to_datetime(now), clip_error=f"{kind}: {report.key}")
 
     def start_camera(self, camera_id: str) -> None:
         config = self.cameras_by_id[camera_id]
@@ -143,6 +99,8 @@ class Worker:
             )
         ring = PacketRing(self.config.ingest.ring_s, self.config.ingest.ring_max_bytes)
         self.rings[camera_id] = ring
+        _put(self.clip_masks, camera_id, self._clip_faces.clip(config.privacy))
+        _put(self.picture_masks, camera_id, self._picture_faces.picture(config.privacy))
         rules = config.rules()
         self.analytics.add_camera(rules)
         on_frame = self.analytics.submit if rules.needs_frames else None
@@ -172,17 +130,13 @@ class Worker:
         wins an id both have); a running camera whose configuration changed is stopped, to be
         started again with the new one."""
         try:
-            stored = self.api_cameras.list()
+            cameras = self.api_cameras.beside(self.config.cameras)
         except Exception:
             log.exception("cameras added over the API not read; keeping the current set")
             return
-        cameras: dict[str, CameraConfig] = {c.id: c for c in stored}
-        cameras.update(self.configured)
-        wanted = {camera_id: c for camera_id, c in cameras.items() if c.enabled}
+        wanted = {camera.id: camera for camera in cameras if camera.enabled}
         changed = [i for i in self.running if i in wanted and wanted[i] != self.cameras_by_id[i]]
         self.cameras_by_id = wanted
-        self.privacy.clear()
-        self.privacy.update({camera_id: c.privacy for camera_id, c in wanted.items()})
         if changed:
             log.info("camera(s) %s changed; restarting them", ", ".join(changed))
             self.stop_cameras(changed)
@@ -219,62 +173,24 @@ class Worker:
             figures["detector_p50_s"], figures["detector_p99_s"] = quantiles
         return figures
 
-    def cut_alarm_clips(self) -> None:
-        """Alarm clips asked of this worker's cameras: cut from their packet rings as the
-        recorder cuts any event's, `pre_s` before the alarm to `post_s` after it."""
-        for request in self.alarms.take_clips(self.running, self.worker_id):
-            row = self.index.get_event(request.event_id)
-            if row is None:
-                continue
-            at = request.alarm_at.timestamp()
-            around = (request.pre_s, request.post_s)
-            event = event_of_row(row, started_at=at, ended_at=at, clip_around=around)
-            log.info("camera %s: alarm clip of event %s", row.camera_id, row.id)
-            self.recorder.event_ended(event)
-
     def heartbeat(self) -> None:
         try:
             self.worker_stats.put(self.worker_id, self.stats())
-            self.cut_alarm_clips()
+            self.recorder.cut_alarm_clips(self.alarms, self.running, self.worker_id)
         except Exception:
             log.exception("worker figures or alarm clips not handled")
         for camera in list(self.running.values()):
+            site = camera.config.site
             try:
-                health = camera.check()
-                row = _status_row(camera.config.site, self.worker_id, health)
-                self.heartbeats.put_status(row)
+                self.heartbeats.put_status(CameraStatusRow.of(camera.check(), site, self.worker_id))
             except Exception:
                 log.exception("heartbeat of camera %s not written", camera.config.id)
             try:
-                config = self.cameras_by_id.get(camera.config.id)
-                if config is not None:
-                    self.take_picture(config)
+                self.pictures.take(camera.config.id, site)
             except ClipError as exc:
                 log.debug("camera %s: no picture (%s)", camera.config.id, exc)
             except Exception:
                 log.exception("picture of camera %s not taken", camera.config.id)
-
-    def take_picture(self, config: CameraConfig) -> None:
-        """Every PICTURE_EVERY_S, the camera's newest keyframe as a small JPEG (faces blurred
-        where it has privacy on) for the console's camera grid."""
-        now = time.time()
-        if now - self._pictured.get(config.id, 0.0) < PICTURE_EVERY_S:
-            return
-        gops = self.rings[config.id].gops_after(now - PICTURE_EVERY_S * 3, include_open=True)
-        if not gops:
-            return
-        self._pictured[config.id] = now
-        mask = None
-        if config.privacy.enabled:
-            key = config.privacy.model_dump_json()
-            if key not in self._maskers:  # a face model session: made once, not per picture
-                self._maskers[key] = FaceMasker(config.privacy)
-            mask = self._maskers[key]
-        jpeg = picture_jpeg(gops[-1], PICTURE_WIDTH, mask)
-        taken = to_datetime(gops[-1][0].wall_time) or utcnow()
-        self.heartbeats.put_picture(
-            CameraPictureRow(camera_id=config.id, site=config.site, jpeg=jpeg, taken_at=taken)
-        )
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set, then shut down without losing events or holding leases."""
@@ -300,3 +216,12 @@ class Worker:
         self.uploader.stop(self.config.spool.drain_s)
         self.spool.close()
         self.leases.leave()
+
+
+def _put(masks: dict[str, M], camera_id: str, mask: M | None) -> None:
+    """Set or clear a camera's mask. A camera that stops keeps its mask: clips of its last
+    events may still be cut after it."""
+    if mask is None:
+        masks.pop(camera_id, None)
+    else:
+        masks[camera_id] = mask

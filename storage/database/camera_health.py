@@ -3,6 +3,7 @@ latest picture, written by the worker that holds the camera's lease and read by 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -10,7 +11,8 @@ from sqlalchemy import JSON, Float, Index, Integer, LargeBinary, String, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from storage.database.engine import Base, Database, UTCDateTime, utcnow
+from ingest.camera import CameraHealth
+from storage.database.engine import Base, Database, UTCDateTime, to_datetime, utcnow
 
 
 class CameraStatusRow(Base):
@@ -36,6 +38,28 @@ class CameraStatusRow(Base):
     error: Mapped[str | None] = mapped_column(String(256), nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @classmethod
+    def of(cls, health: CameraHealth, site: str, worker_id: str) -> CameraStatusRow:
+        """The row of a heartbeat: `health`'s figures as they are (the columns are named as
+        its fields), epoch times as datetimes, texts cut to their columns.
+
+        Example:
+            >>> health = CameraHealth("gate", "online", ("ok",), 10.0, 9.5, 10.0, 800.0, (50,),
+            ...                       0, 0, 0, 1, 1700000000.0, None, None)
+            >>> row = CameraStatusRow.of(health, "hq", "w1")
+            >>> row.reasons, row.decoded_frames, row.last_frame_at.year, row.worker_id
+            ('ok', [50], 2023, 'w1')
+        """
+        figures = {field.name: getattr(health, field.name) for field in dataclasses.fields(health)}
+        figures.update(
+            reasons="; ".join(health.reasons)[:256] or None,
+            decoded_frames=list(health.decoded_frames),
+            last_frame_at=to_datetime(health.last_frame_at),
+            offline_since=to_datetime(health.offline_since),
+            error=health.error[:256] if health.error else None,
+        )
+        return cls(**figures, site=site, worker_id=worker_id, updated_at=utcnow())
 
 
 # Camera states from better to worse: a minute of history keeps the worst one seen in it.

@@ -3,6 +3,7 @@ cameras installers add over the API, kept in the index for every worker to pick 
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -149,6 +150,14 @@ class ApiCameras:
             except SealError as exc:
                 log.error("camera %s is left out: %s", row.id, exc)
         return cameras
+
+    def beside(
+        self, configured: Sequence[CameraConfig], sites: Sequence[str] | None = None
+    ) -> builtins.list[CameraConfig]:  # `list` is a method here
+        """The cameras of the config file, then those stored here (of `sites`) whose id the
+        config file does not have: the config file's wins an id both have."""
+        taken = {camera.id for camera in configured}
+        return [*configured, *(c for c in self.list(sites) if c.id not in taken)]
 
     def get(self, camera_id: str) -> NetworkCameraConfig | None:
         with self.database.sessions() as session:

@@ -4,8 +4,9 @@ their clips are decoded, masked and encoded again (`mask_to_mp4`)."""
 
 from __future__ import annotations
 
+import collections
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -14,8 +15,7 @@ import av.video.stream
 import numpy as np
 from av.video.frame import PictureType
 
-from analytics.privacy import FaceMasker
-from common.types import BGRImage, Box
+from common.types import BGRImage, ClipMask, Mask
 from ingest.picture import frame_jpeg
 from ingest.ring import EncodedPacket, StreamInfo
 
@@ -96,45 +96,30 @@ def _decoded(packets: Sequence[EncodedPacket]) -> Iterator[av.VideoFrame]:
 
 
 def _masked(
-    frames: Iterator[av.VideoFrame], masker: FaceMasker, detect_every: int, size: tuple[int, int]
+    frames: Iterator[av.VideoFrame], mask: ClipMask, size: tuple[int, int]
 ) -> Iterator[tuple[av.VideoFrame, BGRImage]]:
-    """Each frame with its picture (BGR, `size`) masked, in order.
+    """Each frame with its picture (BGR, `size`) masked, in order."""
+    pending: collections.deque[av.VideoFrame] = collections.deque()  # given to `mask`, not back
 
-    Faces are detected on every `detect_every`-th frame and on the last; a frame between two
-    detections is masked with the boxes of both, so a face moving between them stays covered.
-    """
-    waiting: list[tuple[av.VideoFrame, BGRImage]] = []
-    held: list[Box] = []  # the faces of the last detection
-    for index, frame in enumerate(frames):
-        picture = frame.to_ndarray(format="bgr24", width=size[0], height=size[1], threads=1)
-        waiting.append((frame, picture.astype(np.uint8, copy=False)))
-        if index % detect_every:
-            continue
-        faces = [face.box for face in masker.detector.detect(waiting[-1][1])]
-        for _, between in waiting[:-1]:
-            masker.blurrer.apply(between, held + faces)
-        masker.blurrer.apply(waiting[-1][1], faces)
-        yield from waiting
-        held, waiting = faces, []
-    if waiting:
-        faces = [face.box for face in masker.detector.detect(waiting[-1][1])]
-        for _, between in waiting:
-            masker.blurrer.apply(between, held + faces)
-        yield from waiting
+    def pictures() -> Iterator[BGRImage]:
+        for frame in frames:
+            pending.append(frame)
+            picture = frame.to_ndarray(format="bgr24", width=size[0], height=size[1], threads=1)
+            yield picture.astype(np.uint8, copy=False)
+
+    for masked in mask(pictures()):
+        yield pending.popleft(), masked
 
 
-def mask_to_mp4(
-    packets: Sequence[EncodedPacket], target: Path, masker: FaceMasker, detect_every: int = 1
-) -> None:
-    """Decode `packets` (any codec PyAV decodes), hide the faces `masker` finds, and encode
+def mask_to_mp4(packets: Sequence[EncodedPacket], target: Path, mask: ClipMask) -> None:
+    """Decode `packets` (any codec PyAV decodes), hide what `mask` hides (faces), and encode
     the frames to H.264 in the MP4 file `target` (faststart).
 
     The clip keeps the source's size, frame count and timestamps (rebased to zero, as in
-    `remux_to_mp4`), and has a keyframe wherever the source had one. Faces are detected on
-    every `detect_every`-th frame (see `_masked`).
+    `remux_to_mp4`), and has a keyframe wherever the source had one.
 
     Example:
-        >>> mask_to_mp4(ring.window(start, end), Path("clip.mp4"), masker)  # doctest: +SKIP
+        >>> mask_to_mp4(ring.window(start, end), Path("clip.mp4"), mask)  # doctest: +SKIP
     """
     info = _checked(packets)
     frames = _decoded(packets)
@@ -149,9 +134,7 @@ def mask_to_mp4(
         stream.pix_fmt = "yuv420p"
         stream.time_base = stream.codec_context.time_base = info.time_base
         last_pts = -1
-        for source, picture in _masked(
-            itertools.chain([first], frames), masker, detect_every, size
-        ):
+        for source, picture in _masked(itertools.chain([first], frames), mask, size):
             frame = av.VideoFrame.from_ndarray(picture, format="bgr24").reformat(format="yuv420p")
             # The source's PTS, unless broken: the encoder needs them strictly increasing.
             pts = source.pts if source.pts is not None and source.pts > last_pts else last_pts + 1
@@ -164,9 +147,7 @@ def mask_to_mp4(
             output.mux(packet)
 
 
-def picture_jpeg(
-    gop: Sequence[EncodedPacket], width: int, mask: Callable[[BGRImage], BGRImage] | None
-) -> bytes:
+def picture_jpeg(gop: Sequence[EncodedPacket], width: int, mask: Mask | None) -> bytes:
     """The first picture of a GOP (its keyframe, decoded alone), `width` pixels wide at most,
     `mask`ed (faces blurred) where given, as a JPEG.
 

@@ -9,17 +9,17 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from analytics.privacy import FaceMasker, PrivacyConfig
-from common.types import Event
+from common.types import ClipMask, Event
 from ingest.ring import EncodedPacket, PacketRing
 from storage.config import ClipConfig
+from storage.database.alarms import AlarmPanels
 from storage.database.engine import to_datetime
-from storage.database.index import EventIndex
+from storage.database.index import EventIndex, event_of_row
 from storage.media.clips import mask_to_mp4, remux_to_mp4
 from storage.media.objects import StoredObject, object_key
 from storage.media.spool import Spool, SpoolEntry
@@ -51,17 +51,16 @@ class EventRecorder:
         rings: Mapping[str, PacketRing],
         clips: ClipConfig,
         work_dir: Path,
-        privacy: Mapping[str, PrivacyConfig] | None = None,
+        clip_masks: Mapping[str, ClipMask] | None = None,
     ) -> None:
         self.index = index
         self.spool = spool
         self.rings = rings
         self.clips = clips
         self.work_dir = work_dir
-        self.privacy = privacy if privacy is not None else {}  # the caller may update it
-        # The recorder thread's own face models (analytics has its own for snapshots), one
-        # per distinct privacy setting: cameras configured alike share one session.
-        self._maskers: dict[str, FaceMasker] = {}
+        # By camera, for the cameras with privacy on; the caller may update it. The masks
+        # are used on the recorder's thread alone.
+        self.clip_masks = clip_masks if clip_masks is not None else {}
         self._due: list[tuple[float, int, Event]] = []  # ended events, by when their clip is due
         self._counter = 0
         self._wake = threading.Condition()
@@ -166,6 +165,21 @@ class EventRecorder:
         self.index.end_event(event, to_datetime(event.ended_at), best=True, clip_error=clip_error)
         log.info("event %s ended; its clip and snapshot are spooled", event.id)
 
+    def cut_alarm_clips(
+        self, panels: AlarmPanels, camera_ids: Iterable[str], worker_id: str
+    ) -> None:
+        """Cut the alarm clips asked of `camera_ids` (the cameras this worker runs) from
+        their packet rings as any event's, `pre_s` before the alarm to `post_s` after it."""
+        for request in panels.take_clips(camera_ids, worker_id):
+            row = self.index.get_event(request.event_id)
+            if row is None:
+                continue
+            at = request.alarm_at.timestamp()
+            around = (request.pre_s, request.post_s)
+            event = event_of_row(row, started_at=at, ended_at=at, clip_around=around)
+            log.info("camera %s: alarm clip of event %s", row.camera_id, row.id)
+            self.event_ended(event)
+
     def uploaded(self, entry: SpoolEntry, stored: StoredObject) -> None:
         """The uploader's callback for clips and snapshots: the verified object's key and
         hash go to the event's row. Idempotent, and needs nothing but the entry's metadata,
@@ -189,14 +203,11 @@ class EventRecorder:
         log.info("event %s: %s %s stored", event.id, entry.kind, stored.key)
 
     def _write_clip(self, camera_id: str, packets: list[EncodedPacket], path: Path) -> None:
-        privacy = self.privacy.get(camera_id)
-        if privacy is None or not privacy.enabled:
+        mask = self.clip_masks.get(camera_id)
+        if mask is None:
             remux_to_mp4(packets, path)
-            return
-        key = privacy.model_dump_json()
-        if key not in self._maskers:
-            self._maskers[key] = FaceMasker(privacy)
-        mask_to_mp4(packets, path, self._maskers[key], privacy.clip_detect_every)
+        else:
+            mask_to_mp4(packets, path, mask)
 
 
 def _iso(epoch: float) -> str:
