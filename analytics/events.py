@@ -4,7 +4,7 @@ and ends once the finding has been gone for a while."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 
@@ -106,15 +106,18 @@ class EventLifecycle:
                 self._end(finding.key)
                 self._ended.pop(finding.key, None)  # a continuation is no duplicate
                 event = None
+            started = event is None
             if event is None:
                 if t - self._ended.get(finding.key, float("-inf")) < self.timing.cooldown_s:
                     continue
-                event = self._start(finding, t)
-            event.last_seen_at = t
-            self._keep_best(event, frame, finding, self.mask)
+                event = self._new_event(finding, t)
+            event = self._keep_best(replace(event, last_seen_at=t), frame, finding, self.mask)
+            self.open[finding.key] = event
+            if started:  # handed over with its first evidence
+                self.sink.event_started(event)
 
-    def _start(self, finding: Finding, t: float) -> Event:
-        event = Event(
+    def _new_event(self, finding: Finding, t: float) -> Event:
+        return Event(
             camera_id=self.camera_id,
             site=self.site,
             type=self.kind.type,
@@ -126,9 +129,6 @@ class EventLifecycle:
             detail=finding.detail,
             alarm=self.kind.alarm,
         )
-        self.open[finding.key] = event
-        self.sink.event_started(event)
-        return event
 
     def tick(self, now: float) -> None:
         for key, event in list(self.open.items()):
@@ -144,20 +144,23 @@ class EventLifecycle:
 
     def _end(self, key: str) -> None:
         event = self.open.pop(key)
-        event.ended_at = event.last_seen_at
-        self._ended[key] = event.ended_at
-        self.sink.event_ended(event)
+        self._ended[key] = event.last_seen_at
+        self.sink.event_ended(replace(event, ended_at=event.last_seen_at))
 
     @staticmethod
-    def _keep_best(event: Event, frame: Frame, finding: Finding, mask: Mask | None) -> None:
+    def _keep_best(event: Event, frame: Frame, finding: Finding, mask: Mask | None) -> Event:
+        """The event with `finding` on `frame` as its best evidence, if it is better."""
         box = finding.boxes[0] if finding.boxes else None
         value = finding.score * (box.area if box else 1.0)
         best = event.best_score * (event.best_box.area if event.best_box else 1.0)
         if event.snapshot is not None and value <= best:
-            return
-        event.best_score = finding.score
-        event.best_box = box
-        event.label = finding.label
+            return event
         caption = f"{finding.label} {finding.score:.2f} {finding.detail}".strip()
-        event.snapshot = render_snapshot(frame, finding.boxes, caption, mask)
-        event.snapshot_at = frame.wall_time
+        return replace(
+            event,
+            best_score=finding.score,
+            best_box=box,
+            label=finding.label,
+            snapshot=render_snapshot(frame, finding.boxes, caption, mask),
+            snapshot_at=frame.wall_time,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from analytics.events import render_snapshot
 from common.types import Event, EventSink, Frame, Mask
@@ -49,6 +50,10 @@ class ConditionEvents:
             if started:
                 if key in self._open:
                     return
+                snapshot = None
+                if frame is not None:
+                    caption = condition.replace("_", " ")
+                    snapshot = render_snapshot(frame, (), caption, mask)
                 event = Event(
                     camera_id=camera_id,
                     site=site,
@@ -59,19 +64,16 @@ class ConditionEvents:
                     started_at=at,
                     last_seen_at=at,
                     alarm=alarm,
+                    snapshot=snapshot,
+                    snapshot_at=frame.wall_time if frame is not None else None,
                 )
-                if frame is not None:
-                    caption = condition.replace("_", " ")
-                    event.snapshot = render_snapshot(frame, (), caption, mask)
-                    event.snapshot_at = frame.wall_time
                 self._open[key] = event
                 self.sink.event_started(event)
             else:
                 ended = self._open.pop(key, None)
                 if ended is None:
                     return
-                ended.ended_at = ended.last_seen_at = at
-                self.sink.event_ended(ended)
+                self.sink.event_ended(replace(ended, ended_at=at, last_seen_at=at))
 
     def video_changed(self, change: StateChange, site: str) -> None:
         """A camera went offline (video loss starts) or came back (it ends)."""
@@ -88,5 +90,4 @@ class ConditionEvents:
             keys = [k for k in self._open if k[0] == camera_id]
             events = [self._open.pop(k) for k in keys]
         for event in events:
-            event.ended_at = event.last_seen_at
-            self.sink.event_ended(event)
+            self.sink.event_ended(replace(event, ended_at=event.last_seen_at))

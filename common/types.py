@@ -112,11 +112,13 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """An anomaly with a lifecycle: it starts, is updated with better evidence, and ends.
 
     `snapshot` holds the JPEG of the best frame seen so far (highest score x box area).
+    Immutable, so that what analytics hands to storage (on another thread) stays as it was
+    handed: an update is a new `Event` with the same `id` (`dataclasses.replace`).
     """
 
     camera_id: str

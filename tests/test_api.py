@@ -68,10 +68,9 @@ def test_unreachable_storage_is_503_before_any_byte(
     client: tuple[TestClient, EventIndex],
 ) -> None:
     http, index = client
-    event = Event("gate", "hq", "zone_intrusion", "person", "door", "high", 1.0, 2.0)
-    event.best_box = Box(0.1, 0.1, 0.2, 0.2)
-    event.ended_at = 2.0
-    ended = datetime.fromtimestamp(event.ended_at, UTC)
+    event = Event("gate", "hq", "zone_intrusion", "person", "door", "high", 1.0, 2.0,
+                  best_box=Box(0.1, 0.1, 0.2, 0.2), ended_at=2.0)  # fmt: skip
+    ended = datetime.fromtimestamp(2.0, UTC)
     index.store_clip(event, ended, ("hq/gate/1970/01/01/x.mp4", "ab" * 32, 1), (ended, ended))
     response = http.get(f"/api/events/{event.id}/clip")
     assert response.status_code == 503

@@ -58,8 +58,9 @@ def stored_event(
 ) -> Event:
     """An ended event with a clip and a snapshot in `store`, as the recorder leaves it."""
     ended = (NOW - timedelta(days=ended_days_ago)).timestamp()
-    event = Event(camera, site, "zone_intrusion", "person", "door", "high", ended - 20, ended)
-    event.ended_at = ended
+    event = Event(
+        camera, site, "zone_intrusion", "person", "door", "high", ended - 20, ended, ended_at=ended
+    )
     index.add_event(event)
     keys = {}
     for name, data in (("clip", secrets.token_bytes(2048)), ("snapshot", secrets.token_bytes(512))):

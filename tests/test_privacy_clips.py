@@ -4,6 +4,7 @@ recorder into SeaweedFS; a camera without privacy keeps the byte-for-byte stream
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -212,8 +213,7 @@ def test_the_recorder_stores_masked_clips_of_private_cameras_only(
     }
     for event in events.values():
         recorder.event_started(event)
-        event.ended_at = end
-        recorder.event_ended(event)
+        recorder.event_ended(dataclasses.replace(event, ended_at=end))
     recorder.stop()
 
     stored = {}
@@ -331,8 +331,7 @@ def test_a_long_masked_clip_does_not_delay_new_events(
         end = packets[-1].wall_time
         first = Event("private", "lab", "zone_intrusion", "person", "car", "high", START, end)
         recorder.event_started(first)
-        first.ended_at = end
-        recorder.event_ended(first)
+        recorder.event_ended(dataclasses.replace(first, ended_at=end))
         assert masking.wait(10)
         second = Event("private", "lab", "zone_intrusion", "person", "car", "high", end, end)
         recorder.event_started(second)

@@ -323,8 +323,8 @@ def test_objects_carry_metadata_tags_type_and_a_short_presigned_link(
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     recorder = UploadingRecorder(index, store, {"gate": ring}, ClipConfig(), tmp_path / "work")
     recorder.start()
-    event = Event("gate", "hq", "loitering", "person", "lawn", "low", START + 10, START + 14)
-    event.snapshot, event.ended_at = jpeg(), START + 14
+    event = Event("gate", "hq", "loitering", "person", "lawn", "low", START + 10, START + 14,
+                  snapshot=jpeg(), ended_at=START + 14)  # fmt: skip
     recorder.event_started(event)
     recorder.event_ended(event)
     recorder.stop()
@@ -441,8 +441,8 @@ def test_clips_wait_in_the_spool_while_s3_is_down_and_all_arrive_once(
         while time.monotonic() - down_at < OUTAGE_S:
             n = len(events)
             event = Event("gate", "hq", "zone_intrusion", "person", "lawn", "high",
-                          START + 2 + 2 * n, START + 3 + 2 * n)  # fmt: skip
-            event.snapshot, event.ended_at = jpeg(), START + 3 + 2 * n
+                          START + 2 + 2 * n, START + 3 + 2 * n, snapshot=jpeg(),
+                          ended_at=START + 3 + 2 * n)  # fmt: skip
             recorder.event_started(event)
             recorder.event_ended(event)
             events.append(event)

@@ -30,8 +30,9 @@ FAST_RETRIES = ApiConfig(webhook_retry_min_s=0.3, webhook_retry_max_s=1.0)
 def stored_event(index: EventIndex, store: ObjectStore, site: str) -> tuple[Event, bytes]:
     """An event whose clip is in S3, as the recorder leaves it."""
     now = time.time()
-    event = Event(f"cam-{site}", site, "zone_intrusion", "person", "door", "high", now, now)
-    event.ended_at = now
+    event = Event(
+        f"cam-{site}", site, "zone_intrusion", "person", "door", "high", now, now, ended_at=now
+    )
     index.add_event(event)
     clip = secrets.token_bytes(1024)
     key = object_key(site, event.camera_id, now, f"{event.id}.mp4")
