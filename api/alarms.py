@@ -151,10 +151,16 @@ def routes(ctx: ApiContext) -> APIRouter:
         events = []
         for camera_id in cameras:
             event = Event(
-                camera_id, row.site, ALARM_TYPE, "", f"zone {alarm.zone}",
-                contact_id_severity(alarm.code), at.timestamp(), at.timestamp(),
+                camera_id=camera_id,
+                site=row.site,
+                type=ALARM_TYPE,
+                label="",
+                zone=f"zone {alarm.zone}",
+                severity=contact_id_severity(alarm.code),
+                started_at=at.timestamp(),
+                last_seen_at=at.timestamp(),
                 detail=f"{alarm.code} {name} {qualifier}"[:64],
-            )  # fmt: skip
+            )
             ctx.index.add_event(event)
             events.append(event)
         panels.ask_clips(

@@ -173,7 +173,16 @@ def writer(
     def event() -> Event:
         camera = rng.choice(CAMERAS)
         now = time.time()
-        return Event(camera, camera[:6], rng.choice(TYPES), "person", "zone1", "high", now, now)
+        return Event(
+            camera_id=camera,
+            site=camera[:6],
+            type=rng.choice(TYPES),
+            label="person",
+            zone="zone1",
+            severity="high",
+            started_at=now,
+            last_seen_at=now,
+        )
 
     out.send("ready")
     go.wait()
@@ -344,7 +353,18 @@ def fan_out(
     # A handler learns that its client left only when a send fails: one more event ends them
     # (else uvicorn's shutdown cancels them after its grace period, with a traceback each).
     now = time.time()
-    index.add_event(Event(CAMERAS[0], SITES[0], TYPES[0], "person", "zone1", "high", now, now))
+    index.add_event(
+        Event(
+            camera_id=CAMERAS[0],
+            site=SITES[0],
+            type=TYPES[0],
+            label="person",
+            zone="zone1",
+            severity="high",
+            started_at=now,
+            last_seen_at=now,
+        )
+    )
     deadline = time.monotonic() + 5
     while hub.clients and time.monotonic() < deadline:
         time.sleep(0.05)

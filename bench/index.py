@@ -179,9 +179,17 @@ def recorder_rate(index: EventIndex, events: int) -> float:
     for n in range(events):
         camera = rng.choice(CAMERAS)
         event = Event(
-            camera, camera[:6], rng.choice(TYPES), "person", "zone1", "high", now + n, now + n,
-            0.8, Box(0.1, 0.2, 0.3, 0.4),
-        )  # fmt: skip
+            camera_id=camera,
+            site=camera[:6],
+            type=rng.choice(TYPES),
+            label="person",
+            zone="zone1",
+            severity="high",
+            started_at=now + n,
+            last_seen_at=now + n,
+            best_score=0.8,
+            best_box=Box(0.1, 0.2, 0.3, 0.4),
+        )
         index.add_event(event)
         end = datetime.fromtimestamp(now + n + 30, UTC)
         index.store_clip(event, end, (f"x/{event.id}.mp4", "ab" * 32, 1000), (end, end))

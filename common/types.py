@@ -112,7 +112,7 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     """An anomaly with a lifecycle: it starts, is updated with better evidence, and ends.
 

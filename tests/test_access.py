@@ -113,8 +113,17 @@ def build_world(root: Path, store: ObjectStore) -> World:
             session.add(SiteRow(id=site, name=site.upper(), timezone="Asia/Shanghai"))
     for camera in cameras:
         started = (NOW - timedelta(minutes=30)).timestamp()
-        event = Event(camera.id, camera.site, "zone_intrusion", "person", "door", "high",
-                      started, started + 5, ended_at=started + 5)  # fmt: skip
+        event = Event(
+            camera_id=camera.id,
+            site=camera.site,
+            type="zone_intrusion",
+            label="person",
+            zone="door",
+            severity="high",
+            started_at=started,
+            last_seen_at=started + 5,
+            ended_at=started + 5,
+        )
         index.add_event(event)
         media = {}
         for name, kind in (("clip", "video/mp4"), ("snapshot", "image/jpeg")):

@@ -121,9 +121,36 @@ def test_intrusion_counts_only_while_armed() -> None:
     collected = Collected()
     arming = {"shop-7": Arming(frozenset({"zone_intrusion"}), armed=False)}
     sink = ArmedSink(collected, lambda: arming)
-    intrusion = Event("door", "shop-7", "zone_intrusion", "person", "shop", "high", 1.0, 1.0)
-    loitering = Event("door", "shop-7", "loitering", "person", "shop", "low", 1.0, 1.0)
-    elsewhere = Event("gate", "hq", "zone_intrusion", "person", "lawn", "high", 1.0, 1.0)
+    intrusion = Event(
+        camera_id="door",
+        site="shop-7",
+        type="zone_intrusion",
+        label="person",
+        zone="shop",
+        severity="high",
+        started_at=1.0,
+        last_seen_at=1.0,
+    )
+    loitering = Event(
+        camera_id="door",
+        site="shop-7",
+        type="loitering",
+        label="person",
+        zone="shop",
+        severity="low",
+        started_at=1.0,
+        last_seen_at=1.0,
+    )
+    elsewhere = Event(
+        camera_id="gate",
+        site="hq",
+        type="zone_intrusion",
+        label="person",
+        zone="lawn",
+        severity="high",
+        started_at=1.0,
+        last_seen_at=1.0,
+    )
     for event in (intrusion, loitering, elsewhere):
         sink.event_started(event)
         sink.event_ended(event)
@@ -139,8 +166,16 @@ def test_an_alarm_clip_no_worker_takes_ends_its_event_with_the_reason(index: Eve
     requests = []
     for minutes_ago in (10, 1):
         at = now - timedelta(minutes=minutes_ago)
-        event = Event("door", "shop-7", "alarm_panel", "", "zone 3", "high", at.timestamp(),
-                      at.timestamp())  # fmt: skip
+        event = Event(
+            camera_id="door",
+            site="shop-7",
+            type="alarm_panel",
+            label="",
+            zone="zone 3",
+            severity="high",
+            started_at=at.timestamp(),
+            last_seen_at=at.timestamp(),
+        )
         index.add_event(event)
         requests.append(
             AlarmClipRow(event_id=event.id, site="shop-7", camera_id="door", alarm_at=at,

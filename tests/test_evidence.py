@@ -59,7 +59,15 @@ def stored_event(
     """An ended event with a clip and a snapshot in `store`, as the recorder leaves it."""
     ended = (NOW - timedelta(days=ended_days_ago)).timestamp()
     event = Event(
-        camera, site, "zone_intrusion", "person", "door", "high", ended - 20, ended, ended_at=ended
+        camera_id=camera,
+        site=site,
+        type="zone_intrusion",
+        label="person",
+        zone="door",
+        severity="high",
+        started_at=ended - 20,
+        last_seen_at=ended,
+        ended_at=ended,
     )
     index.add_event(event)
     keys = {}
@@ -313,7 +321,16 @@ def test_a_hold_placed_before_the_upload_reaches_the_object(
     index: EventIndex, locked_store: ObjectStore
 ) -> None:
     """Held while its clip still waited in the spool: the next evidence round holds it."""
-    event = Event("gate", "hq", "zone_intrusion", "person", "door", "high", 1e9, 1e9 + 5)
+    event = Event(
+        camera_id="gate",
+        site="hq",
+        type="zone_intrusion",
+        label="person",
+        zone="door",
+        severity="high",
+        started_at=1e9,
+        last_seen_at=1e9 + 5,
+    )
     index.add_event(event)
     evidence = Evidence(index, locked_store)
     evidence.hold(event.id, actor="investigator-2", reason="case 2026-118")

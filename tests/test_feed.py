@@ -18,7 +18,16 @@ def entry(index: EventIndex, entry_id: int, event_id: str) -> None:
 
 
 def test_each_entry_is_read_once_and_a_late_one_is_not_missed(index: EventIndex) -> None:
-    event = Event("gate", "hq", "zone_intrusion", "person", "door", "high", 1.0, 1.0)
+    event = Event(
+        camera_id="gate",
+        site="hq",
+        type="zone_intrusion",
+        label="person",
+        zone="door",
+        severity="high",
+        started_at=1.0,
+        last_seen_at=1.0,
+    )
     index.add_event(event)  # entry 1: before the reader starts, not read
     reader = FeedReader(index)
     assert reader.read() == []

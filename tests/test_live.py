@@ -43,7 +43,16 @@ def nothing_more(socket: ClientConnection, wait: float = 1.0) -> bool:
 
 def event_in(index: EventIndex, site: str, type: str = "zone_intrusion") -> Event:
     now = time.time()
-    event = Event(f"cam-{site}", site, type, "person", "door", "high", now, now)
+    event = Event(
+        camera_id=f"cam-{site}",
+        site=site,
+        type=type,
+        label="person",
+        zone="door",
+        severity="high",
+        started_at=now,
+        last_seen_at=now,
+    )
     index.add_event(event)
     return event
 

@@ -109,7 +109,16 @@ def test_events_are_published_per_site_camera_and_type(
         with Served(index, settings, heartbeat_stale_s=30):
             time.sleep(1.0)  # the publisher is connected
             now = time.time()
-            event = Event("door", "shop-7", "loitering", "person", "till", "low", now, now)
+            event = Event(
+                camera_id="door",
+                site="shop-7",
+                type="loitering",
+                label="person",
+                zone="till",
+                severity="low",
+                started_at=now,
+                last_seen_at=now,
+            )
             index.add_event(event)
             message = messages.get(timeout=10)
             assert message.topic == "xueliang/shop-7/door/loitering" and message.qos == 1
@@ -143,7 +152,16 @@ def test_one_api_process_publishes_and_another_goes_on_where_it_stopped(
         made = []
         for _ in range(count):
             now = time.time()
-            event = Event("door", "shop-7", "loitering", "person", "till", "low", now, now)
+            event = Event(
+                camera_id="door",
+                site="shop-7",
+                type="loitering",
+                label="person",
+                zone="till",
+                severity="low",
+                started_at=now,
+                last_seen_at=now,
+            )
             index.add_event(event)
             made.append(event.id)
         return made
@@ -195,7 +213,18 @@ def test_metrics_show_cameras_workers_events_and_webhooks(tmp_path: Path) -> Non
     ):
         time.sleep(0.3)
         now = time.time()
-        index.add_event(Event("door", "shop-7", "loitering", "person", "till", "low", now, now))
+        index.add_event(
+            Event(
+                camera_id="door",
+                site="shop-7",
+                type="loitering",
+                label="person",
+                zone="till",
+                severity="low",
+                started_at=now,
+                last_seen_at=now,
+            )
+        )
         time.sleep(0.6)  # a round of the live hub
         text = desk.get("/metrics").text
         assert 'xueliang_camera_input_fps{camera="door",site="shop-7"} 12.5' in text

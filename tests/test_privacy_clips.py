@@ -208,7 +208,16 @@ def test_the_recorder_stores_masked_clips_of_private_cameras_only(
     recorder.start()
     end = packets[-1].wall_time
     events = {
-        camera: Event(camera, "lab", "zone_intrusion", "person", "car", "high", START, end)
+        camera: Event(
+            camera_id=camera,
+            site="lab",
+            type="zone_intrusion",
+            label="person",
+            zone="car",
+            severity="high",
+            started_at=START,
+            last_seen_at=end,
+        )
         for camera in rings
     }
     for event in events.values():
@@ -329,11 +338,29 @@ def test_a_long_masked_clip_does_not_delay_new_events(
     recorder.start()
     try:
         end = packets[-1].wall_time
-        first = Event("private", "lab", "zone_intrusion", "person", "car", "high", START, end)
+        first = Event(
+            camera_id="private",
+            site="lab",
+            type="zone_intrusion",
+            label="person",
+            zone="car",
+            severity="high",
+            started_at=START,
+            last_seen_at=end,
+        )
         recorder.event_started(first)
         recorder.event_ended(dataclasses.replace(first, ended_at=end))
         assert masking.wait(10)
-        second = Event("private", "lab", "zone_intrusion", "person", "car", "high", end, end)
+        second = Event(
+            camera_id="private",
+            site="lab",
+            type="zone_intrusion",
+            label="person",
+            zone="car",
+            severity="high",
+            started_at=end,
+            last_seen_at=end,
+        )
         recorder.event_started(second)
         deadline = time.monotonic() + 5
         while index.get_event(second.id) is None and time.monotonic() < deadline:

@@ -47,7 +47,16 @@ def seed(index: EventIndex, store: ObjectStore) -> None:
         NetworkCameraConfig(id="door", site="shop-7", url="rtsp://127.0.0.1/x")
     )
     now = time.time()
-    event = Event("door", "shop-7", "zone_intrusion", "person", "till", "high", now, now)
+    event = Event(
+        camera_id="door",
+        site="shop-7",
+        type="zone_intrusion",
+        label="person",
+        zone="till",
+        severity="high",
+        started_at=now,
+        last_seen_at=now,
+    )
     index.add_event(event)
     key = object_key("shop-7", "door", now, f"{event.id}.jpg")
     stored = store.put(key, secrets.token_bytes(256), "image/jpeg", {"event-id": event.id})

@@ -40,7 +40,18 @@ def test_each_site_has_its_place_and_its_events_counts(index: EventIndex) -> Non
         ("ghost", "zone_intrusion", "high", timedelta(hours=1)),  # a site with no row
     ]:
         at = (now - ago).timestamp()
-        index.add_event(Event("cam", site, kind, "person", "door", severity, at, at))
+        index.add_event(
+            Event(
+                camera_id="cam",
+                site=site,
+                type=kind,
+                label="person",
+                zone="door",
+                severity=severity,
+                started_at=at,
+                last_seen_at=at,
+            )
+        )
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
     app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
 

@@ -323,8 +323,18 @@ def test_objects_carry_metadata_tags_type_and_a_short_presigned_link(
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     recorder = UploadingRecorder(index, store, {"gate": ring}, ClipConfig(), tmp_path / "work")
     recorder.start()
-    event = Event("gate", "hq", "loitering", "person", "lawn", "low", START + 10, START + 14,
-                  snapshot=jpeg(), ended_at=START + 14)  # fmt: skip
+    event = Event(
+        camera_id="gate",
+        site="hq",
+        type="loitering",
+        label="person",
+        zone="lawn",
+        severity="low",
+        started_at=START + 10,
+        last_seen_at=START + 14,
+        snapshot=jpeg(),
+        ended_at=START + 14,
+    )
     recorder.event_started(event)
     recorder.event_ended(event)
     recorder.stop()
@@ -440,9 +450,18 @@ def test_clips_wait_in_the_spool_while_s3_is_down_and_all_arrive_once(
         events: list[Event] = []
         while time.monotonic() - down_at < OUTAGE_S:
             n = len(events)
-            event = Event("gate", "hq", "zone_intrusion", "person", "lawn", "high",
-                          START + 2 + 2 * n, START + 3 + 2 * n, snapshot=jpeg(),
-                          ended_at=START + 3 + 2 * n)  # fmt: skip
+            event = Event(
+                camera_id="gate",
+                site="hq",
+                type="zone_intrusion",
+                label="person",
+                zone="lawn",
+                severity="high",
+                started_at=START + 2 + 2 * n,
+                last_seen_at=START + 3 + 2 * n,
+                snapshot=jpeg(),
+                ended_at=START + 3 + 2 * n,
+            )
             recorder.event_started(event)
             recorder.event_ended(event)
             events.append(event)
@@ -568,9 +587,18 @@ def test_media_indexed_before_their_event_make_a_whole_row(tmp_path: Path) -> No
     spool.open()
     recorder = EventRecorder(index, spool, {}, ClipConfig(), tmp_path / "work")
     event = Event(
-        "gate", "hq", "zone_intrusion", "person", "东门 (east gate)", "high", START, START + 8,
-        ended_at=START + 8, detail="2 people", alarm=(5, 6),
-    )  # fmt: skip
+        camera_id="gate",
+        site="hq",
+        type="zone_intrusion",
+        label="person",
+        zone="东门 (east gate)",
+        severity="high",
+        started_at=START,
+        last_seen_at=START + 8,
+        ended_at=START + 8,
+        detail="2 people",
+        alarm=(5, 6),
+    )
     entry = spool.add(
         a_file(tmp_path / "s.jpg", 100), "hq/gate/s.jpg", "image/jpeg", event_metadata(event),
         "snapshot",

@@ -31,7 +31,15 @@ def stored_event(index: EventIndex, store: ObjectStore, site: str) -> tuple[Even
     """An event whose clip is in S3, as the recorder leaves it."""
     now = time.time()
     event = Event(
-        f"cam-{site}", site, "zone_intrusion", "person", "door", "high", now, now, ended_at=now
+        camera_id=f"cam-{site}",
+        site=site,
+        type="zone_intrusion",
+        label="person",
+        zone="door",
+        severity="high",
+        started_at=now,
+        last_seen_at=now,
+        ended_at=now,
     )
     index.add_event(event)
     clip = secrets.token_bytes(1024)

@@ -92,8 +92,16 @@ def test_an_alarm_clip_is_cut_by_the_worker_that_runs_the_camera(
     spool.open()
     recorder = EventRecorder(index, spool, {"door": ring}, ClipConfig(), tmp_path / "work")
     alarm_at = datetime.fromtimestamp(packets[0].wall_time + 40, UTC)
-    event = Event("door", "shop-7", "alarm_panel", "", "zone 3", "high",
-                  alarm_at.timestamp(), alarm_at.timestamp())  # fmt: skip
+    event = Event(
+        camera_id="door",
+        site="shop-7",
+        type="alarm_panel",
+        label="",
+        zone="zone 3",
+        severity="high",
+        started_at=alarm_at.timestamp(),
+        last_seen_at=alarm_at.timestamp(),
+    )
     index.add_event(event)
     panels = AlarmPanels(index)
     panels.ask_clips(

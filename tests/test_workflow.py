@@ -23,7 +23,16 @@ pytestmark = pytest.mark.integration
 
 def started_ago(index: EventIndex, minutes: float, site: str = "hq") -> Event:
     at = (datetime.now(UTC) - timedelta(minutes=minutes)).timestamp()
-    event = Event("gate", site, "zone_intrusion", "person", "door", "high", at, at)
+    event = Event(
+        camera_id="gate",
+        site=site,
+        type="zone_intrusion",
+        label="person",
+        zone="door",
+        severity="high",
+        started_at=at,
+        last_seen_at=at,
+    )
     index.add_event(event)
     return event
 

@@ -226,7 +226,8 @@ def event_metadata(event: Event) -> dict[str, str]:
     names is percent-encoded).
 
     Example:
-        >>> e = Event("gate", "hq", "loitering", "person", "东门", "low", 0.0, 1.0, ended_at=2.0)
+        >>> e = Event(camera_id="gate", site="hq", type="loitering", label="person", zone="东门",
+        ...           severity="low", started_at=0.0, last_seen_at=1.0, ended_at=2.0)
         >>> event_metadata(e)["zone"], event_from_metadata(event_metadata(e)).zone
         ('%E4%B8%9C%E9%97%A8', '东门')
     """
@@ -255,8 +256,16 @@ def event_from_metadata(meta: Mapping[str, str]) -> Event:
     method, _, kind = alarm.partition("-") if alarm else ("", "", "")
     end = _epoch(meta["end"])
     return Event(
-        meta["camera"], meta["site"], meta["event-type"], unquote(meta.get("label", "")),
-        unquote(meta.get("zone", "")), meta.get("severity", ""), _epoch(meta["start"]), end,
-        ended_at=end, detail=unquote(meta.get("detail", "")),
-        alarm=(int(method), int(kind)) if alarm else None, id=meta["event-id"],
-    )  # fmt: skip
+        camera_id=meta["camera"],
+        site=meta["site"],
+        type=meta["event-type"],
+        label=unquote(meta.get("label", "")),
+        zone=unquote(meta.get("zone", "")),
+        severity=meta.get("severity", ""),
+        started_at=_epoch(meta["start"]),
+        last_seen_at=end,
+        ended_at=end,
+        detail=unquote(meta.get("detail", "")),
+        alarm=(int(method), int(kind)) if alarm else None,
+        id=meta["event-id"],
+    )

@@ -37,7 +37,15 @@ class SpoolEvents:
                 return
             self._last_full[camera_id] = now
         event = Event(
-            camera_id, site, kind, "", "", "high", now, now, ended_at=now,
+            camera_id=camera_id,
+            site=site,
+            type=kind,
+            label="",
+            zone="",
+            severity="high",
+            started_at=now,
+            last_seen_at=now,
+            ended_at=now,
             detail=f"{report.kind} {report.detail}"[:64],
-        )  # fmt: skip
+        )
         self.index.end_event(event, to_datetime(now), clip_error=f"{kind}: {report.key}")
