@@ -20,7 +20,7 @@ CameraState = Literal["connecting", "online", "degraded", "offline"]
 WARMUP_S = 5.0  # rates need a few seconds of a connection before they mean anything
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CameraHealth:
     """One camera's health: its state, why, and the figures it was judged on."""
 

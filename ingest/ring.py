@@ -25,7 +25,7 @@ class CodecTemplate:
         self.stream = self._holder.add_stream_from_template(source)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamInfo:
     """What a muxer needs to write a stream's packets; new for every connection."""
 
@@ -37,7 +37,7 @@ class StreamInfo:
     connection: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EncodedPacket:
     """One compressed video packet with the wall-clock time it arrived."""
 
@@ -58,10 +58,12 @@ class PacketRing:
 
     Example:
         >>> from fractions import Fraction
-        >>> info = StreamInfo("h264", 2, 2, Fraction(1, 90000), None, 1)
+        >>> info = StreamInfo(codec="h264", width=2, height=2, time_base=Fraction(1, 90000),
+        ...                   template=None, connection=1)
         >>> ring = PacketRing(max_seconds=10)
         >>> for t in range(30):
-        ...     ring.append(EncodedPacket(b"x", t, t, t % 5 == 0, float(t), info))
+        ...     ring.append(EncodedPacket(data=b"x", pts=t, dts=t, is_keyframe=t % 5 == 0,
+        ...                               wall_time=float(t), stream=info))
         >>> [p.wall_time for p in ring.window(21.5, 23.0)]
         [20.0, 21.0, 22.0, 23.0]
     """
@@ -131,10 +133,12 @@ class PacketRing:
 
         Example:
             >>> from fractions import Fraction
-            >>> info = StreamInfo("h264", 2, 2, Fraction(1, 90000), None, 1)
+            >>> info = StreamInfo(codec="h264", width=2, height=2,
+            ...                   time_base=Fraction(1, 90000), template=None, connection=1)
             >>> ring = PacketRing(max_seconds=10)
             >>> for t in range(12):
-            ...     ring.append(EncodedPacket(b"x", t, t, t % 5 == 0, float(t), info))
+            ...     ring.append(EncodedPacket(data=b"x", pts=t, dts=t, is_keyframe=t % 5 == 0,
+            ...                               wall_time=float(t), stream=info))
             >>> [[p.wall_time for p in gop] for gop in ring.gops_after(-1.0)]
             [[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0, 9.0]]
         """

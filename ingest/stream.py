@@ -292,7 +292,12 @@ class StreamReader:
                 if self.ring is not None:
                     self.ring.append(
                         EncodedPacket(
-                            bytes(packet), packet.pts, packet.dts, packet.is_keyframe, wall, info
+                            data=bytes(packet),
+                            pts=packet.pts,
+                            dts=packet.dts,
+                            is_keyframe=packet.is_keyframe,
+                            wall_time=wall,
+                            stream=info,
                         )
                     )
                 if self.sampling is not None:

@@ -62,14 +62,24 @@ def camera_packets(path: Path, start: float = START) -> list[EncodedPacket]:
         assert video.time_base is not None
         context = video.codec_context
         info = StreamInfo(
-            context.name, context.width, context.height, video.time_base, CodecTemplate(video), 1
+            codec=context.name,
+            width=context.width,
+            height=context.height,
+            time_base=video.time_base,
+            template=CodecTemplate(video),
+            connection=1,
         )
         for packet in container.demux(video):
             if packet.size and packet.pts is not None:
                 wall = start + float(packet.pts * video.time_base)
                 packets.append(
                     EncodedPacket(
-                        bytes(packet), packet.pts, packet.dts, packet.is_keyframe, wall, info
+                        data=bytes(packet),
+                        pts=packet.pts,
+                        dts=packet.dts,
+                        is_keyframe=packet.is_keyframe,
+                        wall_time=wall,
+                        stream=info,
                     )
                 )
     return packets

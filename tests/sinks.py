@@ -42,10 +42,11 @@ class UploadingRecorder(EventRecorder):
         rings: Mapping[str, PacketRing],
         clips: ClipConfig,
         work_dir: Path,
+        *,
         clip_masks: Mapping[str, ClipMask] | None = None,
     ) -> None:
         spool = Spool(work_dir / "spool", SpoolConfig())
-        super().__init__(index, spool, rings, clips, work_dir, clip_masks)
+        super().__init__(index, spool, rings, clips, work_dir, clip_masks=clip_masks)
         self.uploader = Uploader(
             self.spool, store, dict.fromkeys(("clip", "snapshot"), self.uploaded)
         )

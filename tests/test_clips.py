@@ -19,13 +19,25 @@ def ring_of(path: Path) -> PacketRing:
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         assert video.time_base is not None
-        stream = StreamInfo("h264", 768, 576, video.time_base, CodecTemplate(video), 1)
+        stream = StreamInfo(
+            codec="h264",
+            width=768,
+            height=576,
+            time_base=video.time_base,
+            template=CodecTemplate(video),
+            connection=1,
+        )
         for packet in container.demux(video):
             if packet.size and packet.pts is not None:
                 wall = float(packet.pts * video.time_base) + 1000.0
                 ring.append(
                     EncodedPacket(
-                        bytes(packet), packet.pts, packet.dts, packet.is_keyframe, wall, stream
+                        data=bytes(packet),
+                        pts=packet.pts,
+                        dts=packet.dts,
+                        is_keyframe=packet.is_keyframe,
+                        wall_time=wall,
+                        stream=stream,
                     )
                 )
     return ring

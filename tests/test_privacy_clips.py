@@ -204,7 +204,9 @@ def test_the_recorder_stores_masked_clips_of_private_cameras_only(
     masks = FaceMasks()  # the public camera has no mask: its privacy is off
     private = {"private": PrivacyConfig(enabled=True), "public": PrivacyConfig()}
     clip_masks = {i: mask for i, c in private.items() if (mask := masks.clip(c)) is not None}
-    recorder = UploadingRecorder(index, object_store, rings, clips, tmp_path / "work", clip_masks)
+    recorder = UploadingRecorder(
+        index, object_store, rings, clips, tmp_path / "work", clip_masks=clip_masks
+    )
     recorder.start()
     end = packets[-1].wall_time
     events = {
@@ -333,7 +335,12 @@ def test_a_long_masked_clip_does_not_delay_new_events(
     mask = FaceMasks().clip(PrivacyConfig(enabled=True))
     assert mask is not None
     recorder = UploadingRecorder(
-        index, object_store, {"private": ring}, clips, tmp_path / "work", {"private": mask}
+        index,
+        object_store,
+        {"private": ring},
+        clips,
+        tmp_path / "work",
+        clip_masks={"private": mask},
     )
     recorder.start()
     try:

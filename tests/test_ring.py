@@ -10,14 +10,28 @@ from ingest.ring import EncodedPacket, PacketRing, StreamInfo
 
 
 def info(connection: int = 1) -> StreamInfo:
-    return StreamInfo("h264", 64, 64, Fraction(1, 90000), None, connection)
+    return StreamInfo(
+        codec="h264",
+        width=64,
+        height=64,
+        time_base=Fraction(1, 90000),
+        template=None,
+        connection=connection,
+    )
 
 
 def packets(
     start: float, count: int, gop: int, stream: StreamInfo, size: int = 10
 ) -> list[EncodedPacket]:
     return [
-        EncodedPacket(b"x" * size, i, i, i % gop == 0, start + i * 0.1, stream)
+        EncodedPacket(
+            data=b"x" * size,
+            pts=i,
+            dts=i,
+            is_keyframe=i % gop == 0,
+            wall_time=start + i * 0.1,
+            stream=stream,
+        )
         for i in range(count)
     ]
 

@@ -67,7 +67,7 @@ class Worker:
         self.spool = Spool(config.data_dir / "spool", share, SpoolEvents(self.index))
         work = config.data_dir / "work"
         self.recorder = EventRecorder(
-            self.index, self.spool, self.rings, config.clips, work, self.clip_masks
+            self.index, self.spool, self.rings, config.clips, work, clip_masks=self.clip_masks
         )
         self.recording = SegmentRecorder(self.spool, self.index, work)
         self.pictures = CameraPictures(self.heartbeats, self.rings, self.picture_masks)

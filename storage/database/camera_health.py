@@ -45,8 +45,11 @@ class CameraStatusRow(Base):
         its fields), epoch times as datetimes, texts cut to their columns.
 
         Example:
-            >>> health = CameraHealth("gate", "online", ("ok",), 10.0, 9.5, 10.0, 800.0, (50,),
-            ...                       0, 0, 0, 1, 1700000000.0, None, None)
+            >>> health = CameraHealth(
+            ...     camera_id="gate", state="online", reasons=("ok",), input_fps=10.0,
+            ...     decode_fps=9.5, expected_fps=10.0, bitrate_kbps=800.0, decoded_frames=(50,),
+            ...     corrupt_packets=0, decode_errors=0, timestamp_jumps=0, reconnects=1,
+            ...     last_frame_at=1700000000.0, offline_since=None, error=None)
             >>> row = CameraStatusRow.of(health, "hq", "w1")
             >>> row.reasons, row.decoded_frames, row.last_frame_at.year, row.worker_id
             ('ok', [50], 2023, 'w1')

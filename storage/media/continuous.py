@@ -53,11 +53,13 @@ class SegmentCutter:
     Example:
         >>> from fractions import Fraction
         >>> from ingest.ring import StreamInfo
-        >>> info = StreamInfo("h264", 2, 2, Fraction(1, 10), None, 1)
+        >>> info = StreamInfo(codec="h264", width=2, height=2, time_base=Fraction(1, 10),
+        ...                   template=None, connection=1)
         >>> ring = PacketRing(60)
         >>> cutter = SegmentCutter("gate", ring, 10.0)
         >>> for t in range(32):  # 1 frame a second, a keyframe every 5
-        ...     ring.append(EncodedPacket(b"x", 10 * t, 10 * t, t % 5 == 0, float(t), info))
+        ...     ring.append(EncodedPacket(data=b"x", pts=10 * t, dts=10 * t, is_keyframe=t % 5 == 0,
+        ...                               wall_time=float(t), stream=info))
         >>> [(s.start, s.end, len(s.packets)) for s in cutter.poll()]
         [(0.0, 10.0, 10), (10.0, 20.0, 10)]
         >>> [(s.start, s.end, len(s.packets)) for s in cutter.poll(final=True)]

@@ -51,6 +51,7 @@ class EventRecorder:
         rings: Mapping[str, PacketRing],
         clips: ClipConfig,
         work_dir: Path,
+        *,
         clip_masks: Mapping[str, ClipMask] | None = None,
     ) -> None:
         self.index = index
