@@ -155,7 +155,7 @@ def test_admins_make_list_and_revoke_keys(tmp_path: Path) -> None:
         two = admin.get("/api/me", headers={"X-API-Key": key})  # and the admin's Bearer key
         assert two.status_code == 401 and "two different" in two.json()["error"]["message"]
         listed = admin.get("/api/keys").text
-        assert "shop 7 panel" in listed and key.split("_")[2] not in listed
+        assert "shop 7 panel" in listed and key.split("_", 2)[2] not in listed
         wide = admin.post("/api/keys", json={"name": "x", "role": "shop", "all_sites": True})
         assert wide.status_code == 422 and "all_sites" in wide.json()["error"]["message"]
         nowhere = admin.post("/api/keys", json={"name": "x", "role": "installer"})
