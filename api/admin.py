@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
-from sqlalchemy import select
 
 from api.auth import CSRF_COOKIE, SESSION_COOKIE
 from api.context import ApiContext
@@ -28,8 +27,7 @@ def routes(ctx: ApiContext) -> APIRouter:
     @router.get("/me")
     def me(who: Annotated[Principal, anyone]) -> Me:
         """The key's name, role and sites (the console shows only what these allow)."""
-        sites = sorted(who.sites) if who.sites is not None else None
-        return Me(key_id=who.key_id, name=who.name, role=who.role, sites=sites)
+        return Me(key_id=who.key_id, name=who.name, role=who.role, sites=who.sorted_sites)
 
     @router.post("/session")
     def log_in(request: Request, response: Response, login: LoginIn) -> Me:
@@ -82,9 +80,7 @@ def routes(ctx: ApiContext) -> APIRouter:
 
     @router.get("/sites")
     def list_sites(who: Annotated[Principal, anyone]) -> list[SiteOut]:
-        with ctx.index.sessions() as session:
-            rows = session.scalars(select(SiteRow).order_by(SiteRow.id)).all()
-        return [SiteOut.of(row) for row in rows if who.sees(row.id)]
+        return [SiteOut.of(row) for row in ctx.sites.all() if who.sees(row.id)]
 
     @router.get("/sites/{site_id}")
     def get_site(who: Annotated[Principal, anyone], site_id: str) -> SiteOut:
@@ -93,17 +89,11 @@ def routes(ctx: ApiContext) -> APIRouter:
     @router.put("/sites/{site_id}")
     def put_site(who: Annotated[Principal, admin], site_id: SiteId, site: SiteIn) -> SiteOut:
         """Create or replace a site."""
-        with ctx.index.sessions.begin() as session:
-            row = session.merge(SiteRow(id=site_id, **site.model_dump()))
-            session.flush()
-            return SiteOut.of(row)
+        return SiteOut.of(ctx.sites.put(SiteRow(id=site_id, **site.model_dump())))
 
     @router.delete("/sites/{site_id}", status_code=204)
     def delete_site(who: Annotated[Principal, admin], site_id: str) -> None:
-        with ctx.index.sessions.begin() as session:
-            row = session.get(SiteRow, site_id)
-            if row is None:
-                raise HTTPException(404, f"no site {site_id}")
-            session.delete(row)
+        if not ctx.sites.delete(site_id):
+            raise HTTPException(404, f"no site {site_id}")
 
     return router

@@ -180,8 +180,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         limit = ctx.settings.export_max_s
         if until <= since or until - since > timedelta(seconds=limit):
             raise HTTPException(422, f"end must be after start, by {limit} s at most")
-        with ctx.index.sessions() as session:
-            rows = segments_between(session, camera_id, since.timestamp(), until.timestamp())
+        rows = segments_between(ctx.index, camera_id, since.timestamp(), until.timestamp())
         if not rows:
             raise HTTPException(404, "no recording of this camera covers that time")
         scratch = Path(tempfile.mkdtemp(prefix="xueliang-export-"))

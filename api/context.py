@@ -1,5 +1,5 @@
-"""What every route module needs: the index, the store, the auth dependencies, and lookups
-that answer another site's object exactly as a missing one."""
+"""What every route module needs: the index and the database wing's tables, the store, the
+auth dependencies, and lookups that answer another site's object exactly as a missing one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 
 from api.auth import Auth
 from api.config import ApiConfig
-from storage.database.accounts import ApiKeys, Principal, SiteRow
+from storage.database.accounts import ApiKeys, Principal, SiteRow, Sites
 from storage.database.camera_health import Heartbeats
 from storage.database.cameras import ApiCameras, CameraConfig
 from storage.database.index import EventIndex, EventRow
@@ -32,6 +32,7 @@ class ApiContext:
     auth: Auth
     keys: ApiKeys
     sealer: CredentialSealer
+    sites: Sites = field(init=False)
     evidence: Evidence = field(init=False)
     workflow: EventWorkflow = field(init=False)
     api_cameras: ApiCameras = field(init=False)
@@ -39,6 +40,7 @@ class ApiContext:
     worker_stats: WorkerStats = field(init=False)
 
     def __post_init__(self) -> None:
+        self.sites = Sites(self.index)
         self.evidence = Evidence(self.index, self.store)
         self.workflow = EventWorkflow(self.index)
         self.api_cameras = ApiCameras(self.index, self.sealer)
@@ -58,8 +60,7 @@ class ApiContext:
     def all_cameras(self, principal: Principal) -> list[CameraConfig]:
         """The key's sites' cameras: the config file's, then those added over the API (the
         config file's wins an id both have, as in the workers)."""
-        sites = sorted(principal.sites) if principal.sites is not None else None
-        cameras = self.api_cameras.beside(self.cameras, sites)
+        cameras = self.api_cameras.beside(self.cameras, principal.sorted_sites)
         return [camera for camera in cameras if principal.sees(camera.site)]
 
     def camera(self, principal: Principal, camera_id: str) -> CameraConfig:
@@ -72,8 +73,7 @@ class ApiContext:
 
     def site(self, principal: Principal, site_id: str) -> SiteRow:
         """The site, if it exists and the key may see it; else the same 404."""
-        with self.index.sessions() as session:
-            row = session.get(SiteRow, site_id)
+        row = self.sites.get(site_id)
         if row is None or not principal.sees(site_id):
             raise HTTPException(404, f"no site {site_id}")
         return row

@@ -3,7 +3,6 @@
 # No `from __future__ import annotations`: FastAPI must see the routes' Annotated[..., Depends]
 # metadata, which names dependencies local to `routes`, at definition time.
 
-import statistics
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -11,7 +10,6 @@ import urllib3
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, StreamingResponse
 from minio.error import S3Error
-from sqlalchemy import case, func, select
 
 from api.context import ApiContext, as_utc, client_of
 from api.errors import ERROR_RESPONSES
@@ -26,7 +24,7 @@ from api.models import (
     SiteFigures,
     VerificationOut,
 )
-from storage.database.accounts import Principal, SiteRow
+from storage.database.accounts import Principal
 from storage.database.engine import utcnow
 from storage.database.index import EventQuery, EventRow
 from storage.database.workflow import Status, TransitionError
@@ -109,7 +107,7 @@ def routes(ctx: ApiContext) -> APIRouter:
                 type=type,
                 severity=severity,
                 status=status,
-                sites=sorted(who.sites) if who.sites is not None else None,
+                sites=who.sorted_sites,
                 start=as_utc(start),
                 end=as_utc(end),
                 before_seq=min(int(cursor), MAX_SEQ) if cursor else None,
@@ -239,22 +237,8 @@ def routes(ctx: ApiContext) -> APIRouter:
     ) -> ResponseStats:
         """How fast the key's sites' events (started in the range) were acknowledged."""
         since, until = stats_range(start, end, timedelta(days=1))
-        conditions = [EventRow.started_at >= since, EventRow.started_at < until]
-        if site is not None:
-            conditions.append(EventRow.site == site)
-        if who.sites is not None:
-            conditions.append(EventRow.site.in_(sorted(who.sites)))
-        statement = select(EventRow.started_at, EventRow.acknowledged_at).where(*conditions)
-        with ctx.index.sessions() as session:
-            rows = session.execute(statement).all()
-        waits = sorted((a - s).total_seconds() for s, a in rows if a is not None)
-        return ResponseStats(
-            events=len(rows),
-            acknowledged=len(waits),
-            median_seconds=statistics.median(waits) if waits else None,
-            p90_seconds=waits[min(len(waits) - 1, int(0.9 * len(waits)))] if waits else None,
-            within_5_minutes=sum(w <= 300 for w in waits) / len(waits) if waits else None,
-        )
+        times = ctx.index.acknowledgement_times(since, until, site, who.sorted_sites)
+        return ResponseStats.of(times)
 
     @router.get("/stats/sites")
     def site_stats(
@@ -266,35 +250,7 @@ def routes(ctx: ApiContext) -> APIRouter:
         """The map's figures: each of the key's sites, where it is, and how many of its events
         (of `type`, if given) started in the range, high-severity ones apart."""
         since, until = stats_range(start, end, timedelta(days=7))
-        conditions = [EventRow.started_at >= since, EventRow.started_at < until]
-        if type is not None:
-            conditions.append(EventRow.type == type)
-        visible = []
-        if who.sites is not None:
-            conditions.append(EventRow.site.in_(sorted(who.sites)))
-            visible.append(SiteRow.id.in_(sorted(who.sites)))
-        high = func.sum(case((EventRow.severity == "high", 1), else_=0))
-        counts = (
-            select(EventRow.site, func.count().label("events"), high.label("high"))
-            .where(*conditions)
-            .group_by(EventRow.site)
-            .subquery()
-        )
-        # One query: the sites, joined to their events counted per site (none: zero).
-        statement = (
-            select(SiteRow, func.coalesce(counts.c.events, 0), func.coalesce(counts.c.high, 0))
-            .outerjoin(counts, counts.c.site == SiteRow.id)
-            .where(*visible)
-            .order_by(SiteRow.id)
-        )
-        with ctx.index.sessions() as session:
-            rows = session.execute(statement).all()
-        return [
-            SiteFigures(
-                id=row.id, name=row.name, latitude=row.latitude, longitude=row.longitude,
-                grid_id=row.grid_id, events=int(events), high=int(high_ones),
-            )
-            for row, events, high_ones in rows
-        ]  # fmt: skip
+        counts = ctx.index.site_event_counts(since, until, type, who.sorted_sites)
+        return [SiteFigures.of(site_counts) for site_counts in counts]
 
     return router

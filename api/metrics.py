@@ -13,14 +13,12 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
 from api.live import LiveHub
 from api.webhooks import WebhookDispatcher
 from storage.database.accounts import Principal
-from storage.database.webhooks import WebhookOutboxRow
 
 Family = type[GaugeMetricFamily] | type[CounterMetricFamily]
 # (kind, figure, help) of each camera's heartbeat and each worker's figures shown.
@@ -104,9 +102,7 @@ class IndexCollector(Collector):
             yield metric
 
     def _webhooks(self) -> Iterator[Metric]:
-        with self.ctx.index.sessions() as session:
-            counted = select(WebhookOutboxRow.state, func.count()).group_by(WebhookOutboxRow.state)
-            states = {state: count for state, count in session.execute(counted)}
+        states = self.dispatcher.hooks.delivery_counts()
         yield GaugeMetricFamily(
             "xueliang_webhook_backlog", "deliveries not made yet", value=states.get("pending", 0)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import statistics
 from datetime import datetime
 from typing import Literal
 from zoneinfo import available_timezones
@@ -14,7 +15,7 @@ from common.redact import redact_text
 from storage.database.accounts import ApiKeyRow, Role, SiteRow
 from storage.database.camera_health import CameraStatusRow
 from storage.database.cameras import CameraConfig
-from storage.database.index import EventRow
+from storage.database.index import AcknowledgementTimes, EventRow, SiteEventCounts
 from storage.database.workflow import Action, EventActionRow, Status
 
 
@@ -106,6 +107,14 @@ class SiteFigures(BaseModel):
     events: int
     high: int = Field(description="of them, high severity")
 
+    @classmethod
+    def of(cls, counts: SiteEventCounts) -> SiteFigures:
+        site = counts.site
+        return cls(
+            id=site.id, name=site.name, latitude=site.latitude, longitude=site.longitude,
+            grid_id=site.grid_id, events=counts.events, high=counts.high,
+        )  # fmt: skip
+
 
 class ResponseStats(BaseModel):
     """How fast events were acknowledged: the "5-minute response circle" figure."""
@@ -115,6 +124,17 @@ class ResponseStats(BaseModel):
     median_seconds: float | None
     p90_seconds: float | None
     within_5_minutes: float | None = Field(description="share of acknowledged events")
+
+    @classmethod
+    def of(cls, times: AcknowledgementTimes) -> ResponseStats:
+        waits = times.waits
+        return cls(
+            events=times.events,
+            acknowledged=len(waits),
+            median_seconds=statistics.median(waits) if waits else None,
+            p90_seconds=waits[min(len(waits) - 1, int(0.9 * len(waits)))] if waits else None,
+            within_5_minutes=sum(w <= 300 for w in waits) / len(waits) if waits else None,
+        )
 
 
 class VerificationOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from storage.database.cameras import CameraConfig
 from storage.database.index import EventIndex
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
-from tests.servers import free_port
+from tests.servers import CHECKOUT, free_port
 
 
 @pytest.fixture
@@ -166,6 +167,50 @@ def test_admins_make_list_and_revoke_keys(tmp_path: Path) -> None:
         assert admin.delete(f"/api/keys/{made.json()['id']}").status_code == 204
         assert admin.get("/api/me", headers=shop).status_code == 401
         assert admin.delete("/api/keys/nope").status_code == 404
+
+
+def test_admins_put_list_and_remove_sites(tmp_path: Path) -> None:
+    index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
+    app = create_app(
+        index, unreachable_store(), [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER
+    )
+    with api_client(app, index) as admin, api_client(app, index, "shop", ["shop-7"]) as shop:
+        made = admin.put("/api/sites/shop-7", json={"name": "Shop 7", "latitude": 31.23})
+        assert made.status_code == 200, made.text
+        assert made.json() == {
+            "id": "shop-7", "name": "Shop 7", "address": "", "grid_id": "", "latitude": 31.23,
+            "longitude": None, "timezone": "Asia/Shanghai",
+        }  # fmt: skip
+        replaced = admin.put("/api/sites/shop-7", json={"name": "Shop 7b", "timezone": "UTC"})
+        assert replaced.json()["latitude"] is None and replaced.json()["timezone"] == "UTC"
+        assert admin.put("/api/sites/bank-2", json={"name": "Bank 2"}).status_code == 200
+        assert [site["id"] for site in admin.get("/api/sites").json()] == ["bank-2", "shop-7"]
+        assert [site["name"] for site in shop.get("/api/sites").json()] == ["Shop 7b"]
+        assert shop.get("/api/sites/bank-2").status_code == 404  # as a missing one
+        assert shop.delete("/api/sites/shop-7").status_code == 403
+        assert admin.delete("/api/sites/shop-7").status_code == 204
+        assert admin.delete("/api/sites/shop-7").status_code == 404
+        assert admin.get("/api/sites/shop-7").status_code == 404
+
+
+def test_the_api_leaves_its_queries_to_the_database_wing() -> None:
+    """The routes call named functions of storage/database/: no module of api/ imports
+    SQLAlchemy or opens a session of the database itself."""
+    found = []
+    for path in sorted((CHECKOUT / "api").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                modules = []
+            where = f"{path.relative_to(CHECKOUT)}:{getattr(node, 'lineno', 0)}"
+            if any(module.split(".")[0] == "sqlalchemy" for module in modules):
+                found.append(f"{where} imports SQLAlchemy")
+            if isinstance(node, ast.Attribute) and node.attr == "sessions":
+                found.append(f"{where} opens a database session")
+    assert not found, "; ".join(found)
 
 
 def test_each_key_has_a_request_budget(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from storage.database.camera_health import CameraStatusRow, Heartbeats
 from storage.database.engine import utcnow
 from storage.database.index import EventIndex
 from storage.database.leases import WorkerRow, WorkerStats
+from storage.database.webhooks import WebhookOutboxRow
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, Served, api_client
 from tests.servers import free_port
@@ -203,6 +204,12 @@ def test_metrics_show_cameras_workers_events_and_webhooks(tmp_path: Path) -> Non
         )  # fmt: skip
     with index.sessions.begin() as session:
         session.add(WorkerRow(worker_id="w1", seen_at=utcnow()))
+        session.add_all(
+            WebhookOutboxRow(
+                subscription_id="gone", event_id=f"e{n}", feed_id=n, payload={}, state=state
+            )
+            for n, state in enumerate(["pending", "dead", "delivered"])
+        )
     WorkerStats(index).put(
         "w1", {"detector_p50_s": 0.021, "detector_p99_s": 0.05, "spool_entries": 4}
     )
@@ -232,7 +239,7 @@ def test_metrics_show_cameras_workers_events_and_webhooks(tmp_path: Path) -> Non
         assert 'xueliang_detector_latency_seconds{quantile="0.5",worker="w1"} 0.021' in text
         assert 'xueliang_worker_spool_entries{worker="w1"} 4.0' in text
         assert 'xueliang_events_total{type="loitering"} 1.0' in text
-        assert "xueliang_webhook_backlog 0.0" in text
+        assert "xueliang_webhook_backlog 1.0" in text and "xueliang_webhook_dead 1.0" in text
         limited = shop_desk.get("/metrics").text
         assert 'camera="door"' in limited and "vault" not in limited and "worker=" not in limited
         assert shop.get("/metrics").status_code == 403

@@ -99,8 +99,7 @@ def test_a_range_across_three_segments_plays_with_no_gap_or_repeat(
     store_segments(packets, index, object_store, tmp_path)
 
     start, end = START + 13.0, START + 31.0  # from the middle of the 2nd to the 4th segment
-    with index.sessions() as session:
-        rows = segments_between(session, "walkway", start, end)
+    rows = segments_between(index, "walkway", start, end)
     assert len(rows) == 3
     target = tmp_path / "export.mp4"
     first, last = export_range(rows, object_store.read, start, end, target)
@@ -144,8 +143,7 @@ def test_a_range_across_a_restart_is_cut_to_one_run(
     after = [p for p in camera_packets(vtest_h264, START + 50) if p.wall_time < START + 70]
     store_segments(before, index, object_store, tmp_path)
     store_segments(after, index, object_store, tmp_path)
-    with index.sessions() as session:
-        rows = segments_between(session, "walkway", START + 20, START + 62)
+    rows = segments_between(index, "walkway", START + 20, START + 62)
     target = tmp_path / "export.mp4"
     first, last = export_range(rows, object_store.read, START + 20, START + 62, target)
     assert START + 18 <= first <= START + 20 and last < START + 40  # the first run's 20 s

@@ -3,7 +3,7 @@ sites with its place and its events in the range, counted in one grouped query."
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from minio import Minio
@@ -13,7 +13,7 @@ from api.config import ApiConfig
 from common.types import Event
 from storage.database.accounts import Role, SiteRow
 from storage.database.engine import utcnow
-from storage.database.index import EventIndex
+from storage.database.index import EventIndex, SiteEventCounts
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
@@ -21,7 +21,8 @@ from tests.servers import free_port
 pytestmark = pytest.mark.integration
 
 
-def test_each_site_has_its_place_and_its_events_counts(index: EventIndex) -> None:
+def stored_sites_and_events(index: EventIndex) -> datetime:
+    """Three sites and their events (and one of a site with no row); when they were made."""
     now = utcnow()
     with index.sessions.begin() as session:
         session.add_all(
@@ -52,6 +53,11 @@ def test_each_site_has_its_place_and_its_events_counts(index: EventIndex) -> Non
                 last_seen_at=at,
             )
         )
+    return now
+
+
+def test_each_site_has_its_place_and_its_events_counts(index: EventIndex) -> None:
+    now = stored_sites_and_events(index)
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
     app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
 
@@ -84,3 +90,21 @@ def test_each_site_has_its_place_and_its_events_counts(index: EventIndex) -> Non
     for role in roles:
         with api_client(app, index, role, ["shop-7"]) as other:
             assert other.get("/api/stats/sites").status_code == 403
+
+
+def test_site_event_counts_keep_to_the_range_the_type_and_the_sites(index: EventIndex) -> None:
+    now = stored_sites_and_events(index)
+    week = (now - timedelta(days=7), now + timedelta(seconds=1))
+
+    def counts(found: list[SiteEventCounts]) -> list[tuple[str, int, int]]:
+        return [(c.site.id, c.events, c.high) for c in found]
+
+    assert counts(index.site_event_counts(*week)) == [
+        ("bank-2", 2, 1), ("park-1", 0, 0), ("shop-7", 2, 1),
+    ]  # fmt: skip
+    by_type = index.site_event_counts(*week, event_type="loitering")
+    assert counts(by_type) == [("bank-2", 0, 0), ("park-1", 0, 0), ("shop-7", 1, 0)]
+    scoped = index.site_event_counts(*week, sites=["park-1", "shop-7", "ghost"])
+    assert counts(scoped) == [("park-1", 0, 0), ("shop-7", 2, 1)]
+    shop = index.site_event_counts(*week, sites=["shop-7"])[0].site
+    assert (shop.name, shop.latitude, shop.grid_id) == ("Shop 7", 31.23, "g1")

@@ -18,6 +18,7 @@ from common.types import Event
 from storage.database.accounts import SiteRow
 from storage.database.engine import to_datetime
 from storage.database.index import EventIndex
+from storage.database.webhooks import WebhookOutboxRow, Webhooks
 from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import Receiver, Served, make_key, verified
 from tests.servers import free_port
@@ -158,3 +159,16 @@ def test_keys_manage_only_their_sites_webhooks(served: Served, index: EventIndex
     assert httpx.delete(f"{base}/{made['id']}", headers=shop_b).status_code == 404
     assert "secret" not in httpx.get(f"{base}/{made['id']}", headers=shop_a).json()
     assert httpx.delete(f"{base}/{made['id']}", headers=shop_a).status_code == 204
+
+
+def test_deliveries_are_counted_by_state(index: EventIndex) -> None:
+    hooks = Webhooks(index)
+    assert hooks.delivery_counts() == {}
+    with index.sessions.begin() as session:
+        session.add_all(
+            WebhookOutboxRow(
+                subscription_id="s1", event_id=f"e{n}", feed_id=n, payload={}, state=state
+            )
+            for n, state in enumerate(["pending", "dead", "pending", "delivered"])
+        )
+    assert hooks.delivery_counts() == {"pending": 2, "dead": 1, "delivered": 1}

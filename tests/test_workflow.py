@@ -12,7 +12,7 @@ from minio import Minio
 from api.app import create_app
 from api.config import ApiConfig
 from common.types import Event
-from storage.database.index import EventIndex
+from storage.database.index import AcknowledgementTimes, EventIndex
 from storage.database.workflow import EventWorkflow, TransitionError
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
@@ -120,3 +120,27 @@ def test_of_operators_acknowledging_at_once_one_does(index: EventIndex) -> None:
         row = index.get_event(event.id)
         assert row is not None and row.acknowledged_by == won[0]
         assert [step.actor for step in workflow.trail(event.id)] == won
+
+
+def test_acknowledgement_times_keep_to_the_range_and_the_sites(index: EventIndex) -> None:
+    workflow = EventWorkflow(index)
+    quick, slow, elsewhere = (
+        started_ago(index, 2),
+        started_ago(index, 10),
+        started_ago(index, 5, "bank"),
+    )
+    started_ago(index, 1)  # not acknowledged
+    too_old = started_ago(index, 2 * 24 * 60)
+    for event in (slow, quick, elsewhere, too_old):
+        workflow.act(event.id, "acknowledge", "desk")
+    now = datetime.now(UTC)
+    day = (now - timedelta(days=1), now + timedelta(seconds=1))
+
+    def minutes(times: AcknowledgementTimes) -> tuple[int, list[int]]:
+        return times.events, [round(wait / 60) for wait in times.waits]
+
+    assert minutes(index.acknowledgement_times(*day)) == (4, [2, 5, 10])  # shortest first
+    assert minutes(index.acknowledgement_times(*day, site="hq")) == (3, [2, 10])
+    assert minutes(index.acknowledgement_times(*day, sites=["bank"])) == (1, [5])
+    nowhere = index.acknowledgement_times(*day, site="hq", sites=["bank"])
+    assert nowhere == AcknowledgementTimes(events=0, waits=[])

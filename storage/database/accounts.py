@@ -73,8 +73,8 @@ class Principal:
 
     Example:
         >>> shop = Principal("k1", "shop-7 panel", "shop", frozenset({"shop-7"}))
-        >>> shop.sees("shop-7"), shop.sees("bank-2")
-        (True, False)
+        >>> shop.sees("shop-7"), shop.sees("bank-2"), shop.sorted_sites
+        (True, False, ['shop-7'])
     """
 
     key_id: str
@@ -88,6 +88,11 @@ class Principal:
     def visible(self, sites: Sequence[str]) -> list[str]:
         """Those of `sites` this key may see."""
         return [site for site in sites if self.sees(site)]
+
+    @property
+    def sorted_sites(self) -> list[str] | None:
+        """The key's sites in order, as queries and answers take them (None: all of them)."""
+        return sorted(self.sites) if self.sites is not None else None
 
 
 def _digest(secret: str) -> str:
@@ -187,6 +192,48 @@ class ApiKeys:
                 return False
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+            return True
+
+
+class Sites:
+    """The sites admins make, replace and remove.
+
+    Example:
+        >>> sites = Sites(Database.connect("sqlite://"))
+        >>> sites.put(SiteRow(id="shop-7", name="Shop 7")).timezone
+        'Asia/Shanghai'
+        >>> sites.put(SiteRow(id="bank-2", name="Bank 2", grid_id="g2")).grid_id
+        'g2'
+        >>> [site.id for site in sites.all()], sites.get("park-1")
+        (['bank-2', 'shop-7'], None)
+        >>> sites.delete("shop-7"), sites.delete("shop-7")
+        (True, False)
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def all(self) -> list[SiteRow]:
+        """Every site, by id."""
+        with self.database.sessions() as session:
+            return list(session.scalars(select(SiteRow).order_by(SiteRow.id)))
+
+    def get(self, site_id: str) -> SiteRow | None:
+        with self.database.sessions() as session:
+            return session.get(SiteRow, site_id)
+
+    def put(self, site: SiteRow) -> SiteRow:
+        """Create `site`, or replace the site of its id; the row as stored."""
+        with self.database.sessions.begin() as session:
+            return session.merge(site)
+
+    def delete(self, site_id: str) -> bool:
+        """Remove a site; False if there is no such site."""
+        with self.database.sessions.begin() as session:
+            row = session.get(SiteRow, site_id)
+            if row is None:
+                return False
+            session.delete(row)
             return True
 
 

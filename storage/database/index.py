@@ -11,10 +11,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Float,
+    Index,
+    Integer,
+    String,
+    case,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.types import Event
+from storage.database.accounts import SiteRow
 from storage.database.engine import Base, Database, UTCDateTime, to_datetime, utcnow
 
 
@@ -126,6 +139,35 @@ class EventQuery:
     end: datetime | None = None
     before_seq: int | None = None
     limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgementTimes:
+    """The events that started in a range, and how long the acknowledged ones waited: one
+    wait per acknowledged event, in seconds from its start, shortest first."""
+
+    events: int
+    waits: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEventCounts:
+    """A site, and how many of its events started in a range, high-severity ones apart."""
+
+    site: SiteRow
+    events: int
+    high: int
+
+
+def _started_between(
+    since: datetime, until: datetime, sites: Sequence[str] | None
+) -> list[ColumnElement[bool]]:
+    """The conditions of events started from `since` until before `until`, of `sites` (the
+    caller's scope; None: all)."""
+    conditions = [EventRow.started_at >= since, EventRow.started_at < until]
+    if sites is not None:
+        conditions.append(EventRow.site.in_(list(sites)))
+    return conditions
 
 
 class EventIndex(Database):
@@ -282,3 +324,59 @@ class EventIndex(Database):
             statement = select(EventRow).where(EventRow.seq.in_(page)).order_by(newest)
         with self.sessions() as session:
             return session.scalars(statement).all()
+
+    def acknowledgement_times(
+        self,
+        since: datetime,
+        until: datetime,
+        site: str | None = None,
+        sites: Sequence[str] | None = None,
+    ) -> AcknowledgementTimes:
+        """How long the events that started from `since` until before `until` (of `site`, and
+        of `sites`: the caller's scope) waited to be acknowledged."""
+        conditions = _started_between(since, until, sites)
+        if site is not None:
+            conditions.append(EventRow.site == site)
+        statement = select(EventRow.started_at, EventRow.acknowledged_at).where(*conditions)
+        with self.sessions() as session:
+            rows = session.execute(statement).all()
+        waits = sorted(
+            (acknowledged - started).total_seconds()
+            for started, acknowledged in rows
+            if acknowledged is not None
+        )
+        return AcknowledgementTimes(events=len(rows), waits=waits)
+
+    def site_event_counts(
+        self,
+        since: datetime,
+        until: datetime,
+        event_type: str | None = None,
+        sites: Sequence[str] | None = None,
+    ) -> list[SiteEventCounts]:
+        """Each site (of `sites`: the caller's scope), by id, with how many of its events (of
+        `event_type`) started from `since` until before `until`; a site with none counts zero,
+        events of a site with no row are left out."""
+        conditions = _started_between(since, until, sites)
+        if event_type is not None:
+            conditions.append(EventRow.type == event_type)
+        high = func.sum(case((EventRow.severity == "high", 1), else_=0))
+        counts = (
+            select(EventRow.site, func.count().label("events"), high.label("high"))
+            .where(*conditions)
+            .group_by(EventRow.site)
+            .subquery()
+        )
+        # One query: the sites, joined to their events counted per site (none: zero).
+        visible = [SiteRow.id.in_(list(sites))] if sites is not None else []
+        statement = (
+            select(SiteRow, func.coalesce(counts.c.events, 0), func.coalesce(counts.c.high, 0))
+            .outerjoin(counts, counts.c.site == SiteRow.id)
+            .where(*visible)
+            .order_by(SiteRow.id)
+        )
+        with self.sessions() as session:
+            rows = session.execute(statement).all()
+        return [
+            SiteEventCounts(row, int(events), int(high_ones)) for row, events, high_ones in rows
+        ]

@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Index, Integer, String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.database.engine import Base, UTCDateTime, to_datetime, utcnow
+from storage.database.engine import Base, Database, UTCDateTime, to_datetime, utcnow
 
 
 class RecordingRow(Base):
@@ -36,7 +36,7 @@ class RecordingRow(Base):
 
 
 def segments_between(
-    session: Session, camera_id: str, start: float, end: float
+    database: Database, camera_id: str, start: float, end: float
 ) -> list[RecordingRow]:
     """The stored segments of a camera that overlap `start`..`end`, oldest first."""
     since, until = to_datetime(start), to_datetime(end)
@@ -46,4 +46,5 @@ def segments_between(
         .where(RecordingRow.end > since, RecordingRow.start < until)
         .order_by(RecordingRow.start)
     )
-    return list(session.scalars(statement))
+    with database.sessions() as session:
+        return list(session.scalars(statement))

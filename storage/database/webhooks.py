@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, select, update
+from sqlalchemy import JSON, Boolean, Index, Integer, String, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -319,6 +319,13 @@ class Webhooks:
         for attempt in attempts:
             by_delivery.setdefault(attempt.delivery_id, []).append(attempt)
         return [(row, by_delivery.get(row.id, [])) for row in rows]
+
+    def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each state, of every subscription (a state with none is
+        left out): the backlog is `pending`, the dead letter `dead`."""
+        statement = select(WebhookOutboxRow.state, func.count()).group_by(WebhookOutboxRow.state)
+        with self.database.sessions() as session:
+            return {state: count for state, count in session.execute(statement)}
 
     def replay(self, subscription_id: str, delivery_id: int) -> bool:
         """Make a delivery (a dead one, typically) due now with its attempts renewed."""
