@@ -15,8 +15,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from analytics.objects import StaticObjectConfig
-from analytics.rules import IntrusionConfig, TrackRuleConfig
+import analytics.objects  # noqa: F401  (registers its rules: zone configs accept registered ones)
+from analytics.rules import AnyZoneRuleConfig, IntrusionConfig
 from analytics.tracker import TrackerConfig
 from common.config import StrictModel
 
@@ -186,10 +186,7 @@ DetectorConfig = Annotated[
 """The `detector` section: one plugin's config, chosen by its `type` (default `ssd_onnx`)."""
 
 
-ZoneRuleConfig = Annotated[TrackRuleConfig | StaticObjectConfig, Field(discriminator="type")]
-
-
-def _intrusion() -> list[ZoneRuleConfig]:
+def _intrusion() -> list[AnyZoneRuleConfig]:
     return [IntrusionConfig()]
 
 
@@ -199,7 +196,7 @@ class ZoneConfig(StrictModel):
 
     name: str = Field(min_length=1, max_length=64)
     points: list[tuple[float, float]] = Field(min_length=3)
-    rules: list[ZoneRuleConfig] = Field(default_factory=_intrusion, min_length=1)
+    rules: list[AnyZoneRuleConfig] = Field(default_factory=_intrusion, min_length=1)
 
     @field_validator("points")
     @classmethod

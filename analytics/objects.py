@@ -17,14 +17,14 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from analytics.rules import Finding, Label, Polygon, Rule, Schedule, ScheduleConfig
+from analytics.rules import Finding, Label, Polygon, ZoneRule, ZoneRuleConfig
 from common.types import BGRImage, Box, Track
 
 Grey = npt.NDArray[np.float32]
 ANALYSIS_WIDTH = 160
 
 
-class StaticObjectConfig(ScheduleConfig):
+class StaticObjectConfig(ZoneRuleConfig):
     """An object left (`abandoned_object`) or taken away (`removed_object`) in the zone,
     reported during the `active` periods (the scene is learned at all times)."""
 
@@ -39,6 +39,18 @@ class StaticObjectConfig(ScheduleConfig):
         900.0, gt=0, description="a change this old becomes part of the background"
     )
     severity: Literal["low", "medium", "high"] = "medium"
+
+
+class AbandonedObjectConfig(StaticObjectConfig):
+    """An object left in the zone, with no owner near it."""
+
+    type: Literal["abandoned_object"] = "abandoned_object"
+
+
+class RemovedObjectConfig(StaticObjectConfig):
+    """An object taken away from the zone."""
+
+    type: Literal["removed_object"] = "removed_object"
 
 
 class StaticChange:
@@ -134,15 +146,13 @@ class StaticChange:
         self._age[y1:y2, x1:x2] = 0.0
 
 
-class StaticObjectRule(Rule, ABC):
+class StaticObjectRule(ZoneRule, ABC):
     """Objects left or taken away in a zone, from the camera's static changes."""
 
     def __init__(self, place: str, polygon: Polygon, config: StaticObjectConfig) -> None:
-        super().__init__(place, config.severity)
-        self.polygon = polygon
+        super().__init__(place, polygon, config)
         self.config = config
         self.change = StaticChange(config.threshold)
-        self.schedule = Schedule(config)
 
     def see(self, image: BGRImage, t: float) -> None:
         self.change.update(image, t)
@@ -179,6 +189,7 @@ class StaticObjectRule(Rule, ABC):
 class AbandonedObjectRule(StaticObjectRule):
     """Something new that stays, with no owner (a person) near it."""
 
+    config_model = AbandonedObjectConfig
     event_type = "abandoned_object"
     gbt_alarm = (5, 3)
 
@@ -191,6 +202,7 @@ class AbandonedObjectRule(StaticObjectRule):
 class RemovedObjectRule(StaticObjectRule):
     """Something that was part of the scene and is gone."""
 
+    config_model = RemovedObjectConfig
     event_type = "removed_object"
     gbt_alarm = (5, 4)
 
@@ -198,12 +210,6 @@ class RemovedObjectRule(StaticObjectRule):
         self, edges_now: float, edges_before: float, box: Box, tracks: Sequence[Track]
     ) -> bool:
         return edges_now < 0.8 * edges_before
-
-
-STATIC_RULES: dict[str, type[StaticObjectRule]] = {
-    "abandoned_object": AbandonedObjectRule,
-    "removed_object": RemovedObjectRule,
-}
 
 
 def _owner_near(box: Box, tracks: Sequence[Track], config: StaticObjectConfig) -> bool:

@@ -16,10 +16,9 @@ from analytics.detectors.base import Detector
 from analytics.events import EventKind, EventLifecycle
 from analytics.gate import DetectionGate, GateConfig, detect_regions
 from analytics.health import ConditionEvents
-from analytics.objects import STATIC_RULES, StaticObjectConfig
 from analytics.privacy import FaceMasker, PrivacyConfig
 from analytics.quality import CheckConfig, QualityConfig, VideoQualityMonitor
-from analytics.rules import LineConfig, LineCrossingRule, Polygon, Rule, zone_rule
+from analytics.rules import LineConfig, LineCrossingRule, Rule, zone_rule
 from analytics.tracker import Tracker, TrackerConfig
 from common.types import EventSink, Frame, Track
 
@@ -96,13 +95,11 @@ class CameraAnalytics:
         self.quality = VideoQualityMonitor(setup.quality)
         self.conditions = conditions
         self.mask = FaceMasker(setup.privacy) if setup.privacy.enabled else None
-        rules: list[Rule] = []
-        for zone in setup.zones:
-            for config in zone.rules:
-                if isinstance(config, StaticObjectConfig):
-                    rules.append(STATIC_RULES[config.type](zone.name, Polygon(zone.points), config))
-                else:
-                    rules.append(zone_rule(zone.name, zone.points, config))
+        rules: list[Rule] = [
+            zone_rule(zone.name, zone.points, config)
+            for zone in setup.zones
+            for config in zone.rules
+        ]
         rules += [LineCrossingRule(line) for line in setup.lines]
         self.watches = [
             (

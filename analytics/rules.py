@@ -8,18 +8,23 @@ object is where it stands: its box's bottom-centre.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+import operator
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cv2
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from common.config import StrictModel
 from common.schedule import Period
@@ -74,19 +79,29 @@ class ScheduleConfig(StrictModel):
         return name
 
 
-class _TrackRuleConfig(ScheduleConfig):
+class ZoneRuleConfig(ScheduleConfig):
+    """What the config of every zone rule has: the `type` that chooses its rule (each rule's
+    config narrows it to its one name, that name its default) and its events' severity."""
+
+    type: str
+    severity: Literal["low", "medium", "high"]
+
+
+class TrackRuleConfig(ZoneRuleConfig):
+    """What the config of every rule about the tracks in a zone has: the labels it watches."""
+
     labels: list[Label] = Field(default_factory=lambda: ["person"], min_length=1)
     severity: Literal["low", "medium", "high"] = "high"
 
 
-class IntrusionConfig(_TrackRuleConfig):
+class IntrusionConfig(TrackRuleConfig):
     """An object of `labels` inside the zone for at least `min_dwell_s`."""
 
     type: Literal["intrusion"] = "intrusion"
     min_dwell_s: float = Field(0.0, ge=0)
 
 
-class LoiteringConfig(_TrackRuleConfig):
+class LoiteringConfig(TrackRuleConfig):
     """An object staying in the zone longer than `dwell_s`."""
 
     type: Literal["loitering"] = "loitering"
@@ -94,7 +109,7 @@ class LoiteringConfig(_TrackRuleConfig):
     severity: Literal["low", "medium", "high"] = "medium"
 
 
-class CrowdConfig(_TrackRuleConfig):
+class CrowdConfig(TrackRuleConfig):
     """At least `min_count` objects in the zone for at least `duration_s`."""
 
     type: Literal["crowd"] = "crowd"
@@ -103,7 +118,7 @@ class CrowdConfig(_TrackRuleConfig):
     severity: Literal["low", "medium", "high"] = "medium"
 
 
-class WrongWayConfig(_TrackRuleConfig):
+class WrongWayConfig(TrackRuleConfig):
     """An object in the zone moving against `direction` (a vector in image coordinates)."""
 
     type: Literal["wrong_way"] = "wrong_way"
@@ -119,7 +134,7 @@ class WrongWayConfig(_TrackRuleConfig):
         return direction
 
 
-class IllegalParkingConfig(_TrackRuleConfig):
+class IllegalParkingConfig(TrackRuleConfig):
     """A vehicle standing still in the zone for at least `stationary_s`."""
 
     type: Literal["illegal_parking"] = "illegal_parking"
@@ -129,23 +144,13 @@ class IllegalParkingConfig(_TrackRuleConfig):
     severity: Literal["low", "medium", "high"] = "low"
 
 
-class AfterHoursConfig(_TrackRuleConfig):
+class AfterHoursConfig(TrackRuleConfig):
     """Presence in the zone outside the `open` periods, in the site's `timezone`."""
 
     type: Literal["after_hours"] = "after_hours"
     open: list[Period] = Field(
         min_length=1, description="when the site is open, in `timezone`: presence then is normal"
     )
-
-
-TrackRuleConfig = (
-    IntrusionConfig
-    | LoiteringConfig
-    | CrowdConfig
-    | WrongWayConfig
-    | IllegalParkingConfig
-    | AfterHoursConfig
-)
 
 
 class LineConfig(ScheduleConfig):
@@ -286,14 +291,36 @@ def _when(sighting: tuple[float, Box]) -> float:
     return sighting[0]
 
 
-class ZoneTrackRule(Rule, ABC):
-    """A rule about each object of `labels` standing in a polygon, during its schedule."""
+class ZoneRule(Rule, ABC):
+    """A rule of one zone (a polygon), watching during its schedule. Each concrete subclass
+    names its `config_model` and registers under that model's `type`: subclassing alone adds
+    a rule, which `zone_rule` then builds and zone configs accept (`AnyZoneRuleConfig`).
+    Abstract ones (shared code of a family of rules) do not register."""
 
-    def __init__(self, place: str, polygon: Polygon, config: _TrackRuleConfig) -> None:
+    config_model: ClassVar[type[ZoneRuleConfig]]
+    registry: ClassVar[dict[str, type[ZoneRule]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if inspect.isabstract(cls):
+            return
+        name = cls.config_model.model_fields["type"].default
+        if not isinstance(name, str):  # else the rule could never be chosen
+            raise TypeError(f"{cls.config_model.__name__}.type needs its name as its default")
+        ZoneRule.registry[name] = cls
+
+    def __init__(self, place: str, polygon: Polygon, config: ZoneRuleConfig) -> None:
         super().__init__(place, config.severity)
         self.polygon = polygon
-        self.labels = frozenset(config.labels)
         self.schedule = Schedule(config)
+
+
+class ZoneTrackRule(ZoneRule, ABC):
+    """A rule about each object of `labels` standing in a polygon, during its schedule."""
+
+    def __init__(self, place: str, polygon: Polygon, config: TrackRuleConfig) -> None:
+        super().__init__(place, polygon, config)
+        self.labels = frozenset(config.labels)
 
     def inside(self, tracks: Sequence[Track], t: float | datetime) -> list[Track]:
         """The tracks of `labels` in the zone at `t` (epoch seconds or the site's local time):
@@ -311,6 +338,7 @@ class IntrusionRule(ZoneTrackRule):
     ['track:3']
     """
 
+    config_model = IntrusionConfig
     event_type = "zone_intrusion"
     gbt_alarm = (5, 6)
 
@@ -326,6 +354,7 @@ class IntrusionRule(ZoneTrackRule):
 
 
 class LoiteringRule(ZoneTrackRule):
+    config_model = LoiteringConfig
     event_type = "loitering"
     gbt_alarm = (5, 8)
 
@@ -345,6 +374,7 @@ class LoiteringRule(ZoneTrackRule):
 
 
 class CrowdRule(ZoneTrackRule):
+    config_model = CrowdConfig
     event_type = "crowd"
     gbt_alarm = (5, 10)
 
@@ -367,6 +397,7 @@ class CrowdRule(ZoneTrackRule):
 
 
 class WrongWayRule(ZoneTrackRule):
+    config_model = WrongWayConfig
     event_type = "wrong_way"
     gbt_alarm = (5, 7)
 
@@ -394,6 +425,7 @@ class WrongWayRule(ZoneTrackRule):
 
 
 class IllegalParkingRule(ZoneTrackRule):
+    config_model = IllegalParkingConfig
     event_type = "illegal_parking"
 
     def __init__(self, place: str, polygon: Polygon, config: IllegalParkingConfig) -> None:
@@ -427,6 +459,7 @@ class IllegalParkingRule(ZoneTrackRule):
 
 
 class AfterHoursRule(ZoneTrackRule):
+    config_model = AfterHoursConfig
     event_type = "after_hours"
     gbt_alarm = (5, 6)
 
@@ -508,16 +541,50 @@ class LineCrossingRule(Rule):
         return found
 
 
-ZONE_RULES: dict[str, type[ZoneTrackRule]] = {
-    "intrusion": IntrusionRule,
-    "loitering": LoiteringRule,
-    "crowd": CrowdRule,
-    "wrong_way": WrongWayRule,
-    "illegal_parking": IllegalParkingRule,
-    "after_hours": AfterHoursRule,
-}
+def zone_rule(place: str, points: Sequence[Point], config: ZoneRuleConfig) -> ZoneRule:
+    """The registered rule `config.type` names, for the zone `place` with polygon `points`.
+
+    Example:
+        >>> type(zone_rule("door", [(0, 0), (1, 0), (1, 1)], IntrusionConfig())).__name__
+        'IntrusionRule'
+    """
+    return ZoneRule.registry[config.type](place, Polygon(points), config)
 
 
-def zone_rule(place: str, points: Sequence[Point], config: TrackRuleConfig) -> ZoneTrackRule:
-    """The rule `config.type` names, for the zone `place` with polygon `points`."""
-    return ZONE_RULES[config.type](place, Polygon(points), config)
+def _registered_configs() -> TypeAdapter[ZoneRuleConfig]:
+    """The config models of the zone rules registered now, as one union chosen by `type`."""
+    return _union_by_type(tuple(rule.config_model for rule in ZoneRule.registry.values()))
+
+
+@functools.cache  # a union is built once for each set of rules
+def _union_by_type(models: tuple[type[ZoneRuleConfig], ...]) -> TypeAdapter[ZoneRuleConfig]:
+    # Any: a union made at run time is no type that a type checker can follow.
+    union: Any = Annotated[functools.reduce(operator.or_, models), Field(discriminator="type")]
+    return TypeAdapter(union)
+
+
+class _RegisteredConfigUnion:
+    """Pydantic metadata: a field validated, and described in JSON schemas, by the union of
+    the zone rules registered when it is used rather than when its model was defined, so a
+    rule defined after the config models is accepted too."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            lambda config: _registered_configs().validate_python(config)
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(_registered_configs().core_schema)
+
+
+if TYPE_CHECKING:
+    AnyZoneRuleConfig = ZoneRuleConfig
+else:
+    # Over `object`, not the base model: FastAPI would list that model in the OpenAPI schema,
+    # where nothing refers to it.
+    AnyZoneRuleConfig = Annotated[object, _RegisteredConfigUnion()]
+"""A zone rule's config: that of the registered rule its `type` names."""

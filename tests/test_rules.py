@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
+from analytics.config import EventTimingConfig, ZoneConfig
+from analytics.health import ConditionEvents
 from analytics.objects import StaticObjectConfig
+from analytics.pipeline import CameraAnalytics, CameraRules
 from analytics.rules import (
     AfterHoursConfig,
     AfterHoursRule,
     CrowdConfig,
     CrowdRule,
+    Finding,
     IllegalParkingConfig,
     IllegalParkingRule,
     IntrusionConfig,
@@ -27,10 +33,15 @@ from analytics.rules import (
     LoiteringRule,
     Polygon,
     Schedule,
+    TrackRuleConfig,
     WrongWayConfig,
     WrongWayRule,
+    ZoneRule,
+    ZoneTrackRule,
 )
+from analytics.tracker import TrackerConfig
 from common.types import Box, Track
+from tests.sinks import Collected
 
 RIGHT_HALF = Polygon([(0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)])
 
@@ -316,3 +327,88 @@ def test_a_period_needs_local_times_of_day_as_text() -> None:
         IntrusionConfig.model_validate(unquoted)
     with pytest.raises(ValidationError, match="without a UTC offset"):
         IntrusionConfig.model_validate({"active": [{"start": "22:00+08:00", "end": "06:00"}]})
+
+
+# ---- plugins: a rule registers under its config's `type` by subclassing alone ----
+
+HALL = {"name": "hall", "points": [[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]]}
+BUILT_IN_TYPES = (
+    "'intrusion', 'loitering', 'crowd', 'wrong_way', 'illegal_parking', 'after_hours', "
+    "'abandoned_object', 'removed_object'"
+)
+
+
+def test_a_rule_defined_by_subclassing_is_configured_and_built_like_the_built_in_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ZoneRule, "registry", dict(ZoneRule.registry))  # registered here only
+
+    class RunningConfig(TrackRuleConfig):
+        """An object in the zone moving faster than `min_speed`."""
+
+        type: Literal["running"] = "running"
+        min_speed: float = Field(0.2, gt=0, description="normalized distance a second")
+
+    class RunningRule(ZoneTrackRule):
+        config_model = RunningConfig
+        event_type = "running"
+
+        def __init__(self, place: str, polygon: Polygon, config: RunningConfig) -> None:
+            super().__init__(place, polygon, config)
+            self.min_speed = config.min_speed
+
+        def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+            found = []
+            for track in self.inside(tracks, t):
+                if len(track.history) < 2:
+                    continue
+                (t0, before), (t1, now) = track.history[-2:]
+                if math.dist(before.bottom_centre, now.bottom_centre) >= self.min_speed * (t1 - t0):
+                    found.append(Finding(f"track:{track.id}", track.label, track.score, (now,)))
+            return found
+
+    zone = ZoneConfig.model_validate(
+        {**HALL, "rules": [{"type": "running", "min_speed": 0.05, "severity": "low"}]}
+    )
+    (config,) = zone.model_dump()["rules"]  # all of it, as the API answers a camera's config
+    assert config == RunningConfig(min_speed=0.05, severity="low").model_dump()
+    camera = CameraAnalytics(
+        CameraRules("lobby", "hq", [zone]), TrackerConfig(), EventTimingConfig(), Collected(),
+        ConditionEvents(Collected()),
+    )  # fmt: skip
+    ((rule, _),) = camera.watches
+    assert isinstance(rule, RunningRule)
+    assert (rule.place, rule.severity, rule.min_speed) == ("hall", "low", 0.05)
+    assert run(rule, [[s] for s in walker(1, [0.6, 0.7, 0.72, 0.72])]) == [0, 1, 0, 0]
+
+    with pytest.raises(ValidationError, match=r"rules\.0\.running\.min_speed\n.*greater than 0"):
+        ZoneConfig.model_validate({**HALL, "rules": [{"type": "running", "min_speed": 0}]})
+    with pytest.raises(ValidationError, match=f"expected tags: {BUILT_IN_TYPES}, 'running' \\["):
+        ZoneConfig.model_validate({**HALL, "rules": [{"type": "sprinting"}]})
+
+
+def test_an_unknown_rule_type_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(
+        ValidationError,
+        match=rf"rules\.0\n  Input tag 'sprinting' found using 'type' does not match any of the "
+        rf"expected tags: {BUILT_IN_TYPES} \[",
+    ):
+        ZoneConfig.model_validate({**HALL, "rules": [{"type": "sprinting"}]})
+
+
+def test_a_rule_config_without_its_type_as_default_cannot_register(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ZoneRule, "registry", dict(ZoneRule.registry))  # should it register
+
+    class NamelessConfig(TrackRuleConfig):
+        type: Literal["nameless"]
+
+    with pytest.raises(TypeError, match=r"NamelessConfig\.type needs its name as its default"):
+
+        class NamelessRule(ZoneTrackRule):
+            config_model = NamelessConfig
+            event_type = "nameless"
+
+            def update(self, tracks: Sequence[Track], t: float) -> list[Finding]:
+                return []
