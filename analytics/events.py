@@ -74,7 +74,8 @@ class EventLifecycle:
         >>> life = EventLifecycle("gate", "hq", EventKind("zone_intrusion", "door", "high"),
         ...                       EventTimingConfig(end_after_s=2), Printer())
         >>> frame = Frame("gate", np.zeros((4, 4, 3), np.uint8), wall_time=10.0)
-        >>> life.observe(frame, [Finding("track:1", "person", 0.9, (Box(0, 0, 1, 1),))])
+        >>> seen = Finding(key="track:1", label="person", score=0.9, boxes=(Box(0, 0, 1, 1),))
+        >>> life.observe(frame, [seen])
         start zone_intrusion 10.0
         >>> life.tick(now=11.0); life.tick(now=12.5)
         end 10.0

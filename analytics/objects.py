@@ -176,7 +176,9 @@ class StaticObjectRule(ZoneRule, ABC):
             if self.matches(now, before, box, tracks):
                 # The same object keeps its key while its box wobbles: a coarse grid cell.
                 key = f"static:{int(box.x1 * 20)}:{int(box.y1 * 20)}"
-                found.append(Finding(key, "object", 1.0, (box,), f"{age:.0f}s"))
+                found.append(
+                    Finding(key=key, label="object", score=1.0, boxes=(box,), detail=f"{age:.0f}s")
+                )
         return found
 
     @abstractmethod

@@ -39,7 +39,7 @@ FORGET_S = 10.0  # a track unseen this long is forgotten by rules that remember 
 GRACE_S = 2.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
     """An ongoing condition a rule sees: `key` names it (the same key, the same event)."""
 
@@ -282,7 +282,13 @@ class Rule(ABC):
 
 
 def _track_finding(track: Track, detail: str = "") -> Finding:
-    return Finding(f"track:{track.id}", track.label, track.score, (track.box,), detail)
+    return Finding(
+        key=f"track:{track.id}",
+        label=track.label,
+        score=track.score,
+        boxes=(track.box,),
+        detail=detail,
+    )
 
 
 def _when(sighting: tuple[float, Box]) -> float:
@@ -334,7 +340,9 @@ class IntrusionRule(ZoneTrackRule):
     """Example:
     >>> rule = IntrusionRule("door", Polygon([(0, .5), (1, .5), (1, 1), (0, 1)]), IntrusionConfig())
     >>> box = Box(0.4, 0.4, 0.5, 0.8)
-    >>> [f.key for f in rule.update([Track(3, "person", box, 0.9, 0, 1, 5, ((1, box),))], 1)]
+    >>> track = Track(id=3, label="person", box=box, score=0.9, first_seen=0, last_seen=1,
+    ...               hits=5, history=((1, box),))
+    >>> [f.key for f in rule.update([track], 1)]
     ['track:3']
     """
 
@@ -393,7 +401,15 @@ class CrowdRule(ZoneTrackRule):
             return []
         boxes = tuple(tr.box for tr in inside)
         score = sum(tr.score for tr in inside) / len(inside)
-        return [Finding("crowd", inside[0].label, score, boxes, f"{len(inside)} objects")]
+        return [
+            Finding(
+                key="crowd",
+                label=inside[0].label,
+                score=score,
+                boxes=boxes,
+                detail=f"{len(inside)} objects",
+            )
+        ]
 
 
 class WrongWayRule(ZoneTrackRule):
@@ -484,7 +500,8 @@ class LineCrossingRule(Rule):
     Example:
         >>> line = LineCrossingRule(LineConfig(name="gate", points=((0.5, 0), (0.5, 1))))
         >>> a, b = Box(0.3, 0.2, 0.4, 0.6), Box(0.6, 0.2, 0.7, 0.6)
-        >>> walker = Track(1, "person", b, 0.9, 0.0, 1.0, 3, ((0.0, a), (1.0, b)))
+        >>> walker = Track(id=1, label="person", box=b, score=0.9, first_seen=0.0, last_seen=1.0,
+        ...                hits=3, history=((0.0, a), (1.0, b)))
         >>> [f.detail for f in line.update([walker], 1.0)], line.counts
         (['b_to_a'], {'a_to_b': 0, 'b_to_a': 1})
     """
@@ -534,7 +551,15 @@ class LineCrossingRule(Rule):
                     self.counts[way] += 1
                     if self.direction in (way, "both"):
                         key = f"track:{track.id}:{way}:{self.counts[way]}"
-                        found.append(Finding(key, track.label, track.score, (track.box,), way))
+                        found.append(
+                            Finding(
+                                key=key,
+                                label=track.label,
+                                score=track.score,
+                                boxes=(track.box,),
+                                detail=way,
+                            )
+                        )
                 side = now
             self._side[track.id] = (side, seen)
         self._side = {i: s for i, s in self._side.items() if t - s[1] <= FORGET_S}

@@ -150,7 +150,7 @@ class EventSink(Protocol):
     def event_ended(self, event: Event) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Track:
     """One object followed across a camera's frames: its smoothed box now and where it was.
 
@@ -160,8 +160,8 @@ class Track:
 
     Example:
         >>> before, now = Box(0.0, 0.25, 0.25, 0.75), Box(0.25, 0.25, 0.5, 0.75)
-        >>> track = Track(7, "person", now, 0.9, first_seen=3.0, last_seen=3.5, hits=2,
-        ...               history=((3.0, before), (3.5, now)))
+        >>> track = Track(id=7, label="person", box=now, score=0.9, first_seen=3.0,
+        ...               last_seen=3.5, hits=2, history=((3.0, before), (3.5, now)))
         >>> track.age, track.path
         (0.5, ((3.0, (0.125, 0.75)), (3.5, (0.375, 0.75))))
     """

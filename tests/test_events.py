@@ -17,7 +17,9 @@ def frame(t: float) -> Frame:
 
 
 def person(score: float, size: float = 0.2, key: str = "track:1") -> Finding:
-    return Finding(key, "person", score, (Box(0.4, 0.4, 0.4 + size, 0.4 + size),))
+    return Finding(
+        key=key, label="person", score=score, boxes=(Box(0.4, 0.4, 0.4 + size, 0.4 + size),)
+    )
 
 
 def lifecycle(sink: Collected, **timing: float) -> EventLifecycle:

@@ -40,7 +40,16 @@ def scene(x: int) -> BGRImage:
 
 
 def track(box: Box, ident: int = 1) -> Track:
-    return Track(ident, "person", box, 0.9, 0.0, 0.0, 3, ((0.0, box),))
+    return Track(
+        id=ident,
+        label="person",
+        box=box,
+        score=0.9,
+        first_seen=0.0,
+        last_seen=0.0,
+        hits=3,
+        history=((0.0, box),),
+    )
 
 
 def test_windows_hold_every_box_whole_and_big_boxes_get_their_own() -> None:

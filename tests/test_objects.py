@@ -66,7 +66,16 @@ def test_a_bag_taken_away_is_removed(vtest: Clip) -> None:
 
 def test_a_bag_with_its_owner_beside_it_is_not_abandoned(vtest: Clip) -> None:
     clip = vtest.edited(bag, start_s=20.0).cut(45.0)
-    owner = Track(1, "person", Box(0.15, 0.6, 0.22, 0.85), 0.9, START, START, 10, ())
+    owner = Track(
+        id=1,
+        label="person",
+        box=Box(0.15, 0.6, 0.22, 0.85),
+        score=0.9,
+        first_seen=START,
+        last_seen=START,
+        hits=10,
+        history=(),
+    )
     rule = AbandonedObjectRule("lawn", LAWN, config("abandoned_object"))
     assert findings(rule, clip, [owner]) == []
 

@@ -180,7 +180,7 @@ def test_event_snapshots_of_a_private_camera_hide_the_face(
     from tests.sinks import Collected
 
     picture, (face, *_) = carphone[0], faces[0]
-    finding = Finding("track:1", "person", 0.9, (Box(0.0, 0.0, 1.0, 1.0),))
+    finding = Finding(key="track:1", label="person", score=0.9, boxes=(Box(0.0, 0.0, 1.0, 1.0),))
     shown = {}
     for private in (False, True):
         sink = Collected()

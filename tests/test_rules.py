@@ -54,7 +54,18 @@ def walker(
     seen = []
     for n, box in enumerate(boxes):
         history = tuple((t0 + k * step, b) for k, b in enumerate(boxes[: n + 1]))
-        seen.append(Track(track_id, label, box, 0.9, t0, t0 + n * step, n + 1, history))
+        seen.append(
+            Track(
+                id=track_id,
+                label=label,
+                box=box,
+                score=0.9,
+                first_seen=t0,
+                last_seen=t0 + n * step,
+                hits=n + 1,
+                history=history,
+            )
+        )
     return seen
 
 
@@ -364,7 +375,14 @@ def test_a_rule_defined_by_subclassing_is_configured_and_built_like_the_built_in
                     continue
                 (t0, before), (t1, now) = track.history[-2:]
                 if math.dist(before.bottom_centre, now.bottom_centre) >= self.min_speed * (t1 - t0):
-                    found.append(Finding(f"track:{track.id}", track.label, track.score, (now,)))
+                    found.append(
+                        Finding(
+                            key=f"track:{track.id}",
+                            label=track.label,
+                            score=track.score,
+                            boxes=(now,),
+                        )
+                    )
             return found
 
     zone = ZoneConfig.model_validate(
