@@ -64,8 +64,9 @@ class GateDecision:
 
 def _grown(box: Box, margin: float) -> Box:
     dx, dy = (box.x2 - box.x1) * margin, (box.y2 - box.y1) * margin
-    return Box(max(0.0, box.x1 - dx), max(0.0, box.y1 - dy), min(1.0, box.x2 + dx),
-               min(1.0, box.y2 + dy))  # fmt: skip
+    return Box(
+        max(0.0, box.x1 - dx), max(0.0, box.y1 - dy), min(1.0, box.x2 + dx), min(1.0, box.y2 + dy)
+    )
 
 
 def _inside(box: Box, outer: Box) -> bool:

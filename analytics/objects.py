@@ -140,8 +140,12 @@ class StaticChange:
         assert self.background is not None and self._latest is not None and self._age is not None
         grey = self._latest
         height, width = grey.shape
-        x1, y1, x2, y2 = (int(box.x1 * width), int(box.y1 * height),
-                          int(box.x2 * width) + 1, int(box.y2 * height) + 1)  # fmt: skip
+        x1, y1, x2, y2 = (
+            int(box.x1 * width),
+            int(box.y1 * height),
+            int(box.x2 * width) + 1,
+            int(box.y2 * height) + 1,
+        )
         self.background[y1:y2, x1:x2] = grey[y1:y2, x1:x2]
         self._age[y1:y2, x1:x2] = 0.0
 

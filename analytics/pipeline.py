@@ -105,20 +105,28 @@ class CameraAnalytics:
             (
                 rule,
                 EventLifecycle(
-                    setup.camera_id, setup.site,
+                    setup.camera_id,
+                    setup.site,
                     EventKind(rule.event_type, rule.place, rule.severity, rule.gbt_alarm),
-                    timing, sink, self.mask,
+                    timing,
+                    sink,
+                    self.mask,
                 ),
             )
             for rule in rules
-        ]  # fmt: skip
+        ]
 
     def analyse(self, frame: Frame, detector: Detector) -> None:
         for change in self.quality.update(frame):
             self.conditions.changed(
-                self.setup.camera_id, self.setup.site, change.condition, change.started,
-                change.at, frame, self.mask,
-            )  # fmt: skip
+                self.setup.camera_id,
+                self.setup.site,
+                change.condition,
+                change.started,
+                change.at,
+                frame,
+                self.mask,
+            )
         if not self.watches:
             return
         for rule, _ in self.watches:

@@ -250,9 +250,11 @@ def _closeness(tracks: Sequence[_Tracklet], detections: Sequence[Detection]) -> 
     between two looks, which IoU cannot, as when the gate skips frames."""
     values = np.array([track.kalman.value for track in tracks])
     variances = np.array(
-        [track.kalman.value_var + (MEASUREMENT_NOISE * _size(track.kalman.value)) ** 2
-         for track in tracks]
-    )  # fmt: skip
+        [
+            track.kalman.value_var + (MEASUREMENT_NOISE * _size(track.kalman.value)) ** 2
+            for track in tracks
+        ]
+    )
     measured = np.array([_measurement(d.box) for d in detections])
     distance = ((measured[None, :, :] - values[:, None, :]) ** 2 / variances[:, None, :]).sum(-1)
     result: FloatArray = CHI2_95_4DOF - distance

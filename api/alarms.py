@@ -78,12 +78,17 @@ def routes(ctx: ApiContext) -> APIRouter:
     def panel_out(row: AlarmPanelRow) -> AlarmPanelOut:
         armed = panels.arming(utcnow()).get(row.site)
         return AlarmPanelOut(
-            site=row.site, account=row.account, zones=row.zones, pre_alarm_s=row.pre_alarm_s,
-            post_alarm_s=row.post_alarm_s, gated_types=row.gated_types,
+            site=row.site,
+            account=row.account,
+            zones=row.zones,
+            pre_alarm_s=row.pre_alarm_s,
+            post_alarm_s=row.post_alarm_s,
+            gated_types=row.gated_types,
             schedule=[Period.model_validate(period) for period in row.schedule],
-            armed=bool(armed and armed.armed), armed_by=row.armed_by,
+            armed=bool(armed and armed.armed),
+            armed_by=row.armed_by,
             manual=row.armed is not None,
-        )  # fmt: skip
+        )
 
     def panel(who: Principal, site_id: str) -> AlarmPanelRow:
         ctx.site(who, site_id)
@@ -113,14 +118,17 @@ def routes(ctx: ApiContext) -> APIRouter:
         existing = panels.get(site_id)
         panels.put(
             AlarmPanelRow(
-                site=site_id, account=body.account, zones=body.zones,
-                pre_alarm_s=body.pre_alarm_s, post_alarm_s=body.post_alarm_s,
+                site=site_id,
+                account=body.account,
+                zones=body.zones,
+                pre_alarm_s=body.pre_alarm_s,
+                post_alarm_s=body.post_alarm_s,
                 gated_types=body.gated_types,
                 schedule=[period.model_dump(mode="json") for period in body.schedule],
                 armed=existing.armed if existing else None,
                 armed_by=existing.armed_by if existing else None,
             )
-        )  # fmt: skip
+        )
         return panel_out(panel(who, site_id))
 
     @router.post("/sites/{site_id}/arm")
@@ -166,12 +174,16 @@ def routes(ctx: ApiContext) -> APIRouter:
         panels.ask_clips(
             [
                 AlarmClipRow(
-                    event_id=event.id, site=row.site, camera_id=event.camera_id, alarm_at=at,
-                    pre_s=row.pre_alarm_s, post_s=row.post_alarm_s,
+                    event_id=event.id,
+                    site=row.site,
+                    camera_id=event.camera_id,
+                    alarm_at=at,
+                    pre_s=row.pre_alarm_s,
+                    post_s=row.post_alarm_s,
                 )
                 for event in events
             ]
-        )  # fmt: skip
+        )
         armed = panels.arming(utcnow()).get(row.site)
         rows = [ctx.index.get_event(event.id) for event in events]
         return AlarmOut(

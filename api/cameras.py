@@ -160,9 +160,12 @@ def routes(ctx: ApiContext) -> APIRouter:
         except ProbeError as exc:
             raise HTTPException(502, str(exc)) from None
         return ProbeOut(
-            codec=found.codec, width=found.width, height=found.height, fps=found.fps,
+            codec=found.codec,
+            width=found.width,
+            height=found.height,
+            fps=found.fps,
             snapshot_jpeg=base64.b64encode(found.snapshot_jpeg).decode(),
-        )  # fmt: skip
+        )
 
     @router.get("/cameras/{camera_id}/recording", response_class=FileResponse)
     def export_recording(

@@ -182,11 +182,14 @@ def routes(ctx: ApiContext) -> APIRouter:
             raise HTTPException(503, "object storage is unreachable") from None
         return [
             VerificationOut(
-                kind=kind_of(row, r.key) or "clip", ok=r.ok, expected_sha256=r.expected,
-                actual_sha256=r.actual, problem=r.problem,
+                kind=kind_of(row, r.key) or "clip",
+                ok=r.ok,
+                expected_sha256=r.expected,
+                actual_sha256=r.actual,
+                problem=r.problem,
             )
             for r in results
-        ]  # fmt: skip
+        ]
 
     @router.put("/events/{event_id}/hold", status_code=204)
     def place_hold(who: Annotated[Principal, desk], event_id: str, hold: HoldIn) -> None:
@@ -205,11 +208,15 @@ def routes(ctx: ApiContext) -> APIRouter:
         row = ctx.event(who, event_id)
         return [
             CustodyOut(
-                action=c.action, actor=c.actor, client=c.client, detail=c.detail, at=c.at,
+                action=c.action,
+                actor=c.actor,
+                client=c.client,
+                detail=c.detail,
+                at=c.at,
                 media=kind_of(row, c.object_key),
             )
             for c in ctx.evidence.custody(event_id)
-        ]  # fmt: skip
+        ]
 
     @router.post("/events/{event_id}/actions")
     def act(who: Annotated[Principal, desk], event_id: str, step: ActionIn) -> EventOut:

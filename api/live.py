@@ -210,11 +210,14 @@ class LiveHub:
                 {
                     "kind": "camera",
                     "camera": {
-                        "id": status.camera_id, "site": status.site, "state": state,
-                        "reasons": reasons, "at": status.updated_at.isoformat(),
+                        "id": status.camera_id,
+                        "site": status.site,
+                        "state": state,
+                        "reasons": reasons,
+                        "at": status.updated_at.isoformat(),
                     },
                 }
-            )  # fmt: skip
+            )
             messages.append(Message(0, "camera", status.site, "", status.camera_id, data))
         return messages
 

@@ -91,9 +91,13 @@ class ActionOut(BaseModel):
     @classmethod
     def of(cls, row: EventActionRow) -> ActionOut:
         return cls(
-            action=row.action, from_status=row.from_status, to_status=row.to_status,
-            actor=row.actor, note=row.note, at=row.at,
-        )  # fmt: skip
+            action=row.action,
+            from_status=row.from_status,
+            to_status=row.to_status,
+            actor=row.actor,
+            note=row.note,
+            at=row.at,
+        )
 
 
 class SiteFigures(BaseModel):
@@ -111,9 +115,14 @@ class SiteFigures(BaseModel):
     def of(cls, counts: SiteEventCounts) -> SiteFigures:
         site = counts.site
         return cls(
-            id=site.id, name=site.name, latitude=site.latitude, longitude=site.longitude,
-            grid_id=site.grid_id, events=counts.events, high=counts.high,
-        )  # fmt: skip
+            id=site.id,
+            name=site.name,
+            latitude=site.latitude,
+            longitude=site.longitude,
+            grid_id=site.grid_id,
+            events=counts.events,
+            high=counts.high,
+        )
 
 
 class ResponseStats(BaseModel):
@@ -217,9 +226,12 @@ class CameraOut(BaseModel):
         heartbeat = {name: getattr(status, name) for name in HEARTBEAT_FIELDS}
         if status.updated_at < stale_before:  # its worker is gone: the rates are no more
             heartbeat.update(
-                state="offline", reasons="no heartbeat from the camera's worker",
-                input_fps=0.0, decode_fps=0.0, bitrate_kbps=0.0,
-            )  # fmt: skip
+                state="offline",
+                reasons="no heartbeat from the camera's worker",
+                input_fps=0.0,
+                decode_fps=0.0,
+                bitrate_kbps=0.0,
+            )
         return cls(**configured, **heartbeat, heartbeat_at=status.updated_at)
 
 
@@ -298,10 +310,15 @@ class KeyOut(BaseModel):
     @classmethod
     def of(cls, row: ApiKeyRow) -> KeyOut:
         return cls(
-            id=row.id, name=row.name, role=row.role, sites=row.sites,
-            all_sites=row.all_sites, created_by=row.created_by, created_at=row.created_at,
+            id=row.id,
+            name=row.name,
+            role=row.role,
+            sites=row.sites,
+            all_sites=row.all_sites,
+            created_by=row.created_by,
+            created_at=row.created_at,
             revoked_at=row.revoked_at,
-        )  # fmt: skip
+        )
 
 
 class KeyCreated(KeyOut):
@@ -351,9 +368,14 @@ class SiteOut(SiteIn):
     @classmethod
     def of(cls, row: SiteRow) -> SiteOut:
         return cls(
-            id=row.id, name=row.name, address=row.address, grid_id=row.grid_id,
-            latitude=row.latitude, longitude=row.longitude, timezone=row.timezone,
-        )  # fmt: skip
+            id=row.id,
+            name=row.name,
+            address=row.address,
+            grid_id=row.grid_id,
+            latitude=row.latitude,
+            longitude=row.longitude,
+            timezone=row.timezone,
+        )
 
 
 class Health(BaseModel):

@@ -139,8 +139,13 @@ class WebhookDispatcher:
         if state != "delivered":
             self.failures += 1
         if state == "dead":
-            log.warning("webhook delivery %d to %s dead after %d attempts: %s",
-                        delivery.id, subscription.name, delivery.attempts + 1, error)  # fmt: skip
+            log.warning(
+                "webhook delivery %d to %s dead after %d attempts: %s",
+                delivery.id,
+                subscription.name,
+                delivery.attempts + 1,
+                error,
+            )
         return state
 
 
@@ -183,10 +188,17 @@ class WebhookOut(BaseModel):
     @classmethod
     def of(cls, row: WebhookSubscriptionRow) -> "WebhookOut":
         return cls(
-            id=row.id, name=row.name, url=row.url, types=row.types, changes=row.changes,
-            sites=row.sites, cameras=row.cameras, max_attempts=row.max_attempts,
-            created_by=row.created_by, created_at=row.created_at,
-        )  # fmt: skip
+            id=row.id,
+            name=row.name,
+            url=row.url,
+            types=row.types,
+            changes=row.changes,
+            sites=row.sites,
+            cameras=row.cameras,
+            max_attempts=row.max_attempts,
+            created_by=row.created_by,
+            created_at=row.created_at,
+        )
 
 
 class WebhookCreated(WebhookOut):
@@ -240,9 +252,15 @@ def routes(ctx: ApiContext) -> APIRouter:
         for camera in hook.cameras:
             ctx.camera(who, camera)
         row, secret = hooks.create(
-            hook.name, hook.url, who.name, hook.types, hook.changes, hook.sites, hook.cameras,
+            hook.name,
+            hook.url,
+            who.name,
+            hook.types,
+            hook.changes,
+            hook.sites,
+            hook.cameras,
             hook.max_attempts,
-        )  # fmt: skip
+        )
         return WebhookCreated(**WebhookOut.of(row).model_dump(), secret=secret)
 
     @router.get("/{webhook_id}")
@@ -261,17 +279,24 @@ def routes(ctx: ApiContext) -> APIRouter:
         subscription(who, webhook_id)
         return [
             DeliveryOut(
-                id=row.id, event_id=row.event_id, change=str(row.payload.get("change", "")),
+                id=row.id,
+                event_id=row.event_id,
+                change=str(row.payload.get("change", "")),
                 state=row.state,
                 next_attempt_at=row.next_attempt_at,
                 attempts=[
-                    AttemptOut(attempt=a.attempt, status_code=a.status_code, error=a.error,
-                               duration_ms=a.duration_ms, at=a.at)
+                    AttemptOut(
+                        attempt=a.attempt,
+                        status_code=a.status_code,
+                        error=a.error,
+                        duration_ms=a.duration_ms,
+                        at=a.at,
+                    )
                     for a in attempts
                 ],
             )
             for row, attempts in hooks.deliveries(webhook_id)
-        ]  # fmt: skip
+        ]
 
     @router.post("/{webhook_id}/deliveries/{delivery_id}/replay", status_code=204)
     def replay(who: Annotated[Principal, subscribers], webhook_id: str, delivery_id: int) -> None:

@@ -89,9 +89,11 @@ class Box:
     def union(self, other: Box) -> Box:
         """The smallest box holding both."""
         return Box(
-            min(self.x1, other.x1), min(self.y1, other.y1), max(self.x2, other.x2),
+            min(self.x1, other.x1),
+            min(self.y1, other.y1),
+            max(self.x2, other.x2),
             max(self.y2, other.y2),
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,8 +81,10 @@ class CameraHealthJudge:
         )
         for name, before, after in zip(
             ("decode errors", "corrupt packets", "timestamp jumps"),
-            self._last_counts, counts, strict=True,
-        ):  # fmt: skip
+            self._last_counts,
+            counts,
+            strict=True,
+        ):
             if after > before:
                 reasons.append(f"{after - before} new {name}")
         self._last_counts = counts

@@ -229,8 +229,11 @@ class StreamReader:
         delay = backoff.next_delay()
         log.warning(
             "camera %s: %s offline (%s); reconnecting in %.1fs",
-            self.camera.id, urlsplit(self.url).path or "stream", error, delay,
-        )  # fmt: skip
+            self.camera.id,
+            urlsplit(self.url).path or "stream",
+            error,
+            delay,
+        )
         self._stop.wait(delay)
 
     def _went_offline(self, error: str) -> None:

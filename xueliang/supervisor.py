@@ -120,8 +120,10 @@ class Supervisor:
                 child.failures = 0 if ran > STABLE_S else child.failures + 1
                 log.error(
                     "%s exited with code %s after %.0fs; restarting it",
-                    child.name, child.process.returncode, ran,
-                )  # fmt: skip
+                    child.name,
+                    child.process.returncode,
+                    ran,
+                )
                 child.start()
         if self.s3 is not None and not self.s3.running:
             log.error("the embedded S3 server exited; restarting it")

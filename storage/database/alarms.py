@@ -19,13 +19,31 @@ from storage.database.index import EventIndex, event_of_row
 
 # SIA Contact ID event codes a shop panel sends; the first digit is the class.
 CONTACT_ID = {
-    100: "medical", 110: "fire", 120: "panic", 121: "duress", 122: "silent panic",
-    123: "audible panic", 130: "burglary", 131: "perimeter", 132: "interior", 133: "24 hour",
-    134: "entry/exit", 135: "day/night", 137: "tamper", 140: "general alarm", 150: "24 hour aux",
-    300: "system trouble", 301: "AC loss", 302: "low battery", 380: "sensor trouble",
-    400: "open/close", 401: "open/close by user", 403: "automatic open/close",
-    441: "armed stay", 570: "bypass",
-}  # fmt: skip
+    100: "medical",
+    110: "fire",
+    120: "panic",
+    121: "duress",
+    122: "silent panic",
+    123: "audible panic",
+    130: "burglary",
+    131: "perimeter",
+    132: "interior",
+    133: "24 hour",
+    134: "entry/exit",
+    135: "day/night",
+    137: "tamper",
+    140: "general alarm",
+    150: "24 hour aux",
+    300: "system trouble",
+    301: "AC loss",
+    302: "low battery",
+    380: "sensor trouble",
+    400: "open/close",
+    401: "open/close by user",
+    403: "automatic open/close",
+    441: "armed stay",
+    570: "bypass",
+}
 OPEN_CLOSE = range(400, 410)  # qualifier 1: opened (disarmed); 3: closed (armed)
 
 

@@ -109,11 +109,18 @@ class CameraHealthRow(Base):
         """The minute as its first heartbeat, `status`, describes it."""
         input_fps, decode_fps = status.input_fps or 0.0, status.decode_fps or 0.0
         return cls(
-            camera_id=status.camera_id, minute=minute, site=status.site, state=status.state,
-            heartbeats=1, input_fps_min=input_fps, input_fps_avg=input_fps,
-            decode_fps_min=decode_fps, decode_fps_avg=decode_fps,
-            bitrate_kbps_avg=status.bitrate_kbps or 0.0, reconnects=reconnects,
-        )  # fmt: skip
+            camera_id=status.camera_id,
+            minute=minute,
+            site=status.site,
+            state=status.state,
+            heartbeats=1,
+            input_fps_min=input_fps,
+            input_fps_avg=input_fps,
+            decode_fps_min=decode_fps,
+            decode_fps_avg=decode_fps,
+            bitrate_kbps_avg=status.bitrate_kbps or 0.0,
+            reconnects=reconnects,
+        )
 
     def add(self, status: CameraStatusRow, reconnects: int) -> None:
         """Fold one more heartbeat of the minute in.

@@ -170,11 +170,15 @@ class ApiCameras:
         secret: SecretStr | None = camera.password
         password = None if secret is None else secret.get_secret_value()
         row = CameraRow(
-            id=camera.id, site=camera.site, name=camera.name, url=camera.url,
-            enabled=camera.enabled, username=self.sealer.seal_or_none(camera.username),
+            id=camera.id,
+            site=camera.site,
+            name=camera.name,
+            url=camera.url,
+            enabled=camera.enabled,
+            username=self.sealer.seal_or_none(camera.username),
             password=self.sealer.seal_or_none(password),
             config=rest,
-        )  # fmt: skip
+        )
         with self.database.sessions.begin() as session:
             session.merge(row)
 

@@ -98,11 +98,20 @@ def event_of_row(row: EventRow, **changes: Any) -> Event:
     ended = row.ended_at.timestamp() if row.ended_at is not None else None
     alarm = (row.alarm_method, row.alarm_type) if row.alarm_method is not None else None
     fields: dict[str, Any] = {
-        "camera_id": row.camera_id, "site": row.site, "type": row.type, "label": row.label,
-        "zone": row.zone, "severity": row.severity, "started_at": started,
-        "last_seen_at": ended or started, "best_score": row.score, "ended_at": ended,
-        "detail": row.detail, "alarm": alarm, "id": row.id,
-    }  # fmt: skip
+        "camera_id": row.camera_id,
+        "site": row.site,
+        "type": row.type,
+        "label": row.label,
+        "zone": row.zone,
+        "severity": row.severity,
+        "started_at": started,
+        "last_seen_at": ended or started,
+        "best_score": row.score,
+        "ended_at": ended,
+        "detail": row.detail,
+        "alarm": alarm,
+        "id": row.id,
+    }
     return Event(**{**fields, **changes})
 
 
@@ -231,9 +240,12 @@ class EventIndex(Database):
         """The event's snapshot is stored (and verified) under `key`; the event has ended
         (it ended before its media were spooled)."""
         values = {
-            "state": "ended", "ended_at": ended_at,
-            "snapshot_key": key, "snapshot_sha256": sha256, "snapshot_size": size,
-        }  # fmt: skip
+            "state": "ended",
+            "ended_at": ended_at,
+            "snapshot_key": key,
+            "snapshot_sha256": sha256,
+            "snapshot_size": size,
+        }
         self._change(event, "snapshot", values)
 
     def store_clip(
@@ -248,10 +260,15 @@ class EventIndex(Database):
         earlier `clip_error` (a worker that gave up on it) is cleared."""
         key, sha256, size = stored
         values = {
-            "state": "ended", "ended_at": ended_at, "clip_error": None,
-            "clip_key": key, "clip_sha256": sha256, "clip_size": size,
-            "clip_start": window[0], "clip_end": window[1],
-        }  # fmt: skip
+            "state": "ended",
+            "ended_at": ended_at,
+            "clip_error": None,
+            "clip_key": key,
+            "clip_sha256": sha256,
+            "clip_size": size,
+            "clip_start": window[0],
+            "clip_end": window[1],
+        }
         self._change(event, "clip", values)
 
     def _change(self, event: Event, kind: FeedKind, values: dict[str, Any]) -> None:

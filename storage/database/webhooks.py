@@ -153,10 +153,18 @@ class Webhooks:
     ) -> tuple[WebhookSubscriptionRow, str]:
         secret = secrets.token_urlsafe(32)
         row = WebhookSubscriptionRow(
-            id=secrets.token_hex(6), name=name, url=url, secret=secret, types=list(types),
-            changes=list(changes), sites=sorted(set(sites)), cameras=list(cameras),
-            max_attempts=max_attempts, enabled=True, created_by=by,
-        )  # fmt: skip
+            id=secrets.token_hex(6),
+            name=name,
+            url=url,
+            secret=secret,
+            types=list(types),
+            changes=list(changes),
+            sites=sorted(set(sites)),
+            cameras=list(cameras),
+            max_attempts=max_attempts,
+            enabled=True,
+            created_by=by,
+        )
         with self.database.sessions.begin() as session:
             session.add(row)
         return row, secret
@@ -283,10 +291,14 @@ class Webhooks:
         with self.database.sessions.begin() as session:
             session.add(
                 WebhookAttemptRow(
-                    delivery_id=delivery.id, subscription_id=subscription.id, attempt=attempt,
-                    status_code=status_code, error=error[:256], duration_ms=duration_ms,
+                    delivery_id=delivery.id,
+                    subscription_id=subscription.id,
+                    attempt=attempt,
+                    status_code=status_code,
+                    error=error[:256],
+                    duration_ms=duration_ms,
                 )
-            )  # fmt: skip
+            )
             session.execute(
                 update(WebhookOutboxRow)
                 .where(WebhookOutboxRow.id == delivery.id)

@@ -111,10 +111,15 @@ class EventWorkflow:
                 session.add(EventFeedRow(event_id=event_id, site=site, kind="status"))
             session.add(
                 EventActionRow(
-                    event_id=event_id, action=action, from_status=current, to_status=new,
-                    actor=actor, note=note, at=now,
+                    event_id=event_id,
+                    action=action,
+                    from_status=current,
+                    to_status=new,
+                    actor=actor,
+                    note=note,
+                    at=now,
                 )
-            )  # fmt: skip
+            )
         return Step(current, new)  # type: ignore[arg-type]  # statuses are written from Status
 
     def trail(self, event_id: str) -> list[EventActionRow]:

@@ -115,10 +115,14 @@ def segment_metadata(segment: Segment, site: str) -> dict[str, str]:
     """What a stored segment carries in its object metadata: enough to index it again."""
     first = segment.packets[0]
     return {
-        "site": site, "camera": segment.camera_id, "start": f"{segment.start:.6f}",
-        "end": f"{segment.end:.6f}", "connection": str(first.stream.connection),
-        "first-pts": str(segment.first_pts), "time-base": str(first.stream.time_base),
-    }  # fmt: skip
+        "site": site,
+        "camera": segment.camera_id,
+        "start": f"{segment.start:.6f}",
+        "end": f"{segment.end:.6f}",
+        "connection": str(first.stream.connection),
+        "first-pts": str(segment.first_pts),
+        "time-base": str(first.stream.time_base),
+    }
 
 
 def recording_row(metadata: Mapping[str, str], stored: StoredObject) -> RecordingRow:
@@ -126,11 +130,17 @@ def recording_row(metadata: Mapping[str, str], stored: StoredObject) -> Recordin
     start, end = to_datetime(float(metadata["start"])), to_datetime(float(metadata["end"]))
     assert start is not None and end is not None
     return RecordingRow(
-        site=metadata["site"], camera_id=metadata["camera"], start=start, end=end,
-        key=stored.key, size=stored.size, sha256=stored.sha256,
-        connection=int(metadata["connection"]), first_pts=int(metadata["first-pts"]),
+        site=metadata["site"],
+        camera_id=metadata["camera"],
+        start=start,
+        end=end,
+        key=stored.key,
+        size=stored.size,
+        sha256=stored.sha256,
+        connection=int(metadata["connection"]),
+        first_pts=int(metadata["first-pts"]),
         time_base=metadata["time-base"],
-    )  # fmt: skip
+    )
 
 
 Stamped = tuple[

@@ -139,9 +139,12 @@ class ObjectStore:
             # Only signs, never connects: the region is given so that no lookup is made.
             outside = urlsplit(config.public_url)
             public = Minio(
-                outside.netloc, access_key=access_key, secret_key=secret_key,
-                secure=outside.scheme == "https", region=region or DEFAULT_REGION,
-            )  # fmt: skip
+                outside.netloc,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=outside.scheme == "https",
+                region=region or DEFAULT_REGION,
+            )
         return cls(client, config.bucket, worm, public)
 
     def ensure_bucket(self) -> None:

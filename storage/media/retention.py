@@ -108,8 +108,9 @@ class RetentionSweeper:
         if result.events or result.recordings:
             log.info(
                 "retention: %d events and %d recording segments deleted",
-                len(result.events), len(result.recordings),
-            )  # fmt: skip
+                len(result.events),
+                len(result.recordings),
+            )
         return result
 
     def _sweep_events(self, now: datetime, result: SweepResult) -> None:
@@ -118,10 +119,14 @@ class RetentionSweeper:
             policy = self.config.policy(site, camera_id)
             due = self._due(
                 (EventRow.camera_id == camera_id, *ended),
-                EventRow.id, EventRow.started_at, EventRow.ended_at,
+                EventRow.id,
+                EventRow.started_at,
+                EventRow.ended_at,
                 func.coalesce(EventRow.clip_size, 0) + func.coalesce(EventRow.snapshot_size, 0),
-                policy.event_days, policy.event_max_bytes, now,
-            )  # fmt: skip
+                policy.event_days,
+                policy.event_max_bytes,
+                now,
+            )
             for event_id in due:
                 try:
                     self._sweep_event(event_id, result)
@@ -146,9 +151,14 @@ class RetentionSweeper:
             policy = self.config.policy(site, camera_id)
             due = self._due(
                 (RecordingRow.camera_id == camera_id,),
-                RecordingRow.id, RecordingRow.start, RecordingRow.end, RecordingRow.size,
-                policy.recording_days, policy.recording_max_bytes, now,
-            )  # fmt: skip
+                RecordingRow.id,
+                RecordingRow.start,
+                RecordingRow.end,
+                RecordingRow.size,
+                policy.recording_days,
+                policy.recording_max_bytes,
+                now,
+            )
             with self.index.sessions() as session:
                 rows = session.execute(
                     select(RecordingRow.id, RecordingRow.key).where(RecordingRow.id.in_(due))

@@ -135,8 +135,12 @@ class Uploader:
             self.stats.failures += 1
             log.warning(
                 "upload of %s failed (%s: %s); retry %d in %.1fs",
-                entry.key, type(exc).__name__, str(exc)[:200], attempt + 1, delay,
-            )  # fmt: skip
+                entry.key,
+                type(exc).__name__,
+                str(exc)[:200],
+                attempt + 1,
+                delay,
+            )
             return
         self._helper.submit(self.spool.remove(entry).unlink, missing_ok=True)
         self._verified.pop(entry.id, None)
