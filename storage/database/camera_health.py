@@ -85,7 +85,7 @@ def worse_state(first: str, second: str) -> str:
 
 class CameraHealthRow(Base):
     """One minute (UTC) of a camera's health, folded from its heartbeats in that minute by
-    `EventIndex.put_camera_status`: the worst state seen, the lowest and mean frame rates,
+    `Heartbeats.put_status`: the worst state seen, the lowest and mean frame rates,
     the mean bitrate and the reconnects made. The retention sweep trims old minutes."""
 
     __tablename__ = "camera_health"
