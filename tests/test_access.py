@@ -21,7 +21,6 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.config import ApiConfig
-from common.types import Event
 from storage.database.accounts import ApiKeys, SiteRow
 from storage.database.alarms import AlarmPanelRow, AlarmPanels
 from storage.database.camera_health import CameraPictureRow, Heartbeats
@@ -31,6 +30,7 @@ from storage.database.index import EventIndex
 from storage.database.webhooks import WebhookOutboxRow, Webhooks
 from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import SEALER, make_key
+from tests.events import person_event
 
 pytestmark = pytest.mark.integration
 
@@ -113,13 +113,9 @@ def build_world(root: Path, store: ObjectStore) -> World:
             session.add(SiteRow(id=site, name=site.upper(), timezone="Asia/Shanghai"))
     for camera in cameras:
         started = (NOW - timedelta(minutes=30)).timestamp()
-        event = Event(
+        event = person_event(
             camera_id=camera.id,
             site=camera.site,
-            type="zone_intrusion",
-            label="person",
-            zone="door",
-            severity="high",
             started_at=started,
             last_seen_at=started + 5,
             ended_at=started + 5,

@@ -10,7 +10,6 @@ from minio import Minio
 
 from api.app import create_app
 from api.config import ApiConfig
-from common.types import Event
 from storage.database.accounts import SiteRow
 from storage.database.alarms import (
     AlarmClipRow,
@@ -24,6 +23,7 @@ from storage.database.cameras import ApiCameras, NetworkCameraConfig
 from storage.database.index import EventIndex
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
+from tests.events import person_event
 from tests.servers import free_port
 from tests.sinks import Collected
 
@@ -121,36 +121,11 @@ def test_intrusion_counts_only_while_armed() -> None:
     collected = Collected()
     arming = {"shop-7": Arming(frozenset({"zone_intrusion"}), armed=False)}
     sink = ArmedSink(collected, lambda: arming)
-    intrusion = Event(
-        camera_id="door",
-        site="shop-7",
-        type="zone_intrusion",
-        label="person",
-        zone="shop",
-        severity="high",
-        started_at=1.0,
-        last_seen_at=1.0,
+    intrusion = person_event(camera_id="door", site="shop-7", zone="shop")
+    loitering = person_event(
+        camera_id="door", site="shop-7", type="loitering", zone="shop", severity="low"
     )
-    loitering = Event(
-        camera_id="door",
-        site="shop-7",
-        type="loitering",
-        label="person",
-        zone="shop",
-        severity="low",
-        started_at=1.0,
-        last_seen_at=1.0,
-    )
-    elsewhere = Event(
-        camera_id="gate",
-        site="hq",
-        type="zone_intrusion",
-        label="person",
-        zone="lawn",
-        severity="high",
-        started_at=1.0,
-        last_seen_at=1.0,
-    )
+    elsewhere = person_event(zone="lawn")
     for event in (intrusion, loitering, elsewhere):
         sink.event_started(event)
         sink.event_ended(event)
@@ -166,15 +141,13 @@ def test_an_alarm_clip_no_worker_takes_ends_its_event_with_the_reason(index: Eve
     requests = []
     for minutes_ago in (10, 1):
         at = now - timedelta(minutes=minutes_ago)
-        event = Event(
+        event = person_event(
             camera_id="door",
             site="shop-7",
             type="alarm_panel",
             label="",
             zone="zone 3",
-            severity="high",
             started_at=at.timestamp(),
-            last_seen_at=at.timestamp(),
         )
         index.add_event(event)
         requests.append(

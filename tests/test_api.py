@@ -15,12 +15,13 @@ from minio import Minio
 
 from api.app import create_app
 from api.config import ApiConfig
-from common.types import Box, Event
+from common.types import Box
 from storage.database.accounts import ApiKeys
 from storage.database.cameras import CameraConfig
 from storage.database.index import EventIndex
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
+from tests.events import person_event
 from tests.servers import CHECKOUT, free_port
 
 
@@ -58,18 +59,7 @@ def test_bad_query_values_are_422_not_500(client: tuple[TestClient, EventIndex])
 def test_missing_event_and_missing_media_are_404(client: tuple[TestClient, EventIndex]) -> None:
     http, index = client
     assert http.get("/api/events/nope").status_code == 404
-    index.add_event(
-        Event(
-            camera_id="gate",
-            site="hq",
-            type="zone_intrusion",
-            label="person",
-            zone="door",
-            severity="high",
-            started_at=1.0,
-            last_seen_at=1.0,
-        )
-    )
+    index.add_event(person_event())
     event_id = http.get("/api/events").json()["items"][0]["id"]
     response = http.get(f"/api/events/{event_id}/clip")
     assert response.status_code == 404
@@ -80,18 +70,7 @@ def test_unreachable_storage_is_503_before_any_byte(
     client: tuple[TestClient, EventIndex],
 ) -> None:
     http, index = client
-    event = Event(
-        camera_id="gate",
-        site="hq",
-        type="zone_intrusion",
-        label="person",
-        zone="door",
-        severity="high",
-        started_at=1.0,
-        last_seen_at=2.0,
-        best_box=Box(0.1, 0.1, 0.2, 0.2),
-        ended_at=2.0,
-    )
+    event = person_event(last_seen_at=2.0, best_box=Box(0.1, 0.1, 0.2, 0.2), ended_at=2.0)
     ended = datetime.fromtimestamp(2.0, UTC)
     index.store_clip(event, ended, ("hq/gate/1970/01/01/x.mp4", "ab" * 32, 1), (ended, ended))
     response = http.get(f"/api/events/{event.id}/clip")
@@ -102,18 +81,7 @@ def test_unreachable_storage_is_503_before_any_byte(
 def test_pagination_walks_every_event_once(client: tuple[TestClient, EventIndex]) -> None:
     http, index = client
     for n in range(7):
-        index.add_event(
-            Event(
-                camera_id="gate",
-                site="hq",
-                type="zone_intrusion",
-                label="person",
-                zone="door",
-                severity="high",
-                started_at=float(n),
-                last_seen_at=float(n),
-            )
-        )
+        index.add_event(person_event(started_at=float(n)))
     seen: list[str] = []
     url = "/api/events?limit=3"
     while True:
@@ -271,18 +239,7 @@ def test_the_console_logs_in_with_a_key_into_a_session_cookie(tmp_path: Path) ->
         index, unreachable_store(), [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER
     )
     key = ApiKeys(index).create("night desk", "operator", [], True, by="tests")[1]
-    index.add_event(
-        Event(
-            camera_id="gate",
-            site="hq",
-            type="zone_intrusion",
-            label="person",
-            zone="door",
-            severity="high",
-            started_at=1.0,
-            last_seen_at=1.0,
-        )
-    )
+    index.add_event(person_event())
     with TestClient(app) as browser:
         assert browser.post("/api/session", json={"key": key + "x"}).status_code == 401
         logged_in = browser.post("/api/session", json={"key": key})

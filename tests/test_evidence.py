@@ -35,6 +35,7 @@ from storage.media.objects import (
 )
 from storage.media.retention import RetentionConfig, RetentionPolicy, RetentionSweeper
 from tests.apiclient import SEALER, api_client
+from tests.events import person_event
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 pytestmark = pytest.mark.integration
@@ -58,16 +59,8 @@ def stored_event(
 ) -> Event:
     """An ended event with a clip and a snapshot in `store`, as the recorder leaves it."""
     ended = (NOW - timedelta(days=ended_days_ago)).timestamp()
-    event = Event(
-        camera_id=camera,
-        site=site,
-        type="zone_intrusion",
-        label="person",
-        zone="door",
-        severity="high",
-        started_at=ended - 20,
-        last_seen_at=ended,
-        ended_at=ended,
+    event = person_event(
+        camera_id=camera, site=site, started_at=ended - 20, last_seen_at=ended, ended_at=ended
     )
     index.add_event(event)
     keys = {}
@@ -321,16 +314,7 @@ def test_a_hold_placed_before_the_upload_reaches_the_object(
     index: EventIndex, locked_store: ObjectStore
 ) -> None:
     """Held while its clip still waited in the spool: the next evidence round holds it."""
-    event = Event(
-        camera_id="gate",
-        site="hq",
-        type="zone_intrusion",
-        label="person",
-        zone="door",
-        severity="high",
-        started_at=1e9,
-        last_seen_at=1e9 + 5,
-    )
+    event = person_event(started_at=1e9, last_seen_at=1e9 + 5)
     index.add_event(event)
     evidence = Evidence(index, locked_store)
     evidence.hold(event.id, actor="investigator-2", reason="case 2026-118")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from common.types import Event
 from storage.database.feed import FeedReader
 from storage.database.index import EventFeedRow, EventIndex
+from tests.events import person_event
 
 pytestmark = pytest.mark.integration
 
@@ -18,16 +18,7 @@ def entry(index: EventIndex, entry_id: int, event_id: str) -> None:
 
 
 def test_each_entry_is_read_once_and_a_late_one_is_not_missed(index: EventIndex) -> None:
-    event = Event(
-        camera_id="gate",
-        site="hq",
-        type="zone_intrusion",
-        label="person",
-        zone="door",
-        severity="high",
-        started_at=1.0,
-        last_seen_at=1.0,
-    )
+    event = person_event()
     index.add_event(event)  # entry 1: before the reader starts, not read
     reader = FeedReader(index)
     assert reader.read() == []

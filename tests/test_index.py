@@ -41,6 +41,7 @@ from storage.database.migrations import (
 from storage.database.webhooks import WebhookOutboxRow
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
+from tests.events import person_event
 from tests.postgres import PASSWORD, PostgresServer
 from tests.servers import free_port
 
@@ -55,15 +56,11 @@ def make_events() -> list[Event]:
     for n in range(240):
         site = SITES[n % 3]
         started = (T0 + timedelta(minutes=10 * (n // 3))).timestamp()
-        event = Event(
+        event = person_event(
             camera_id=f"{site}-cam{(n // 3) % 2}",
             site=site,
             type=TYPES[(n // 2) % 4],
-            label="person",
-            zone="door",
-            severity="high",
             started_at=started,
-            last_seen_at=started,
             best_score=0.5 + (n % 5) / 10,
             best_box=Box(0.1, 0.2, 0.3, 0.4),
             alarm=(5, 2) if n % 4 == 0 else None,

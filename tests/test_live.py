@@ -21,6 +21,7 @@ from storage.database.engine import utcnow
 from storage.database.index import EventIndex
 from storage.database.workflow import EventWorkflow
 from tests.apiclient import Served, make_key
+from tests.events import person_event
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +44,7 @@ def nothing_more(socket: ClientConnection, wait: float = 1.0) -> bool:
 
 def event_in(index: EventIndex, site: str, type: str = "zone_intrusion") -> Event:
     now = time.time()
-    event = Event(
-        camera_id=f"cam-{site}",
-        site=site,
-        type=type,
-        label="person",
-        zone="door",
-        severity="high",
-        started_at=now,
-        last_seen_at=now,
-    )
+    event = person_event(camera_id=f"cam-{site}", site=site, type=type, started_at=now)
     index.add_event(event)
     return event
 

@@ -22,7 +22,6 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.config import ApiConfig, MqttConfig
 from api.mqtt import MqttPublisher
-from common.types import Event
 from storage.database.camera_health import CameraStatusRow, Heartbeats
 from storage.database.engine import utcnow
 from storage.database.index import EventIndex
@@ -30,6 +29,7 @@ from storage.database.leases import WorkerRow, WorkerStats
 from storage.database.webhooks import WebhookOutboxRow
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, Served, api_client
+from tests.events import person_event
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -110,15 +110,13 @@ def test_events_are_published_per_site_camera_and_type(
         with Served(index, settings, heartbeat_stale_s=30):
             time.sleep(1.0)  # the publisher is connected
             now = time.time()
-            event = Event(
+            event = person_event(
                 camera_id="door",
                 site="shop-7",
                 type="loitering",
-                label="person",
                 zone="till",
                 severity="low",
                 started_at=now,
-                last_seen_at=now,
             )
             index.add_event(event)
             message = messages.get(timeout=10)
@@ -153,15 +151,13 @@ def test_one_api_process_publishes_and_another_goes_on_where_it_stopped(
         made = []
         for _ in range(count):
             now = time.time()
-            event = Event(
+            event = person_event(
                 camera_id="door",
                 site="shop-7",
                 type="loitering",
-                label="person",
                 zone="till",
                 severity="low",
                 started_at=now,
-                last_seen_at=now,
             )
             index.add_event(event)
             made.append(event.id)
@@ -221,15 +217,13 @@ def test_metrics_show_cameras_workers_events_and_webhooks(tmp_path: Path) -> Non
         time.sleep(0.3)
         now = time.time()
         index.add_event(
-            Event(
+            person_event(
                 camera_id="door",
                 site="shop-7",
                 type="loitering",
-                label="person",
                 zone="till",
                 severity="low",
                 started_at=now,
-                last_seen_at=now,
             )
         )
         time.sleep(0.6)  # a round of the live hub

@@ -22,13 +22,14 @@ import pytest
 
 import storage.media.event_clips
 from analytics.privacy import FaceDetector, FaceMasker, FaceMasks, PrivacyConfig
-from common.types import BGRImage, Box, Event
+from common.types import BGRImage, Box
 from ingest.ring import EncodedPacket, PacketRing
 from storage.config import ClipConfig
 from storage.database.index import EventIndex
 from storage.media.clips import mask_to_mp4, remux_to_mp4
 from storage.media.objects import SHA256_META, ObjectStore
 from tests.clips import START
+from tests.events import person_event
 from tests.media import camera_packets
 from tests.servers import Pipeline, RtspCamera, pipeline_config, running
 from tests.sinks import UploadingRecorder
@@ -210,15 +211,8 @@ def test_the_recorder_stores_masked_clips_of_private_cameras_only(
     recorder.start()
     end = packets[-1].wall_time
     events = {
-        camera: Event(
-            camera_id=camera,
-            site="lab",
-            type="zone_intrusion",
-            label="person",
-            zone="car",
-            severity="high",
-            started_at=START,
-            last_seen_at=end,
+        camera: person_event(
+            camera_id=camera, site="lab", zone="car", started_at=START, last_seen_at=end
         )
         for camera in rings
     }
@@ -345,29 +339,13 @@ def test_a_long_masked_clip_does_not_delay_new_events(
     recorder.start()
     try:
         end = packets[-1].wall_time
-        first = Event(
-            camera_id="private",
-            site="lab",
-            type="zone_intrusion",
-            label="person",
-            zone="car",
-            severity="high",
-            started_at=START,
-            last_seen_at=end,
+        first = person_event(
+            camera_id="private", site="lab", zone="car", started_at=START, last_seen_at=end
         )
         recorder.event_started(first)
         recorder.event_ended(dataclasses.replace(first, ended_at=end))
         assert masking.wait(10)
-        second = Event(
-            camera_id="private",
-            site="lab",
-            type="zone_intrusion",
-            label="person",
-            zone="car",
-            severity="high",
-            started_at=end,
-            last_seen_at=end,
-        )
+        second = person_event(camera_id="private", site="lab", zone="car", started_at=end)
         recorder.event_started(second)
         deadline = time.monotonic() + 5
         while index.get_event(second.id) is None and time.monotonic() < deadline:

@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from api.config import ApiConfig
-from common.types import Event
 from storage.database.accounts import SiteRow
 from storage.database.cameras import ApiCameras, NetworkCameraConfig
 from storage.database.engine import to_datetime
 from storage.database.index import EventIndex
 from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import SEALER, Served, make_key
+from tests.events import person_event
 
 pytestmark = pytest.mark.integration
 AUTH: dict[str, str] = {}  # the admin key's header, set by the fixture
@@ -47,16 +47,7 @@ def seed(index: EventIndex, store: ObjectStore) -> None:
         NetworkCameraConfig(id="door", site="shop-7", url="rtsp://127.0.0.1/x")
     )
     now = time.time()
-    event = Event(
-        camera_id="door",
-        site="shop-7",
-        type="zone_intrusion",
-        label="person",
-        zone="till",
-        severity="high",
-        started_at=now,
-        last_seen_at=now,
-    )
+    event = person_event(camera_id="door", site="shop-7", zone="till", started_at=now)
     index.add_event(event)
     key = object_key("shop-7", "door", now, f"{event.id}.jpg")
     stored = store.put(key, secrets.token_bytes(256), "image/jpeg", {"event-id": event.id})

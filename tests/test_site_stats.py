@@ -10,12 +10,12 @@ from minio import Minio
 
 from api.app import create_app
 from api.config import ApiConfig
-from common.types import Event
 from storage.database.accounts import Role, SiteRow
 from storage.database.engine import utcnow
 from storage.database.index import EventIndex, SiteEventCounts
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
+from tests.events import person_event
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -42,16 +42,7 @@ def stored_sites_and_events(index: EventIndex) -> datetime:
     ]:
         at = (now - ago).timestamp()
         index.add_event(
-            Event(
-                camera_id="cam",
-                site=site,
-                type=kind,
-                label="person",
-                zone="door",
-                severity=severity,
-                started_at=at,
-                last_seen_at=at,
-            )
+            person_event(camera_id="cam", site=site, type=kind, severity=severity, started_at=at)
         )
     return now
 

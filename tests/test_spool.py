@@ -34,6 +34,7 @@ from storage.media.objects import MIN_PART_SIZE, ObjectStore, StoredObject
 from storage.media.spool import CheckedEntry, Kind, Spool, SpoolEntry, SpoolFullError, SpoolReport
 from storage.media.uploader import OnUploaded, Uploader, UploadMismatchError
 from tests.clips import START
+from tests.events import person_event
 from tests.media import camera_packets
 from tests.servers import Pipeline, RtspCamera, free_port, pipeline_config
 from tests.sinks import UploadingRecorder
@@ -323,11 +324,8 @@ def test_objects_carry_metadata_tags_type_and_a_short_presigned_link(
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     recorder = UploadingRecorder(index, store, {"gate": ring}, ClipConfig(), tmp_path / "work")
     recorder.start()
-    event = Event(
-        camera_id="gate",
-        site="hq",
+    event = person_event(
         type="loitering",
-        label="person",
         zone="lawn",
         severity="low",
         started_at=START + 10,
@@ -450,13 +448,8 @@ def test_clips_wait_in_the_spool_while_s3_is_down_and_all_arrive_once(
         events: list[Event] = []
         while time.monotonic() - down_at < OUTAGE_S:
             n = len(events)
-            event = Event(
-                camera_id="gate",
-                site="hq",
-                type="zone_intrusion",
-                label="person",
+            event = person_event(
                 zone="lawn",
-                severity="high",
                 started_at=START + 2 + 2 * n,
                 last_seen_at=START + 3 + 2 * n,
                 snapshot=jpeg(),
@@ -586,13 +579,8 @@ def test_media_indexed_before_their_event_make_a_whole_row(tmp_path: Path) -> No
     spool = Spool(tmp_path / "spool", SpoolConfig())
     spool.open()
     recorder = EventRecorder(index, spool, {}, ClipConfig(), tmp_path / "work")
-    event = Event(
-        camera_id="gate",
-        site="hq",
-        type="zone_intrusion",
-        label="person",
+    event = person_event(
         zone="东门 (east gate)",
-        severity="high",
         started_at=START,
         last_seen_at=START + 8,
         ended_at=START + 8,

@@ -21,6 +21,7 @@ from storage.database.index import EventIndex
 from storage.database.webhooks import WebhookOutboxRow, Webhooks
 from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import Receiver, Served, make_key, verified
+from tests.events import person_event
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -31,17 +32,7 @@ FAST_RETRIES = ApiConfig(webhook_retry_min_s=0.3, webhook_retry_max_s=1.0)
 def stored_event(index: EventIndex, store: ObjectStore, site: str) -> tuple[Event, bytes]:
     """An event whose clip is in S3, as the recorder leaves it."""
     now = time.time()
-    event = Event(
-        camera_id=f"cam-{site}",
-        site=site,
-        type="zone_intrusion",
-        label="person",
-        zone="door",
-        severity="high",
-        started_at=now,
-        last_seen_at=now,
-        ended_at=now,
-    )
+    event = person_event(camera_id=f"cam-{site}", site=site, started_at=now, ended_at=now)
     index.add_event(event)
     clip = secrets.token_bytes(1024)
     key = object_key(site, event.camera_id, now, f"{event.id}.mp4")

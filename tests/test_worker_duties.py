@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.types import BGRImage, Event
+from common.types import BGRImage
 from ingest.ring import PacketRing
 from storage.config import ClipConfig, SpoolConfig
 from storage.database.alarms import AlarmClipRow, AlarmPanels
@@ -23,6 +23,7 @@ from storage.media.pictures import CameraPictures
 from storage.media.spool import Spool, SpoolReport
 from storage.media.spool_events import SpoolEvents
 from tests.apiclient import SEALER
+from tests.events import person_event
 from tests.media import camera_packets, decode_jpeg
 
 
@@ -92,15 +93,13 @@ def test_an_alarm_clip_is_cut_by_the_worker_that_runs_the_camera(
     spool.open()
     recorder = EventRecorder(index, spool, {"door": ring}, ClipConfig(), tmp_path / "work")
     alarm_at = datetime.fromtimestamp(packets[0].wall_time + 40, UTC)
-    event = Event(
+    event = person_event(
         camera_id="door",
         site="shop-7",
         type="alarm_panel",
         label="",
         zone="zone 3",
-        severity="high",
         started_at=alarm_at.timestamp(),
-        last_seen_at=alarm_at.timestamp(),
     )
     index.add_event(event)
     panels = AlarmPanels(index)

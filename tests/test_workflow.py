@@ -16,6 +16,7 @@ from storage.database.index import AcknowledgementTimes, EventIndex
 from storage.database.workflow import EventWorkflow, TransitionError
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
+from tests.events import person_event
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -23,16 +24,7 @@ pytestmark = pytest.mark.integration
 
 def started_ago(index: EventIndex, minutes: float, site: str = "hq") -> Event:
     at = (datetime.now(UTC) - timedelta(minutes=minutes)).timestamp()
-    event = Event(
-        camera_id="gate",
-        site=site,
-        type="zone_intrusion",
-        label="person",
-        zone="door",
-        severity="high",
-        started_at=at,
-        last_seen_at=at,
-    )
+    event = person_event(site=site, started_at=at)
     index.add_event(event)
     return event
 
