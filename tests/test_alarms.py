@@ -23,7 +23,7 @@ from storage.database.cameras import ApiCameras, NetworkCameraConfig
 from storage.database.index import EventIndex
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, api_client
-from tests.events import person_event
+from tests.events import panel_alarm, person_event
 from tests.servers import free_port
 from tests.sinks import Collected
 
@@ -141,14 +141,7 @@ def test_an_alarm_clip_no_worker_takes_ends_its_event_with_the_reason(index: Eve
     requests = []
     for minutes_ago in (10, 1):
         at = now - timedelta(minutes=minutes_ago)
-        event = person_event(
-            camera_id="door",
-            site="shop-7",
-            type="alarm_panel",
-            label="",
-            zone="zone 3",
-            started_at=at.timestamp(),
-        )
+        event = panel_alarm(at.timestamp())
         index.add_event(event)
         requests.append(
             AlarmClipRow(event_id=event.id, site="shop-7", camera_id="door", alarm_at=at,

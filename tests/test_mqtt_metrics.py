@@ -29,7 +29,7 @@ from storage.database.leases import WorkerRow, WorkerStats
 from storage.database.webhooks import WebhookOutboxRow
 from storage.media.objects import ObjectStore
 from tests.apiclient import SEALER, Served, api_client
-from tests.events import person_event
+from tests.events import till_loitering
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -110,14 +110,7 @@ def test_events_are_published_per_site_camera_and_type(
         with Served(index, settings, heartbeat_stale_s=30):
             time.sleep(1.0)  # the publisher is connected
             now = time.time()
-            event = person_event(
-                camera_id="door",
-                site="shop-7",
-                type="loitering",
-                zone="till",
-                severity="low",
-                started_at=now,
-            )
+            event = till_loitering(now)
             index.add_event(event)
             message = messages.get(timeout=10)
             assert message.topic == "xueliang/shop-7/door/loitering" and message.qos == 1
@@ -151,14 +144,7 @@ def test_one_api_process_publishes_and_another_goes_on_where_it_stopped(
         made = []
         for _ in range(count):
             now = time.time()
-            event = person_event(
-                camera_id="door",
-                site="shop-7",
-                type="loitering",
-                zone="till",
-                severity="low",
-                started_at=now,
-            )
+            event = till_loitering(now)
             index.add_event(event)
             made.append(event.id)
         return made
@@ -216,16 +202,7 @@ def test_metrics_show_cameras_workers_events_and_webhooks(tmp_path: Path) -> Non
     ):
         time.sleep(0.3)
         now = time.time()
-        index.add_event(
-            person_event(
-                camera_id="door",
-                site="shop-7",
-                type="loitering",
-                zone="till",
-                severity="low",
-                started_at=now,
-            )
-        )
+        index.add_event(till_loitering(now))
         time.sleep(0.6)  # a round of the live hub
         text = desk.get("/metrics").text
         assert 'xueliang_camera_input_fps{camera="door",site="shop-7"} 12.5' in text

@@ -23,7 +23,7 @@ from storage.media.pictures import CameraPictures
 from storage.media.spool import Spool, SpoolReport
 from storage.media.spool_events import SpoolEvents
 from tests.apiclient import SEALER
-from tests.events import person_event
+from tests.events import panel_alarm
 from tests.media import camera_packets, decode_jpeg
 
 
@@ -93,14 +93,7 @@ def test_an_alarm_clip_is_cut_by_the_worker_that_runs_the_camera(
     spool.open()
     recorder = EventRecorder(index, spool, {"door": ring}, ClipConfig(), tmp_path / "work")
     alarm_at = datetime.fromtimestamp(packets[0].wall_time + 40, UTC)
-    event = person_event(
-        camera_id="door",
-        site="shop-7",
-        type="alarm_panel",
-        label="",
-        zone="zone 3",
-        started_at=alarm_at.timestamp(),
-    )
+    event = panel_alarm(alarm_at.timestamp())
     index.add_event(event)
     panels = AlarmPanels(index)
     panels.ask_clips(
