@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from decode import log
+from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -456,7 +457,9 @@ def main() -> None:
     )
     parser.add_argument("--drain", type=float, default=10, help="give up after so long stalled")
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL after SQLite")
-    arguments = parser.parse_args()
+    arguments = parse_arguments(
+        parser, events=2000, queries=3, clients=2, client_procs=1, rate=50, seconds=1, drain=5
+    )
     began = time.perf_counter()
     result: dict[str, Any] = {"events": arguments.events}
     for backend in ["sqlite", "postgresql"] if arguments.postgres else ["sqlite"]:

@@ -28,7 +28,8 @@ per frame, and `ratio` = `cameras_per_core` / that: the gate trades more calls, 
 crops, for finding the far-away people whole frames miss (tests/test_gate.py, bench/gate.py).
 Not counted: RTSP reception (network reads cost more than a file's), event storage, uploads.
 
-Usage: .venv/bin/python bench/cameras.py [--repetitions 3] [--detect-calls 60]
+Usage: .venv/bin/python bench/cameras.py [--repetitions 3] [--detect-calls 60] [--smoke]
+       [--main-seconds 20] [--sub-seconds 60] [--analytics-frames N]
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from decode import (
     run_reader,
     versions,
 )
+from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -71,9 +73,7 @@ from common.types import Detection, Event, Frame
 from ingest.config import DetectConfig
 
 DETECT_FPS = 5
-MAIN_SECONDS = 20  # encoded once, then demuxed as DEMUX_LOOPS copies in a row
-DEMUX_LOOPS = 10
-SUB_SECONDS = 60
+DEMUX_LOOPS = 10  # the main stream is encoded once, then demuxed as so many copies in a row
 FIRST_DETECT_FRAME = 280  # vtest.avi frame: people on the walkway from here on
 WARMUP_CALLS = 5
 WHOLE_VIEW = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
@@ -205,12 +205,13 @@ class Discard:
         pass
 
 
-def measure_analytics(repetitions: int) -> tuple[float, float, float, int]:
+def measure_analytics(repetitions: int, count: int | None) -> tuple[float, float, float, int]:
     """(d) CPU seconds per analysed frame of `CameraAnalytics.analyse` over all of vtest.avi at
-    5 fps, then detector calls per frame, the share of frames the gate detected on, and the
-    frame count (the last two from the last run; the footage is the same each time)."""
+    5 fps (or `count` frames from where people walk), then detector calls per frame, the share
+    of frames the gate detected on, and the frame count (the last two from the last run; the
+    footage is the same each time)."""
     detector = create_detector(SsdOnnxDetectorConfig())
-    frames = vtest_frames()
+    frames = vtest_frames() if count is None else vtest_frames(FIRST_DETECT_FRAME, count)
     for _, image in frames[:WARMUP_CALLS]:
         detector.detect(image)
     calls = 0
@@ -254,12 +255,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--detect-calls", type=int, default=60)
-    args = parser.parse_args()
+    parser.add_argument("--main-seconds", type=int, default=20, help="of the main stream")
+    parser.add_argument("--sub-seconds", type=int, default=60, help="of the sub-stream")
+    parser.add_argument("--analytics-frames", type=int, help="instead of all of vtest.avi")
+    args = parse_arguments(
+        parser, repetitions=1, detect_calls=6, main_seconds=1, sub_seconds=2, analytics_frames=6
+    )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="xueliang-bench-") as scratch:
         workdir = Path(scratch)
         log("encoding the main stream and the sub-stream")
-        main_frames, sub_frames = MAIN_SECONDS * FPS, SUB_SECONDS * FPS
+        main_frames, sub_frames = args.main_seconds * FPS, args.sub_seconds * FPS
         one_main = encode_camera(workdir / "main-once.mp4", 1920, 1080, main_frames)
         main = remux(one_main, workdir / "main.mp4", "-stream_loop", str(DEMUX_LOOPS - 1))
         sub = encode_camera(workdir / "sub.mp4", 640, 360, sub_frames, loops=1)
@@ -268,7 +274,9 @@ def main() -> None:
     detect, detect_native, detect_wall, detect_native_wall = measure_detector(
         args.detect_calls, args.repetitions
     )
-    analytics, calls_per_frame, detected, analysed = measure_analytics(args.repetitions)
+    analytics, calls_per_frame, detected, analysed = measure_analytics(
+        args.repetitions, args.analytics_frames
+    )
     pieces = {"demux": FPS * demux, "decode": FPS * decode, "detect": DETECT_FPS * analytics}
     native = FPS * demux_native + FPS * decode_native + DETECT_FPS * detect_native
     total = sum(pieces.values())

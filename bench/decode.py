@@ -23,7 +23,7 @@ at 5 fps (`sampled_frames` shows it). It is the production code throughout.
 The two decoders are different FFmpeg builds (Debian's and the one PyAV bundles), so
 `pyav_bare` / `ffmpeg` shows the library difference and ours / `pyav_bare` our own overhead.
 
-Usage: .venv/bin/python bench/decode.py [--repetitions 3] [--seconds 20]
+Usage: .venv/bin/python bench/decode.py [--repetitions 3] [--seconds 20] [--smoke]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from pathlib import Path
 
 import av
 import av.video.stream
+from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -242,7 +243,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each input")
-    args = parser.parse_args()
+    args = parse_arguments(parser, repetitions=1, seconds=2.0)
     frames = round(args.seconds * FPS)
     streams = {"1080p25": (1920, 1080), "360p25": (640, 360)}
     started = time.monotonic()

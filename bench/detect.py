@@ -30,6 +30,7 @@ import cv2
 import onnxruntime as ort
 from cameras import WARMUP_CALLS, detect_frames
 from decode import log
+from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--calls", type=int, default=60)
-    args = parser.parse_args()
+    args = parse_arguments(parser, repetitions=1, calls=WARMUP_CALLS + 1)
     started = time.monotonic()
     config = SsdOnnxDetectorConfig(threads=THREADS, providers=[PROVIDER])
     detector = create_detector(config)

@@ -5,7 +5,7 @@ frozen with SIGSTOP, so the stall watchdog has to act) while a `Camera` keeps re
 Prints one JSON line: open file descriptors, threads and RSS of this process before (after
 a warm-up) and after, and how many reconnects happened.
 
-Usage: .venv/bin/python bench/flapping.py [--minutes 30] [--period 6]
+Usage: .venv/bin/python bench/flapping.py [--minutes 30] [--period 6] [--warm-up 10] [--smoke]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import psutil
+from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,10 +42,11 @@ def usage(process: psutil.Process) -> dict[str, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--period", type=float, default=6.0, help="seconds up, then down")
-    args = parser.parse_args()
+    parser.add_argument("--warm-up", type=float, default=10.0, help="seconds before measuring")
+    args = parse_arguments(parser, minutes=0.1, period=2.0, warm_up=3.0)
     me = psutil.Process()
     with tempfile.TemporaryDirectory() as scratch:
         footage = encode_h264(CHECKOUT / "data" / "samples" / "vtest.avi", Path(scratch) / "v.mp4")
@@ -61,7 +63,7 @@ def main() -> None:
             settings, PacketRing(20), count,
         )  # fmt: skip
         camera.start()
-        time.sleep(10)  # warm-up: first connection, codec and thread pools allocated
+        time.sleep(args.warm_up)  # first connection, codec and thread pools allocated
         before = usage(me)
         deadline = time.monotonic() + args.minutes * 60
         cycles = 0
@@ -84,7 +86,7 @@ def main() -> None:
                 time.sleep(args.period / 2)
             server.start()
             time.sleep(args.period / 2)
-        time.sleep(5)
+        time.sleep(min(5.0, args.warm_up))  # the last restart is connected again
         health = camera.check()
         after = usage(me)
         camera.stop()

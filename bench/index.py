@@ -10,7 +10,7 @@ objects as the API does): `newest` (no filter), `camera` (one camera), `type_tim
 in a random one-day window), `next_page` (one camera, a cursor at a random point) and
 `site_active` (a site's active events: the live wall); p50 and p99 in milliseconds. Then the
 write rates into the full, indexed table: `recorder_events_per_s`, events written as the
-recorder writes them (`add_event` at the start, `finish_event` with the clip at the end: two
+recorder writes them (`add_event` at the start, `store_clip` with the clip at the end: two
 transactions each), `one_per_txn_rows_per_s` (one INSERT per transaction) and
 `bulk_rows_per_s` (`--bulk` rows in batches of 50,000).
 
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from decode import log
+from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -293,7 +294,7 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=1000, help="events for the write rates")
     parser.add_argument("--bulk", type=int, default=100_000, help="rows for the bulk rate")
     parser.add_argument("--backends", default="sqlite,postgresql")
-    arguments = parser.parse_args()
+    arguments = parse_arguments(parser, rows=2000, queries=3, writes=20, bulk=1000)
     began = time.perf_counter()
     result: dict[str, Any] = {"rows": arguments.rows}
     for backend in arguments.backends.split(","):

@@ -7,7 +7,7 @@
 - `worker_cpu`: CPU-seconds per second of the worker process (all its threads), against
   `ffmpeg -threads 1` only decoding the same stream for the same time (`ffmpeg_decode_cpu`).
 
-Usage: .venv/bin/python bench/pipeline_latency.py [--seconds 150]
+Usage: .venv/bin/python bench/pipeline_latency.py [--seconds 150] [--smoke]
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import psutil
+from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -54,9 +54,9 @@ def ffmpeg_decode_cpu(url: str, seconds: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=150.0)
-    args = parser.parse_args()
+    args = parse_arguments(parser, seconds=6.0)
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         footage = encode_h264(CHECKOUT / "data" / "samples" / "vtest.avi", workdir / "vtest.mp4")
@@ -86,7 +86,7 @@ def main() -> None:
             events: dict[str, dict[str, str]] = {}
             cpu_start, wall_start = cpu_seconds(worker), time.monotonic()
             while time.monotonic() - wall_start < args.seconds:
-                body = httpx.get(f"{pipeline.api}/api/events?limit=200", timeout=5).json()
+                body = pipeline.get("/api/events?limit=200", timeout=5).json()
                 now = time.time()
                 for event in body["items"]:
                     events[event["id"]] = event
@@ -95,7 +95,7 @@ def main() -> None:
                         stored.setdefault(event["id"], now)
                 time.sleep(0.1)
             worker_cpu = (cpu_seconds(worker) - cpu_start) / (time.monotonic() - wall_start)
-            native = ffmpeg_decode_cpu(camera.url("walkway"), 30)
+            native = ffmpeg_decode_cpu(camera.url("walkway"), min(30.0, args.seconds))
         finally:
             pipeline.stop()
             camera.stop()

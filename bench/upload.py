@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from decode import log
+from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--clips", type=int, default=30)
     parser.add_argument("--clip-mb", type=float, default=4.0)
-    args = parser.parse_args()
+    args = parse_arguments(parser, repetitions=1, clips=3, clip_mb=0.25)
     begun = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
