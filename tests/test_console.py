@@ -6,6 +6,10 @@ Screenshots of every view at both screen sizes go to test-artifacts/."""
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -61,6 +65,18 @@ LAYOUT_PROBLEMS = """() => {
   }
   return problems;
 }"""
+# Marks each shown element whose own text holds Chinese, so that CDP can name it; their texts.
+MARK_CHINESE = """() => {
+  const texts = [];
+  for (const element of document.body.querySelectorAll("*")) {
+    const own = [...element.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE)
+      .map((n) => n.textContent).join("").trim();
+    if (!/[\\u3400-\\u9fff]/.test(own) || element.getClientRects().length === 0) continue;
+    element.setAttribute("data-chinese", texts.length);
+    texts.push(own.slice(0, 40));
+  }
+  return texts;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +124,50 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(path), full_page=True)
 
 
+@functools.cache
+def chinese_families() -> frozenset[str]:
+    """The font families on this machine that have Chinese glyphs, as fontconfig knows them."""
+    listed = subprocess.run(
+        ["fc-list", ":lang=zh-cn", "family"], capture_output=True, text=True, check=True
+    )
+    return frozenset(name for line in listed.stdout.splitlines() for name in line.split(","))
+
+
+def tofu(page: Page) -> list[str]:
+    """The Chinese texts of the page that the browser drew without a font that has Chinese
+    glyphs (as empty boxes), with the fonts it used: the platform fonts of each text, from
+    the browser itself (CDP's CSS.getPlatformFontsForNode)."""
+    texts = page.evaluate(MARK_CHINESE)
+    devtools = page.context.new_cdp_session(page)
+    try:
+        devtools.send("DOM.enable")
+        devtools.send("CSS.enable")
+        root = devtools.send("DOM.getDocument")["root"]["nodeId"]
+        found = devtools.send(
+            "DOM.querySelectorAll", {"nodeId": root, "selector": "[data-chinese]"}
+        )
+        problems = []
+        for node in found["nodeIds"]:
+            attributes = devtools.send("DOM.getAttributes", {"nodeId": node})["attributes"]
+            text = texts[int(attributes[attributes.index("data-chinese") + 1])]
+            fonts = devtools.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+            families = sorted({font["familyName"] for font in fonts})
+            if not chinese_families() & set(families):
+                problems.append(f"{text!r} drawn in {', '.join(families) or 'no font'}")
+    finally:
+        devtools.detach()
+        page.evaluate("document.querySelectorAll('[data-chinese]')"
+                      ".forEach((e) => e.removeAttribute('data-chinese'))")  # fmt: skip
+    return problems
+
+
 def check_layout(page: Page, name: str) -> None:
-    """The view at each screen size: nothing clipped or overlapping; a screenshot of each."""
-    name = f"{name}-{page.evaluate('document.documentElement.lang')}"
+    """The view at each screen size: nothing clipped or overlapping, no Chinese drawn as empty
+    boxes (the layout would be measured on the wrong glyphs); a screenshot of each."""
+    language = page.evaluate("document.documentElement.lang")
+    if language.startswith("zh"):
+        assert tofu(page) == [], f"{name}: Chinese without a Chinese font (fonts-noto-cjk?)"
+    name = f"{name}-{language}"
     for width, height in SIZES:
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(200)  # a layout pass
@@ -376,3 +433,37 @@ def test_a_shop_key_cannot_open_the_operator_pages(browser: Browser, demo: Demo)
     me = page.evaluate("async () => (await fetch('/api/me')).status")
     assert me == 401  # the session is closed on the server, not only forgotten
     close_page(page)
+
+
+def test_chinese_drawn_without_a_chinese_font_is_found(browser: Browser, tmp_path: Path) -> None:
+    """The tofu check fails where it should: in a browser whose fontconfig knows only a Latin
+    font, Chinese text is reported, and in the tests' browser the same page is not."""
+    latin = next(
+        file
+        for line in subprocess.run(
+            ["fc-list", ":lang=en", "file", "family"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        for file, families in [line.split(": ", 1)]
+        if not chinese_families() & set(families.split(","))
+    )
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    shutil.copy(latin, fonts)
+    config = tmp_path / "fonts.conf"
+    config.write_text(
+        f"<?xml version='1.0'?><fontconfig><dir>{fonts}</dir>"
+        f"<cachedir>{tmp_path / 'cache'}</cachedir></fontconfig>"
+    )
+    content = '<html lang="zh-CN"><body><p>事件 1</p><button>确认</button></body></html>'
+    page = browser.new_page()
+    page.set_content(content)
+    assert tofu(page) == []
+    page.close()
+    bare = browser.browser_type.launch(
+        executable_path=CHROMIUM, args=QUIET, env={**os.environ, "FONTCONFIG_FILE": str(config)}
+    )
+    page = bare.new_page()
+    page.set_content(content)
+    found = tofu(page)
+    bare.close()
+    assert len(found) == 2 and found[0].startswith("'事件 1' drawn in "), found
