@@ -86,7 +86,9 @@ def main() -> None:
             events: dict[str, dict[str, str]] = {}
             cpu_start, wall_start = cpu_seconds(worker), time.monotonic()
             while time.monotonic() - wall_start < args.seconds:
-                body = pipeline.get("/api/events?limit=200", timeout=5).json()
+                listed = pipeline.get("/api/events?limit=200", timeout=5)
+                listed.raise_for_status()  # not a KeyError on an error's body
+                body = listed.json()
                 now = time.time()
                 for event in body["items"]:
                     events[event["id"]] = event
