@@ -10,7 +10,7 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from common.config import IDENTIFIER
+from common.config import IDENTIFIER, StrictModel
 from common.redact import redact_text
 from storage.database.accounts import ApiKeyRow, Role, SiteRow
 from storage.database.camera_health import CameraStatusRow
@@ -19,10 +19,9 @@ from storage.database.index import AcknowledgementTimes, EventRow, SiteEventCoun
 from storage.database.workflow import Action, EventActionRow, Status
 
 
-class In(BaseModel):
-    """A request body: unknown fields are refused, not ignored (a typo must not pass)."""
-
-    model_config = ConfigDict(extra="forbid")
+class In(StrictModel):
+    """A request body: unknown fields are refused, not ignored (a typo must not pass), and so
+    is text with a control character in it."""
 
 
 class EventOut(BaseModel):

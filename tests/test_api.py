@@ -56,6 +56,47 @@ def test_bad_query_values_are_422_not_500(client: tuple[TestClient, EventIndex])
         assert error["code"] == "invalid" and error["message"], query
 
 
+@pytest.mark.parametrize(
+    ("text", "character"),
+    [
+        ("ok\r\nX-Injected: 1", "U+000D"),
+        ("nul\x00", "U+0000"),
+        ("clip\u202e4pm.exe", "U+202E"),
+        ("red\x1b[31m", "U+001B"),
+    ],
+    ids=["line-break", "nul", "bidi-override", "terminal-escape"],
+)
+def test_text_with_a_control_character_is_refused_naming_the_field_not_the_text(
+    client: tuple[TestClient, EventIndex], text: str, character: str
+) -> None:
+    """A name or note holding a control character could forge a log line or read otherwise
+    than it is stored: every request body refuses it, naming the field and the character."""
+    http, index = client
+    event = person_event()
+    index.add_event(event)
+    requests = [
+        ("POST", "/api/webhooks", {"name": text, "url": "http://10.0.0.9/hook"}, "body.name"),
+        ("POST", "/api/keys", {"name": text, "role": "operator", "sites": ["hq"]}, "body.name"),
+        ("PUT", "/api/sites/hq", {"name": "HQ", "address": text}, "body.address"),
+        ("POST", f"/api/events/{event.id}/actions", {"action": "note", "note": text}, "body.note"),
+        ("PUT", f"/api/events/{event.id}/hold", {"reason": text}, "body.reason"),
+        (
+            "POST",
+            "/api/webhooks",
+            {"name": "ok", "url": "http://h/", "types": [text]},
+            "body.types",
+        ),
+    ]
+    for method, path, body, field in requests:
+        response = http.request(method, path, json=body)
+        assert response.status_code == 422, (path, response.text)
+        error = response.json()["error"]
+        assert [f["location"] for f in error["fields"]] == [field], (path, error)
+        assert character in error["fields"][0]["message"]
+        assert text not in error["message"] + error["fields"][0]["message"]
+    assert http.get("/api/webhooks").json() == []
+
+
 def test_missing_event_and_missing_media_are_404(client: tuple[TestClient, EventIndex]) -> None:
     http, index = client
     assert http.get("/api/events/nope").status_code == 404

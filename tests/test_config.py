@@ -97,6 +97,15 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
             },
             "must cover the longest clip",
         ),
+        (
+            broken(["cameras", 0, "zones", 0, "name"], "door\r\nX-Injected: 1"),
+            "cameras.0.zones.0.name: holds the control character U+000D",
+        ),
+        (
+            broken(["cameras", 0, "url"], f"rtsp://admin:{PASSWORD}@10.0.0.1/live\x00"),
+            "cameras.0.url: holds the control character U+0000",
+        ),
+        ({**good_config(), "logs": {"format": "xml"}}, "logs.format: Input should be 'text'"),
     ],
     ids=[
         "unknown-key",
@@ -109,6 +118,9 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
         "rule-timezone",
         "data-dir-type",
         "ring-too-short",
+        "line-break-in-a-name",
+        "nul-in-a-url",
+        "log-format",
     ],
 )
 def test_bad_config_names_the_key_path(

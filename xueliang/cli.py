@@ -69,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     setup_logging("supervisor")
     config = _load(args.config)
+    setup_logging("supervisor", config.logs.format)
     api = f"http://{config.api.host}:{config.api.port}"
     return Supervisor(config, args.config.resolve()).run(
         on_ready=[f"API: {api}/api/events  docs: {api}/docs"]
@@ -82,6 +83,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker_id = holder_id()
     setup_logging(f"worker {worker_id}")
     config = _load(args.config)
+    setup_logging(f"worker {worker_id}", config.logs.format)
     Worker(config, worker_id).run(_stop_on_signals())
     return 0
 
@@ -100,6 +102,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     setup_logging("api")
     config = _load(args.config)
+    setup_logging("api", config.logs.format)
     index, store = EventIndex.connect(config.index.url), config.object_store()
     sealer = config.sealer()
     ApiCameras(index, sealer).reseal()  # credentials stored before sealing, or of an older key

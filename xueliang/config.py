@@ -25,6 +25,7 @@ from storage.database.cameras import CameraConfig
 from storage.database.sealing import CredentialSealer
 from storage.media.objects import ObjectStore
 from storage.media.retention import RetentionConfig
+from xueliang.logs import LogsConfig
 
 
 class Config(StrictModel):
@@ -41,6 +42,7 @@ class Config(StrictModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
     data_dir: Path = Path("data")
     workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="worker processes"
