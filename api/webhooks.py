@@ -21,6 +21,7 @@ from api.errors import ERROR_RESPONSES
 from api.models import EventOut, In, SiteIn
 from common.backoff import Backoff
 from common.periodic import Periodic
+from common.urls import check_url
 from storage.database.accounts import Principal
 from storage.database.feed import FeedEntry, FeedReader
 from storage.database.webhooks import Claimed, Webhooks, WebhookSubscriptionRow
@@ -163,9 +164,7 @@ class WebhookIn(In):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
-        if not url.lower().startswith(("http://", "https://")):
-            raise ValueError("a webhook URL is http:// or https://")
-        return url
+        return check_url(url, ("http", "https"))
 
     @field_validator("sites")
     @classmethod

@@ -31,11 +31,7 @@ def strip_userinfo(url: str) -> tuple[str, str | None, str | None]:
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url, None, None
-    netloc = parts.hostname or ""
-    if ":" in netloc:  # IPv6 literal
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
+    netloc = parts.netloc.rpartition("@")[2]  # as written: checking it is not this split's job
     bare = urlunsplit(SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     user = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from common.config import IDENTIFIER, StrictModel
 from common.redact import strip_userinfo
+from common.urls import check_url
 
 SUPPORTED_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
 
@@ -40,24 +41,6 @@ class DetectConfig(StrictModel):
         if self.height is not None and height > self.height:
             return max(2, round(width * self.height / height / 2) * 2), self.height
         return width, height  # never scaled up
-
-
-def _check_scheme(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in SUPPORTED_SCHEMES:
-        raise ValueError(
-            f"unsupported URL scheme {scheme!r}; expected one of {', '.join(SUPPORTED_SCHEMES)}"
-        )
-    if scheme != "file" and not parts.hostname:
-        raise ValueError("URL has no host")
-    if scheme != "file" and "@" in parts.path + parts.query + parts.fragment:
-        # Most likely a password with an unencoded '/', '?' or '#': it would stay in the URL.
-        raise ValueError(
-            "URL has '@' after its host: percent-encode special characters of the user name "
-            "and password, or give them as username and password"
-        )
-    return url
 
 
 class CameraConfig(StrictModel):
@@ -104,7 +87,10 @@ class CameraConfig(StrictModel):
         for key in ("url", "detect_url"):
             if not isinstance(data.get(key), str):
                 continue
-            bare, user, password = strip_userinfo(data[key])
+            try:
+                bare, user, password = strip_userinfo(data[key])
+            except ValueError:  # not a URL at all: the field's own check says why
+                continue
             if user is not None or password is not None:
                 data = {**data, key: bare}
                 data.setdefault("username", user)
@@ -115,12 +101,12 @@ class CameraConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        return _check_scheme(url)
+        return check_url(url, SUPPORTED_SCHEMES)
 
     @field_validator("detect_url")
     @classmethod
     def _check_detect_url(cls, url: str | None) -> str | None:
-        return None if url is None else _check_scheme(url)
+        return None if url is None else check_url(url, SUPPORTED_SCHEMES)
 
     def open_url(self, url: str) -> str:
         """`url` (one of this camera's) with credentials, for the demuxer. Never log it."""

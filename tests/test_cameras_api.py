@@ -158,3 +158,31 @@ def test_a_camera_put_back_as_the_api_showed_it_keeps_the_secrets_of_its_urls(
         assert installer.put("/api/cameras/till", json=moved).status_code == 200
         stored = ApiCameras(index, SEALER).get("till")
         assert stored is not None and stored.url == moved["url"]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (f"rtsp://{USER}:{PASSWORD}@10.0.0.7:99999/live", "port is not a number from 1 to 65535"),
+        (f"rtsp://{USER}:{PASSWORD}@10.0.0.7/live\x00.sdp", "control character U+0000"),
+        (f"rtsp://{USER}:{PASSWORD}@10.0.0.7/live%g1", "'%' that is not followed by two hex"),
+        (f"rtsp://{USER}:{PASSWORD}@[fe80::1/live", "host is not a valid IPv6 address"),
+    ],
+    ids=["port", "nul", "percent-escape", "ipv6"],
+)
+def test_a_malformed_camera_url_is_refused_naming_the_field_not_the_password(
+    api: tuple[FastAPI, EventIndex], url: str, reason: str
+) -> None:
+    """The API checks a camera's URL as check-config does (one validator for both): the error
+    is against the URL field, says what is wrong, and neither stores nor repeats the URL."""
+    app, index = api
+    with api_client(app, index, "installer", ["shop-7"]) as installer:
+        answer = installer.post("/api/cameras", json={"id": "door", "site": "shop-7", "url": url})
+        assert answer.status_code == 422, answer.text
+        fields = answer.json()["error"]["fields"]
+        assert [f["location"] for f in fields] == ["body.url"] and reason in fields[0]["message"]
+        assert PASSWORD not in answer.text
+        probed = installer.post("/api/cameras/probe", json={"url": url})
+        assert probed.status_code == 422 and reason in probed.text
+        assert PASSWORD not in probed.text
+    assert ApiCameras(index, SEALER).list() == []

@@ -106,6 +106,18 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
             "cameras.0.url: holds the control character U+0000",
         ),
         ({**good_config(), "logs": {"format": "xml"}}, "logs.format: Input should be 'text'"),
+        (
+            broken(["cameras", 0, "url"], f"rtsp://admin:{PASSWORD}@10.0.0.1:99999/live"),
+            "cameras.0.url: the URL's port is not a number from 1 to 65535",
+        ),
+        (
+            broken(["cameras", 0, "url"], f"rtsp://admin:{PASSWORD}@10.0.0.1/live%zz"),
+            "cameras.0.url: the URL has a '%' that is not followed by two hex digits",
+        ),
+        (
+            broken(["cameras", 0, "url"], f"rtsp://admin:{PASSWORD}@[fe80::1/live"),
+            "cameras.0.url: the URL's host is not a valid IPv6 address",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -121,6 +133,9 @@ def broken(path: list[str | int], value: Any) -> dict[str, Any]:
         "line-break-in-a-name",
         "nul-in-a-url",
         "log-format",
+        "port-out-of-range",
+        "bad-percent-escape",
+        "broken-ipv6-host",
     ],
 )
 def test_bad_config_names_the_key_path(
