@@ -112,9 +112,11 @@ def routes(ctx: ApiContext) -> APIRouter:
             for camera_id in cameras:
                 if ctx.camera(who, camera_id).site != site_id:
                     raise HTTPException(422, f"camera {camera_id} is not at site {site_id}")
-        other = panels.by_account(body.account)
-        if other is not None and other.site != site_id:
-            raise HTTPException(409, f"account {body.account} belongs to another site")
+        # Only the key's own sites may not share an account (its alarms would be ambiguous);
+        # whether an account is used where the key cannot see is not its business.
+        for other in panels.by_account(body.account):
+            if other.site != site_id and who.sees(other.site):
+                raise HTTPException(409, f"account {body.account} is the panel of {other.site}")
         existing = panels.get(site_id)
         panels.put(
             AlarmPanelRow(
@@ -144,9 +146,13 @@ def routes(ctx: ApiContext) -> APIRouter:
         zone, whose clip runs from the pre-alarm window before the alarm to the post-alarm
         window after it (cut by the camera's worker from its packet ring); an open/close
         report (codes 400-409) disarms or arms the site."""
-        row = panels.by_account(alarm.account)
-        if row is None or not who.sees(row.site):
+        found = [row for row in panels.by_account(alarm.account) if who.sees(row.site)]
+        if not found:
             raise HTTPException(404, f"no alarm account {alarm.account}")
+        if len(found) > 1:  # saved before its sites were given to one key
+            sites = ", ".join(sorted(row.site for row in found))
+            raise HTTPException(409, f"account {alarm.account} is the panel of {sites}")
+        (row,) = found
         if alarm.code in OPEN_CLOSE:
             panels.set_armed(row.site, alarm.qualifier == 3, f"panel user {alarm.zone}")
             return AlarmOut(kind="arming", armed=alarm.qualifier == 3, events=[])

@@ -156,3 +156,50 @@ def test_an_alarm_clip_no_worker_takes_ends_its_event_with_the_reason(index: Eve
     assert row.clip_error == "no worker ran camera door to cut the alarm clip"
     assert index.get_event(fresh).state == "active"  # type: ignore[union-attr]
     assert [r.event_id for r in panels.take_clips(["door"], "w1")] == [fresh]
+
+
+def test_saving_a_panel_tells_a_key_nothing_of_other_sites_accounts(index: EventIndex) -> None:
+    """An installer who tries another site's account number gets the same answer as for an
+    unused one; each shop's alarms reach its own site, and only a key that sees both sites
+    is told that they share an account."""
+    with index.sessions.begin() as session:
+        session.add_all([SiteRow(id="shop-7", name="Shop 7"), SiteRow(id="bank-2", name="Bank")])
+    for camera_id, site in (("door", "shop-7"), ("vault", "bank-2")):
+        ApiCameras(index, SEALER).put(
+            NetworkCameraConfig(id=camera_id, site=site, url=f"rtsp://127.0.0.1/{camera_id}")
+        )
+    store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
+    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
+    bank_panel = {"account": "2222", "zones": {"1": ["vault"]}}
+    with (
+        api_client(app, index, "installer", ["bank-2"]) as bank_installer,
+        api_client(app, index, "installer", ["shop-7"]) as shop_installer,
+        api_client(app, index, "shop", ["shop-7"]) as shop,
+        api_client(app, index, "shop", ["bank-2"]) as bank,
+        api_client(app, index, "admin") as admin,
+    ):
+        assert bank_installer.put("/api/sites/bank-2/alarm-panel", json=bank_panel).is_success
+        answers = {}
+        for account in ("3333", "2222"):  # unused, then the bank's
+            body = {"account": account, "zones": {"3": ["door"]}}
+            answers[account] = shop_installer.put("/api/sites/shop-7/alarm-panel", json=body)
+        assert answers["2222"].status_code == answers["3333"].status_code == 200
+        assert answers["2222"].json() == {**answers["3333"].json(), "account": "2222"}
+
+        alarm = {"account": "2222", "zone": "3", "code": 130}
+        from_shop = shop.post("/api/alarms", json=alarm)
+        assert from_shop.status_code == 202, from_shop.text
+        assert [(e["site"], e["camera_id"]) for e in from_shop.json()["events"]] == [
+            ("shop-7", "door")
+        ]
+        from_bank = bank.post("/api/alarms", json={**alarm, "zone": "1"})
+        assert [(e["site"], e["camera_id"]) for e in from_bank.json()["events"]] == [
+            ("bank-2", "vault")
+        ]
+        ambiguous = admin.post("/api/alarms", json=alarm)
+        assert ambiguous.status_code == 409 and "bank-2, shop-7" in ambiguous.text
+        taken = admin.put("/api/sites/bank-2/alarm-panel", json={**bank_panel, "account": "3333"})
+        assert taken.status_code == 200  # no other site has 3333 now
+        shop_panel = {"account": "3333", "zones": {"3": ["door"]}}
+        again = admin.put("/api/sites/shop-7/alarm-panel", json=shop_panel)
+        assert again.status_code == 409 and "bank-2" in again.text  # the admin sees both

@@ -65,7 +65,7 @@ class AlarmPanelRow(Base):
     __tablename__ = "alarm_panels"
 
     site: Mapped[str] = mapped_column(String(64), primary_key=True)
-    account: Mapped[str] = mapped_column(String(32), unique=True)
+    account: Mapped[str] = mapped_column(String(32), index=True)  # one per site a key sees
     zones: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
     pre_alarm_s: Mapped[float] = mapped_column(Float, default=30.0)
     post_alarm_s: Mapped[float] = mapped_column(Float, default=10.0)
@@ -123,10 +123,12 @@ class AlarmPanels:
         with self.index.sessions() as session:
             return session.get(AlarmPanelRow, site)
 
-    def by_account(self, account: str) -> AlarmPanelRow | None:
+    def by_account(self, account: str) -> list[AlarmPanelRow]:
+        """The panels reporting as `account`: one per site, but sites that no key sees both
+        of may share an account (a key cannot learn of another site's by trying one)."""
         with self.index.sessions() as session:
             statement = select(AlarmPanelRow).where(AlarmPanelRow.account == account)
-            return session.scalars(statement).one_or_none()
+            return list(session.scalars(statement))
 
     def put(self, row: AlarmPanelRow) -> None:
         with self.index.sessions.begin() as session:
