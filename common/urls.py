@@ -40,10 +40,10 @@ def check_url(url: str, schemes: Collection[str]) -> str:
             "and password, or give them as username and password"
         )
     try:
-        port = parts.port
+        port_ok = parts.port != 0
     except ValueError:  # out of range, or not a number
-        port = 0
-    if port == 0:
+        port_ok = False
+    if not port_ok:
         raise ValueError("the URL's port is not a number from 1 to 65535")
     if BAD_ESCAPE.search(url):
         raise ValueError("the URL has a '%' that is not followed by two hex digits (write %25)")

@@ -98,14 +98,9 @@ class CameraConfig(StrictModel):
                     data.setdefault("password", password)
         return data
 
-    @field_validator("url")
+    @field_validator("url", "detect_url")
     @classmethod
-    def _check_url(cls, url: str) -> str:
-        return check_url(url, SUPPORTED_SCHEMES)
-
-    @field_validator("detect_url")
-    @classmethod
-    def _check_detect_url(cls, url: str | None) -> str | None:
+    def _check_url(cls, url: str | None) -> str | None:
         return None if url is None else check_url(url, SUPPORTED_SCHEMES)
 
     def open_url(self, url: str) -> str:
