@@ -4,7 +4,7 @@ recordings, sites and keys; every route behind an API key and its sites."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +23,7 @@ from api.live import LiveHub
 from api.models import Health
 from api.mqtt import MqttPublisher
 from api.webhooks import WebhookDispatcher
+from common.egress import EgressPolicy, IPAddress
 from common.periodic import Periodic
 from storage.database.accounts import ApiKeys
 from storage.database.cameras import CameraConfig
@@ -46,15 +47,21 @@ def create_app(
     heartbeat_stale_s: float,
     sealer: CredentialSealer,
     chores: Sequence[Periodic] = (),
+    services: Collection[tuple[IPAddress, int]] = frozenset(),
 ) -> FastAPI:
     """The API over `index` and `store`; `cameras_config` are the configured cameras (their
-    secrets never leave); `sealer` seals the credentials of cameras added over the API.
+    secrets never leave); `sealer` seals the credentials of cameras added over the API;
+    `services` are the platform's own addresses, which only admins may make it connect to.
 
     Its background jobs (the live hub, the webhook dispatcher, the MQTT publisher where on,
     and the deployment's `chores`) run while it serves, started and stopped in one place."""
     keys = ApiKeys(index)
     auth = Auth(keys, TokenBuckets(settings.rate_per_s, settings.burst))
-    ctx = ApiContext(index, store, cameras_config, settings, heartbeat_stale_s, auth, keys, sealer)
+    allow, deny = settings.egress.networks()
+    egress = EgressPolicy(allow, deny, services)
+    ctx = ApiContext(
+        index, store, cameras_config, settings, heartbeat_stale_s, auth, keys, sealer, egress
+    )
     hub = LiveHub(ctx)
     dispatcher = WebhookDispatcher(ctx)
     publishers = [MqttPublisher(index, settings.mqtt)] if settings.mqtt.enabled else []

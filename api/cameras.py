@@ -21,6 +21,7 @@ from pydantic import SecretStr, ValidationError
 from api.context import ApiContext, as_utc
 from api.errors import ERROR_RESPONSES
 from api.models import CameraDetail, CameraOut, HealthPoint, ProbeIn, ProbeOut
+from common.egress import EgressRefusedError
 from common.redact import redact_text
 from ingest.probe import ProbeError, probe
 from storage.database.accounts import Principal
@@ -55,8 +56,12 @@ def routes(ctx: ApiContext) -> APIRouter:
         return camera
 
     def writable(who: Principal, camera: NetworkCameraConfig) -> None:
-        """The camera's site must exist and be the key's."""
+        """The camera's site must exist and be the key's, its addresses ones the key may
+        reach (the egress policy, with the site's camera networks)."""
         ctx.site(who, camera.site)
+        destination = ctx.destination(who, [camera.site])
+        for url in filter(None, (camera.url, camera.detect_url)):
+            ctx.check_reach(destination, url, "the camera's address", unresolved=False)
 
     @router.get("/cameras")
     def list_cameras(who: Annotated[Principal, anyone]) -> list[CameraOut]:
@@ -148,15 +153,23 @@ def routes(ctx: ApiContext) -> APIRouter:
     @router.post("/cameras/probe", responses={502: {"model": ERROR_RESPONSES[404]["model"]}})
     def probe_camera(who: Annotated[Principal, installers], target: ProbeIn) -> ProbeOut:
         """Connect to a stream before it is saved: its codec, size, frame rate and first
-        picture (502 with the reason if it cannot be reached in `timeout_s`)."""
+        picture. A 403 if the key may not reach its address (give `site` for the site's camera
+        networks), a 502 with one of a few reasons if it cannot be read in `timeout_s`."""
+        sites = [ctx.site(who, target.site).id] if target.site is not None else []
         try:
-            given = target.model_dump(exclude={"timeout_s"}, exclude_none=True)
+            given = target.model_dump(exclude={"timeout_s", "site"}, exclude_none=True)
             camera = NetworkCameraConfig(id="probe", site="probe", **given)
         except ValidationError as exc:
             reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             raise HTTPException(422, reasons) from None
+        destination = ctx.destination(who, sites)
+        ctx.check_reach(destination, camera.url, "the camera's address", unresolved=False)
         try:
-            found = probe(camera, target.timeout_s)
+            found = probe(camera, target.timeout_s, destination)
+        except EgressRefusedError as exc:  # a redirect, or a name that now resolves elsewhere
+            raise HTTPException(
+                403, f"the camera's address may not be reached by this key: {exc.reason}"
+            ) from None
         except ProbeError as exc:
             raise HTTPException(502, str(exc)) from None
         return ProbeOut(

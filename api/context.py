@@ -3,7 +3,7 @@ auth dependencies, and lookups that answer another site's object exactly as a mi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -11,6 +11,8 @@ from fastapi import HTTPException, Request
 
 from api.auth import Auth
 from api.config import ApiConfig
+from common.egress import Destination, EgressPolicy, EgressRefusedError, parse_networks
+from common.urls import host_and_port
 from storage.database.accounts import ApiKeys, Principal, SiteRow, Sites
 from storage.database.camera_health import Heartbeats
 from storage.database.cameras import ApiCameras, CameraConfig
@@ -32,6 +34,7 @@ class ApiContext:
     auth: Auth
     keys: ApiKeys
     sealer: CredentialSealer
+    egress: EgressPolicy
     sites: Sites = field(init=False)
     evidence: Evidence = field(init=False)
     workflow: EventWorkflow = field(init=False)
@@ -70,6 +73,34 @@ class ApiContext:
         if camera is None or not principal.sees(camera.site):
             raise HTTPException(404, f"no camera {camera_id}")
         return camera
+
+    def destination(self, principal: Principal, sites: Iterable[str]) -> Destination:
+        """Where the platform may connect on the key's behalf: the egress policy, with the
+        camera networks of `sites` (common/egress.py)."""
+        return self.destination_of(sites, admin=principal.role == "admin")
+
+    def destination_of(self, sites: Iterable[str], admin: bool) -> Destination:
+        """`destination` for a key known only by whether it is an admin's."""
+        networks = [
+            network
+            for site in sites
+            if (row := self.sites.get(site)) is not None
+            for network in parse_networks(row.networks)
+        ]
+        return self.egress.destination(networks, admin)
+
+    @staticmethod
+    def check_reach(destination: Destination, url: str, what: str, unresolved: bool) -> None:
+        """A 403 naming `what` and the category of refusal if `destination` does not allow
+        `url`'s address; a name that does not resolve (yet) passes where `unresolved` says
+        (it is checked again at each connection)."""
+        try:
+            destination(*host_and_port(url))
+        except EgressRefusedError as exc:
+            if unresolved and exc.reason == "the host name does not resolve":
+                return
+            reason = f"{what} may not be reached by this key: {exc.reason}"
+            raise HTTPException(403, reason) from None
 
     def site(self, principal: Principal, site_id: str) -> SiteRow:
         """The site, if it exists and the key may see it; else the same 404."""

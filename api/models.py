@@ -11,6 +11,7 @@ from zoneinfo import available_timezones
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from common.config import IDENTIFIER, StrictModel
+from common.egress import parse_networks
 from common.redact import redact_text
 from storage.database.accounts import ApiKeyRow, Role, SiteRow
 from storage.database.camera_health import CameraStatusRow
@@ -274,6 +275,14 @@ class ProbeIn(In):
     password: SecretStr | None = Field(None, max_length=256)
     transport: Literal["tcp", "udp"] = "tcp"
     timeout_s: float = Field(8.0, gt=0, le=30)
+    site: str | None = Field(
+        None, description="the site the camera is for: its camera networks may be reached"
+    )
+
+    @field_validator("site")
+    @classmethod
+    def _site_id(cls, site: str | None) -> str | None:
+        return None if site is None else SiteIn.check_id(site)
 
 
 class ProbeOut(BaseModel):
@@ -346,6 +355,17 @@ class SiteIn(In):
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
     timezone: str = Field("Asia/Shanghai", max_length=64)
+    networks: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="private networks its cameras live on (CIDR): keys of the site may reach them",
+    )
+
+    @field_validator("networks")
+    @classmethod
+    def _cidr(cls, networks: list[str]) -> list[str]:
+        parse_networks(networks)
+        return networks
 
     @field_validator("timezone")
     @classmethod
@@ -374,6 +394,7 @@ class SiteOut(SiteIn):
             latitude=row.latitude,
             longitude=row.longitude,
             timezone=row.timezone,
+            networks=row.networks,
         )
 
 

@@ -20,6 +20,7 @@ from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
 from api.models import EventOut, In, SiteIn
 from common.backoff import Backoff
+from common.egress import EgressRefusedError, send_checked
 from common.periodic import Periodic
 from common.urls import check_url
 from storage.database.accounts import Principal
@@ -129,9 +130,15 @@ class WebhookDispatcher:
                 "X-Xueliang-Delivery": str(delivery.id),
                 "User-Agent": "xueliang-webhooks",
             }
-            answer = self._client.post(subscription.url, content=body, headers=headers)
+            # Checked at each attempt, redirects too: a name may resolve elsewhere by now.
+            destination = self.ctx.destination_of(subscription.sites, subscription.by_admin)
+            answer = send_checked(
+                self._client, "POST", subscription.url, destination, content=body, headers=headers
+            )
             status = answer.status_code
             error = "" if answer.is_success else f"HTTP {status}"
+        except EgressRefusedError as exc:
+            error = f"the receiver may not be reached: {exc.reason}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:256]
         duration_ms = int((time.monotonic() - started) * 1000)
@@ -250,6 +257,8 @@ def routes(ctx: ApiContext) -> APIRouter:
             ctx.site(who, site)
         for camera in hook.cameras:
             ctx.camera(who, camera)
+        destination = ctx.destination(who, hook.sites)
+        ctx.check_reach(destination, hook.url, "the webhook's receiver", unresolved=True)
         row, secret = hooks.create(
             hook.name,
             hook.url,
@@ -259,6 +268,7 @@ def routes(ctx: ApiContext) -> APIRouter:
             hook.sites,
             hook.cameras,
             hook.max_attempts,
+            by_admin=who.role == "admin",
         )
         return WebhookCreated(**WebhookOut.of(row).model_dump(), secret=secret)
 

@@ -48,3 +48,17 @@ def check_url(url: str, schemes: Collection[str]) -> str:
     if BAD_ESCAPE.search(url):
         raise ValueError("the URL has a '%' that is not followed by two hex digits (write %25)")
     return url
+
+
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443}
+
+
+def host_and_port(url: str) -> tuple[str, int]:
+    """Where a network URL connects: its host and its port, or its scheme's default.
+
+    Example:
+        >>> host_and_port("rtsp://admin:pw@cam-7.local/live"), host_and_port("https://[::1]:8443/")
+        (('cam-7.local', 554), ('::1', 8443))
+    """
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme.lower()]

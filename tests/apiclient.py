@@ -19,13 +19,17 @@ from minio import Minio
 from websockets.sync.client import ClientConnection, connect
 
 from api.app import create_app
-from api.config import ApiConfig
+from api.config import ApiConfig, EgressConfig
 from api.webhooks import SIGNATURE_HEADER
 from storage.database.accounts import ApiKeys, Role
 from storage.database.index import EventIndex
 from storage.database.sealing import CredentialSealer
 from storage.media.objects import ObjectStore
 from tests.servers import free_port
+
+# The tests' cameras and webhook receivers listen on 127.0.0.1: keys of every role may reach
+# them there, and nowhere else on loopback (127.0.0.2 and on stay refused).
+LOCAL_PEERS = EgressConfig(allow=["127.0.0.1/32"])
 
 # Seals the credentials of cameras the tests store, in the API under test and around it.
 SEALER = CredentialSealer([Fernet.generate_key()])
@@ -86,10 +90,16 @@ class Served:
 
 
 class Receiver:
-    """An HTTP server that answers `failures` 500s first, then 200s, and keeps every
-    request's headers and body."""
+    """An HTTP server on `host` that answers `failures` 500s first, then 200s (or a 307 to
+    `redirect_to` each time), and keeps every request's headers and body."""
 
-    def __init__(self, failures: int = 0, port: int | None = None) -> None:
+    def __init__(
+        self,
+        failures: int = 0,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        redirect_to: str | None = None,
+    ) -> None:
         self.failures = failures
         self.requests: list[tuple[dict[str, str], bytes]] = []
         receiver = self
@@ -99,14 +109,18 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append((dict(self.headers.items()), body))
                 failing = len(receiver.requests) <= receiver.failures
-                self.send_response(500 if failing else 200)
+                if redirect_to is not None:
+                    self.send_response(307)
+                    self.send_header("Location", redirect_to)
+                else:
+                    self.send_response(500 if failing else 200)
                 self.end_headers()
 
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.server = ThreadingHTTPServer((host, port or free_port()), Handler)
+        self.url = f"http://{host}:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ from storage.database.engine import to_datetime
 from storage.database.index import EventIndex
 from storage.database.webhooks import WebhookOutboxRow, Webhooks
 from storage.media.objects import ObjectStore, object_key
-from tests.apiclient import SEALER, make_key
+from tests.apiclient import LOCAL_PEERS, SEALER, make_key
 from tests.events import person_event
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,8 @@ def build_world(root: Path, store: ObjectStore) -> World:
             )
         )  # fmt: skip
     row, admin_key = ApiKeys(index).create("root", "admin", [], True, by="tests")
-    app = create_app(index, store, [], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER)
+    settings = ApiConfig(egress=LOCAL_PEERS)
+    app = create_app(index, store, [], settings, heartbeat_stale_s=5, sealer=SEALER)
     return World(app, index, events, webhooks, admin_key, row.id)
 
 

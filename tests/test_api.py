@@ -188,7 +188,7 @@ def test_admins_put_list_and_remove_sites(tmp_path: Path) -> None:
         assert made.status_code == 200, made.text
         assert made.json() == {
             "id": "shop-7", "name": "Shop 7", "address": "", "grid_id": "", "latitude": 31.23,
-            "longitude": None, "timezone": "Asia/Shanghai",
+            "longitude": None, "timezone": "Asia/Shanghai", "networks": [],
         }  # fmt: skip
         replaced = admin.put("/api/sites/shop-7", json={"name": "Shop 7b", "timezone": "UTC"})
         assert replaced.json()["latitude"] is None and replaced.json()["timezone"] == "UTC"

@@ -15,11 +15,12 @@ from minio import Minio
 
 from api.app import create_app
 from api.config import ApiConfig
+from ingest.probe import BAD_CREDENTIALS, NO_STREAM
 from storage.database.accounts import SiteRow
 from storage.database.cameras import ApiCameras, CameraConfig
 from storage.database.index import EventIndex
 from storage.media.objects import ObjectStore
-from tests.apiclient import SEALER, api_client
+from tests.apiclient import LOCAL_PEERS, SEALER, api_client
 from tests.servers import RtspCamera, free_port
 
 pytestmark = pytest.mark.integration
@@ -39,10 +40,12 @@ def camera(vtest_h264: Path) -> Iterator[RtspCamera]:
 def api(tmp_path: Path) -> tuple[FastAPI, EventIndex]:
     index = EventIndex.connect(f"sqlite:///{tmp_path / 'index.db'}")
     with index.sessions.begin() as session:
-        session.add_all([SiteRow(id="shop-7", name="Shop 7"), SiteRow(id="bank-2", name="Bank")])
+        shop = SiteRow(id="shop-7", name="Shop 7", networks=["10.0.0.0/24"])  # its cameras' LAN
+        session.add_all([shop, SiteRow(id="bank-2", name="Bank")])
     store = ObjectStore(Minio(f"127.0.0.1:{free_port()}", "k", "s", secure=False), "unused")
     yard = CameraConfig(id="yard", site="shop-7", url="rtsp://127.0.0.1:1/yard")
-    return create_app(index, store, [yard], ApiConfig(), heartbeat_stale_s=5, sealer=SEALER), index
+    settings = ApiConfig(egress=LOCAL_PEERS)
+    return create_app(index, store, [yard], settings, heartbeat_stale_s=5, sealer=SEALER), index
 
 
 def test_a_probe_shows_what_the_camera_sends(
@@ -70,12 +73,13 @@ def test_a_probe_shows_what_the_camera_sends(
             json={"url": camera.url("door"), "username": USER, "password": "wrong-Pa55"},
         )
         assert refused.status_code == 502 and "wrong-Pa55" not in refused.text
+        assert refused.json()["error"]["message"] == BAD_CREDENTIALS
         nobody = installer.post(
             "/api/cameras/probe",
             json={"url": f"rtsp://127.0.0.1:{free_port()}/x", "timeout_s": 3},
         )
         assert nobody.status_code == 502
-        assert nobody.json()["error"]["message"].startswith("cannot connect")
+        assert nobody.json()["error"]["message"] == NO_STREAM
         local = installer.post("/api/cameras/probe", json={"url": "file:///etc/passwd"})
         assert local.status_code == 422 and "network" in local.json()["error"]["message"]
     with api_client(app, index, "shop", ["shop-7"]) as shop:

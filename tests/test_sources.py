@@ -17,6 +17,7 @@ from ingest.camera import Camera
 from ingest.config import CameraConfig, DetectConfig, IngestConfig
 from ingest.ring import EncodedPacket, PacketRing
 from tests.nginx_rtmp import NginxRtmp
+from tests.test_egress import LOCAL_PEERS_ONLY, Listener, probed
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +144,27 @@ def test_http_flv_is_read(nginx: NginxRtmp, vtest_h264: Path) -> None:
     assert_whole_gops_of_the_footage(seen.packets)
     assert len(seen.packets) >= 795
     assert seen.frames and seen.frames[0].image.shape == (HEIGHT, WIDTH, 3)
+
+
+def test_rtmp_hls_and_http_flv_are_probed_through_the_egress_policy(
+    nginx: NginxRtmp, vtest_h264: Path
+) -> None:
+    """The probe for a key: RTMP by the relay, HLS and HTTP-FLV fetched by httpx for FFmpeg,
+    and a playlist's segment elsewhere never fetched."""
+    flv = nginx.files_dir / "probe.flv"
+    command = ["ffmpeg", "-loglevel", "error", "-y", "-i", str(vtest_h264), "-t", "4"]
+    subprocess.run([*command, "-c", "copy", str(flv)], check=True)
+    assert probed(nginx.rtmp_url("cam"), LOCAL_PEERS_ONLY, 10) == "h264"
+    assert probed(nginx.hls_url("cam"), LOCAL_PEERS_ONLY, 10) == "h264"
+    assert probed(nginx.file_url("probe.flv"), LOCAL_PEERS_ONLY, 10) == "h264"
+    inside = Listener("127.0.0.2")
+    try:
+        playlist = nginx.files_dir / "elsewhere.m3u8"
+        segment = f"http://127.0.0.2:{inside.port}/segment.ts"
+        playlist.write_text(
+            f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n"
+        )
+        assert probed(nginx.file_url("elsewhere.m3u8"), LOCAL_PEERS_ONLY) == "a loopback address"
+        assert inside.connections == 0
+    finally:
+        inside.close()

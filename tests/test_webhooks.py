@@ -20,13 +20,13 @@ from storage.database.engine import to_datetime
 from storage.database.index import EventIndex
 from storage.database.webhooks import WebhookOutboxRow, Webhooks
 from storage.media.objects import ObjectStore, object_key
-from tests.apiclient import Receiver, Served, make_key, verified
+from tests.apiclient import LOCAL_PEERS, Receiver, Served, make_key, verified
 from tests.events import person_event
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
-FAST_RETRIES = ApiConfig(webhook_retry_min_s=0.3, webhook_retry_max_s=1.0)
+FAST_RETRIES = ApiConfig(webhook_retry_min_s=0.3, webhook_retry_max_s=1.0, egress=LOCAL_PEERS)
 
 
 def stored_event(index: EventIndex, store: ObjectStore, site: str) -> tuple[Event, bytes]:

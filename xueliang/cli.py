@@ -92,6 +92,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from common.egress import service_addresses
     from common.periodic import Periodic
     from storage.database.alarms import AlarmPanels, expire_alarm_clips
     from storage.database.cameras import ApiCameras
@@ -128,7 +129,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         ),
     ]
     stale_s = 3 * config.ingest.heartbeat_s
-    app = create_app(index, store, config.cameras, config.api, stale_s, sealer, chores)
+    services = service_addresses(config.service_endpoints())
+    app = create_app(index, store, config.cameras, config.api, stale_s, sealer, chores, services)
     uvicorn.run(app, host=config.api.host, port=config.api.port, log_config=None)
     return 0
 

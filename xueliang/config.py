@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -81,6 +82,26 @@ class Config(StrictModel):
     def sealer(self) -> CredentialSealer:
         """The sealer of the index's camera credentials (its key file made if missing)."""
         return CredentialSealer.from_file(self.index.key_file or self.data_dir / "index.key")
+
+    def service_endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of the platform's own services, which keys other than admins' may not
+        make it connect to: the API, object storage, the database, the MQTT broker."""
+        endpoints = [(self.api.host, self.api.port)]
+        storage = self.storage
+        if storage.type == "embedded":
+            endpoints.append(("127.0.0.1", storage.port))
+        else:
+            s3 = urlsplit(f"//{storage.endpoint}")
+            endpoints.append((s3.hostname or "", s3.port or (443 if storage.secure else 80)))
+        database = self.index.url if self.index.url.startswith("postgresql") else None
+        for url in filter(None, (storage.public_url, database)):
+            link = urlsplit(url)
+            default_port = {"http": 80, "https": 443}.get(link.scheme, 5432)
+            if link.hostname:
+                endpoints.append((link.hostname, link.port or default_port))
+        if self.api.mqtt.enabled:
+            endpoints.append((self.api.mqtt.host, self.api.mqtt.port))
+        return endpoints
 
     def object_store(self) -> ObjectStore:
         """The configured bucket, with the evidence settings when WORM is on."""

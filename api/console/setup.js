@@ -297,7 +297,8 @@ export async function showNewCamera(sites) {
     probeButton.disabled = true;
     probeButton.textContent = t("setup.probing");
     try {
-      const response = await api("/api/cameras/probe", { method: "POST", body: JSON.stringify(stream().camera) });
+      const { data, camera } = stream();  // the site's camera networks are where it may look
+      const response = await api("/api/cameras/probe", { method: "POST", body: JSON.stringify({ ...camera, site: data.site }) });
       if (!response.ok) return failure(error, `${t("setup.probe_failed")}: ${await refusal(response)}`);
       const probe = await response.json();
       const facts = [

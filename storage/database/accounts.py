@@ -53,6 +53,9 @@ class SiteRow(Base):
     latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    # The private networks its cameras live on (CIDR): where keys of the site may probe and
+    # add cameras, and send webhooks (common/egress.py); set by admins only.
+    networks: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, func, select, update
+from sqlalchemy import JSON, Boolean, Index, Integer, String, false, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -73,6 +73,8 @@ class WebhookSubscriptionRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Made with an admin's key: its receiver is held to the egress policy's admin rules.
+    by_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def wants(self, entry: FeedEntry) -> bool:
         event = entry.event
@@ -150,6 +152,7 @@ class Webhooks:
         sites: Sequence[str] = (),
         cameras: Sequence[str] = (),
         max_attempts: int = 8,
+        by_admin: bool = False,
     ) -> tuple[WebhookSubscriptionRow, str]:
         secret = secrets.token_urlsafe(32)
         row = WebhookSubscriptionRow(
@@ -164,6 +167,7 @@ class Webhooks:
             max_attempts=max_attempts,
             enabled=True,
             created_by=by,
+            by_admin=by_admin,
         )
         with self.database.sessions.begin() as session:
             session.add(row)
