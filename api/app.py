@@ -28,6 +28,7 @@ from common.periodic import Periodic
 from storage.database.accounts import ApiKeys
 from storage.database.cameras import CameraConfig
 from storage.database.index import EventIndex
+from storage.database.limits import SharedBuckets
 from storage.database.sealing import CredentialSealer
 from storage.media.objects import ObjectStore
 
@@ -56,7 +57,7 @@ def create_app(
     Its background jobs (the live hub, the webhook dispatcher, the MQTT publisher where on,
     and the deployment's `chores`) run while it serves, started and stopped in one place."""
     keys = ApiKeys(index)
-    auth = Auth(keys, TokenBuckets(settings.rate_per_s, settings.burst))
+    auth = Auth(keys, TokenBuckets(SharedBuckets(index, settings.rate_per_s, settings.burst)))
     allow, deny = settings.egress.networks()
     egress = EgressPolicy(allow, deny, services)
     ctx = ApiContext(

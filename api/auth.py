@@ -14,6 +14,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from starlette.datastructures import Headers
 
 from storage.database.accounts import ApiKeys, Principal, Role
+from storage.database.limits import SharedBuckets
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer xl_...")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: xl_...")
@@ -57,31 +58,48 @@ def same_origin(headers: Headers) -> bool:
 
 
 class TokenBuckets:
-    """Per-key request budget: `rate_per_s` on average, bursts up to `burst` (in this process).
+    """Per-key request budget for the whole deployment: `rate_per_s` on average, bursts up to
+    `burst`, however many API processes serve the key. Each process leases tokens from the
+    key's bucket in the index (`SharedBuckets`) as many at a time as it spent in the last
+    `LEASE_S` (at least one, at most a quarter of the burst): a busy key costs the index a
+    write per lease, an idle one a write per request.
 
     Example:
-        >>> buckets = TokenBuckets(rate_per_s=1.0, burst=2)
+        >>> from storage.database.engine import Database
+        >>> shared = SharedBuckets(Database.connect("sqlite://"), rate_per_s=1.0, burst=2)
+        >>> buckets = TokenBuckets(shared)
         >>> [buckets.take("k", now=0.0) for _ in range(3)]
         [0.0, 0.0, 1.0]
     """
 
-    def __init__(self, rate_per_s: float, burst: int) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._tokens: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+    LEASE_S = 0.25
+
+    def __init__(self, shared: SharedBuckets) -> None:
+        self.shared = shared
+        self.most = max(1, shared.burst // 4)
+        self._held: dict[str, int] = {}  # key -> tokens leased and not yet spent
+        self._spent: dict[str, tuple[float, int]] = {}  # key -> (window start, spent in it)
         self._lock = threading.Lock()
 
     def take(self, key: str, now: float | None = None) -> float:
         """Spend one token: 0.0 if there was one, else the seconds until there will be."""
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         with self._lock:
-            tokens, then = self._tokens.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - then) * self.rate_per_s)
-            if tokens < 1.0:
-                self._tokens[key] = (tokens, now)
-                return (1.0 - tokens) / self.rate_per_s
-            self._tokens[key] = (tokens - 1.0, now)
-            return 0.0
+            started, spent = self._spent.get(key, (now, 0))
+            if now - started >= self.LEASE_S:
+                started, spent, recent = now, 0, spent
+            else:
+                recent = spent
+            self._spent[key] = (started, spent + 1)
+            if self._held.get(key, 0) >= 1:
+                self._held[key] -= 1
+                return 0.0
+        taken, wait = self.shared.take(key, min(max(1, recent), self.most), now)
+        if taken == 0:
+            return wait
+        with self._lock:
+            self._held[key] = self._held.get(key, 0) + taken - 1
+        return 0.0
 
 
 class Auth:
@@ -91,7 +109,8 @@ class Auth:
     one is a 401, a role the route does not admit a 403, a key over its budget a 429.
 
     Example:
-        >>> auth = Auth(ApiKeys(index), TokenBuckets(20, 40))  # doctest: +SKIP
+        >>> budget = TokenBuckets(SharedBuckets(index, rate_per_s=20, burst=40))  # doctest: +SKIP
+        >>> auth = Auth(ApiKeys(index), budget)  # doctest: +SKIP
         >>> @app.get("/api/keys")  # doctest: +SKIP
         ... def list_keys(who: Principal = auth.allow("admin")) -> list[KeyOut]: ...
     """

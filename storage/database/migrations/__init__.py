@@ -34,6 +34,7 @@ MODEL_MODULES = tuple(
         "alarms",
         "recordings",
         "custody",
+        "limits",
     )
 )
 
