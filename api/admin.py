@@ -7,12 +7,14 @@ import secrets
 from datetime import timedelta
 from typing import Annotated
 
+import urllib3
 from fastapi import APIRouter, HTTPException, Path, Request, Response
+from minio.error import S3Error
 
 from api.auth import CSRF_COOKIE, SESSION_COOKIE
 from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
-from api.models import KeyCreated, KeyIn, KeyOut, LoginIn, Me, SiteIn, SiteOut
+from api.models import CustodyCheckOut, KeyCreated, KeyIn, KeyOut, LoginIn, Me, SiteIn, SiteOut
 from common.config import IDENTIFIER
 from storage.database.accounts import Principal, SiteRow
 
@@ -90,6 +92,18 @@ def routes(ctx: ApiContext) -> APIRouter:
     def put_site(who: Annotated[Principal, admin], site_id: SiteId, site: SiteIn) -> SiteOut:
         """Create or replace a site."""
         return SiteOut.of(ctx.sites.put(SiteRow(id=site_id, **site.model_dump())))
+
+    @router.post("/custody/verify")
+    def verify_custody(who: Annotated[Principal, admin]) -> CustodyCheckOut:
+        """Check the whole custody log: each entry against its hash and the one before it,
+        the head, and the anchors written to object storage (the evidence chore does this
+        every round and logs what it finds)."""
+        try:
+            problems, anchors = ctx.evidence.check_log()
+        except (S3Error, urllib3.exceptions.HTTPError, OSError):
+            raise HTTPException(503, "object storage is unreachable") from None
+        entries, _ = ctx.evidence.log.head()
+        return CustodyCheckOut(ok=not problems, entries=entries, anchors=anchors, problems=problems)
 
     @router.delete("/sites/{site_id}", status_code=204)
     def delete_site(who: Annotated[Principal, admin], site_id: str) -> None:

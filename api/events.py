@@ -3,12 +3,15 @@
 # No `from __future__ import annotations`: FastAPI must see the routes' Annotated[..., Depends]
 # metadata, which names dependencies local to `routes`, at definition time.
 
+import shutil
+import tempfile
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 
 import urllib3
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from minio.error import S3Error
 
 from api.context import ApiContext, as_utc, client_of
@@ -25,9 +28,11 @@ from api.models import (
     VerificationOut,
 )
 from storage.database.accounts import Principal
+from storage.database.custody_chain import entry_sha256
 from storage.database.engine import utcnow
 from storage.database.index import EventQuery, EventRow
 from storage.database.workflow import Status, TransitionError
+from storage.media.evidence import EvidenceError
 
 MAX_SEQ = 2**31 - 1  # event numbers are 32-bit (PostgreSQL INTEGER): larger cursors mean all
 STATS_MAX_DAYS = 31
@@ -180,7 +185,7 @@ def routes(ctx: ApiContext) -> APIRouter:
             results = ctx.evidence.verify_event(event_id, who.name)
         except (urllib3.exceptions.HTTPError, OSError):
             raise HTTPException(503, "object storage is unreachable") from None
-        return [
+        media = [
             VerificationOut(
                 kind=kind_of(row, r.key) or "clip",
                 ok=r.ok,
@@ -190,6 +195,46 @@ def routes(ctx: ApiContext) -> APIRouter:
             )
             for r in results
         ]
+        entries = ctx.evidence.custody(event_id)  # the verification just written is the last
+        problems = ctx.evidence.log.event_problems(event_id)
+        last = entries[-1].entry() if entries else None
+        custody = VerificationOut(
+            kind="custody",
+            ok=not problems,
+            expected_sha256=last["sha256"] if last else "",
+            actual_sha256=entry_sha256(last) if last else None,
+            problem="; ".join(problems),
+        )
+        return [*media, custody]
+
+    @router.get(
+        "/events/{event_id}/bundle",
+        response_class=FileResponse,
+        responses={200: {"content": {"application/zip": {}}, "description": "a ZIP"}},
+    )
+    def evidence_bundle(
+        request: Request,
+        who: Annotated[Principal, desk],
+        event_id: str,
+        background: BackgroundTasks,
+    ) -> FileResponse:
+        """The event's evidence for a case or a court, as one ZIP: its clip and snapshot, a
+        manifest with their SHA-256 and the event's custody entries (this export included),
+        and `verify.py`, which checks them offline with Python alone."""
+        ctx.event(who, event_id)
+        scratch = Path(tempfile.mkdtemp(prefix="xueliang-bundle-"))
+        target = scratch / f"evidence-{event_id}.zip"
+        try:
+            ctx.evidence.write_bundle(event_id, who.name, client_of(request), target)
+        except BaseException as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if isinstance(exc, EvidenceError):
+                raise HTTPException(409, str(exc)) from None
+            if isinstance(exc, S3Error | urllib3.exceptions.HTTPError | OSError):
+                raise HTTPException(503, "object storage is unreachable") from None
+            raise
+        background.add_task(shutil.rmtree, scratch, True)
+        return FileResponse(target, media_type="application/zip", filename=target.name)
 
     @router.put("/events/{event_id}/hold", status_code=204)
     def place_hold(who: Annotated[Principal, desk], event_id: str, hold: HoldIn) -> None:
@@ -208,6 +253,8 @@ def routes(ctx: ApiContext) -> APIRouter:
         row = ctx.event(who, event_id)
         return [
             CustodyOut(
+                seq=c.id,
+                sha256=c.sha256,
                 action=c.action,
                 actor=c.actor,
                 client=c.client,

@@ -147,13 +147,25 @@ class ResponseStats(BaseModel):
 
 
 class VerificationOut(BaseModel):
-    """One stored object of the event, re-read and re-hashed."""
+    """One stored object of the event, re-read and re-hashed; or (`custody`) the event's
+    custody entries, each against its hash and its links (expected: the last entry's stored
+    hash; actual: that entry's hash recomputed)."""
 
-    kind: Literal["clip", "snapshot"]
+    kind: Literal["clip", "snapshot", "custody"]
     ok: bool
     expected_sha256: str
     actual_sha256: str | None
     problem: str
+
+
+class CustodyCheckOut(BaseModel):
+    """The whole custody log checked: every entry against its hash and links, the head, and
+    the anchors in object storage."""
+
+    ok: bool
+    entries: int
+    anchors: int
+    problems: list[str]
 
 
 class HoldIn(In):
@@ -161,6 +173,8 @@ class HoldIn(In):
 
 
 class CustodyOut(BaseModel):
+    seq: int = Field(description="the entry's place in the whole custody log")
+    sha256: str = Field(description="its hash, over its fields and the entries before it")
     action: str
     actor: str
     client: str | None

@@ -10,6 +10,7 @@ import functools
 import os
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -268,6 +269,10 @@ def test_an_operator_sees_a_live_event_plays_its_clip_and_acknowledges_it(
         f"() => ({custody})().some((row) => row.includes('值班员 1') && row.includes('确认'))"
     )
     assert page.evaluate("document.getElementById('clip').currentTime") > 0
+    with page.expect_download() as downloading:  # the evidence bundle, by the operator's session
+        page.click("#bundle")
+    with zipfile.ZipFile(downloading.value.path()) as bundle:
+        assert {"clip.mp4", "manifest.json", "verify.py"} <= set(bundle.namelist())
     row = demo.get(f"/api/events/{pushed}").json()
     assert row["status"] == "acknowledged" and row["acknowledged_by"] == "值班员 1"
 

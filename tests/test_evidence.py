@@ -257,7 +257,8 @@ def test_the_api_logs_every_fetch_and_verifies_and_holds(
         moved = http.get(f"/api/events/{event.id}/snapshot?redirect=true", follow_redirects=False)
         assert moved.status_code == 307
         verified = http.post(f"/api/events/{event.id}/verify").json()
-        assert [(v["kind"], v["ok"]) for v in verified] == [("clip", True), ("snapshot", True)]
+        kinds = [(v["kind"], v["ok"]) for v in verified]
+        assert kinds == [("clip", True), ("snapshot", True), ("custody", True)]
         assert http.put(f"/api/events/{event.id}/hold", json={"reason": ""}).status_code == 422
         hold = http.put(f"/api/events/{event.id}/hold", json={"reason": "case 2026-117"})
         assert hold.status_code == 204

@@ -10,11 +10,15 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from storage.config import ExternalS3Config
 from storage.database.accounts import ROLES
 from xueliang.config import Config, ConfigError, load_config
 from xueliang.logs import register_secrets, setup_logging
+
+if TYPE_CHECKING:
+    from storage.media.evidence import Evidence
 
 log = logging.getLogger("xueliang")
 ALARM_CHECK_S = 15.0
@@ -88,6 +92,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def evidence_round(evidence: Evidence, recheck: timedelta) -> None:
+    """One round of the evidence chore: re-hash media not checked lately, put holds on media
+    uploaded since, anchor the custody log's head, and check the whole log (errors logged)."""
+    evidence.audit(recheck)
+    evidence.reconcile_holds()
+    evidence.anchor()
+    evidence.check_log()
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -117,9 +130,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         Periodic(
             "evidence",
             audit_s,
-            lambda: turns.run(
-                "evidence", audit_s, lambda: (evidence.audit(recheck), evidence.reconcile_holds())
-            ),
+            lambda: turns.run("evidence", audit_s, lambda: evidence_round(evidence, recheck)),
         ),
         Periodic("retention", sweep_s, lambda: turns.run("retention", sweep_s, sweeper.sweep)),
         Periodic(

@@ -238,6 +238,9 @@ async function eventRecord(id) {
       ["detail.what", (s) => `${t("action." + s.action)} ${s.note}`],
     ]),
     element("h3", { text: t("detail.custody") }),
+    ...(OPERATOR_ROLES.includes(state.me.role)
+      ? [element("a", { id: "bundle", href: `/api/events/${id}/bundle`, download: "", text: t("detail.bundle") })]
+      : []),
     rows(custody, [
       ["detail.when", (c) => localTime(c.at, zone)],
       ["detail.who", (c) => c.actor],

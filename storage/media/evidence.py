@@ -5,22 +5,34 @@ who did what with it and when."""
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from minio.error import S3Error
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.database.custody import CustodyRow, IntegrityCheckRow, LegalHoldRow
+from storage.database import custody_chain
+from storage.database.custody import CustodyLog, CustodyRow, IntegrityCheckRow, LegalHoldRow
 from storage.database.engine import utcnow
 from storage.database.index import EventIndex, EventRow
 from storage.media.objects import NO_LOCK_CODES, ObjectStore
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
+ANCHORS = "custody-anchors/"  # the custody log's head, now and then, under object lock
+BUNDLE_FORMAT = "xueliang-evidence-bundle/1"
+VERIFY_SCRIPT = Path(custody_chain.__file__)
+
+
+class EvidenceError(Exception):
+    """An evidence operation that cannot be done as asked (the message says why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,7 @@ class Evidence:
     def __init__(self, index: EventIndex, store: ObjectStore) -> None:
         self.index = index
         self.store = store
+        self.log = CustodyLog(index)
         self._locked: bool | None = None
 
     def bucket_locked(self) -> bool:
@@ -99,23 +112,11 @@ class Evidence:
         detail: str = "",
     ) -> None:
         """Append to the custody log."""
-        with self.index.sessions.begin() as session:
-            session.add(
-                CustodyRow(
-                    event_id=event_id,
-                    object_key=object_key,
-                    action=action,
-                    actor=actor,
-                    client=client,
-                    detail=detail[:256],
-                )
-            )
+        self.log.append(event_id, action, actor, object_key, client, detail)
 
     def custody(self, event_id: str) -> list[CustodyRow]:
         """The custody log of an event, oldest first."""
-        with self.index.sessions() as session:
-            statement = select(CustodyRow).where(CustodyRow.event_id == event_id)
-            return list(session.scalars(statement.order_by(CustodyRow.at, CustodyRow.id)))
+        return self.log.of_event(event_id)
 
     def verify_event(self, event_id: str, actor: str) -> list[Verification]:
         """Re-read and re-hash an event's clip and snapshot; each result is recorded."""
@@ -143,15 +144,9 @@ class Evidence:
                         problem=result.problem,
                     )
                 )
-                session.add(
-                    CustodyRow(
-                        event_id=event_id,
-                        object_key=result.key,
-                        action="verify",
-                        actor=actor,
-                        detail="ok" if result.ok else result.problem,
-                    )
-                )
+        for result in results:
+            detail = "ok" if result.ok else result.problem
+            self.record(event_id, "verify", actor, result.key, detail=detail)
         for result in results:
             if not result.ok:
                 log.error(
@@ -240,3 +235,101 @@ class Evidence:
             )
             due = list(session.scalars(statement))
         return [result for event_id in due for result in self.verify_event(event_id, "audit")]
+
+    def anchor(self) -> int | None:
+        """Write the custody log's head to object storage (retained by the server where the
+        store is WORM), unless it is anchored already: entries up to an anchor cannot be
+        rewritten, cut off or replaced by a rebuilt chain unseen. Returns the seq anchored."""
+        seq, sha256 = self.log.head()
+        key = f"{ANCHORS}{seq:012d}.json"
+        if seq == 0 or self.store.stat(key) is not None:
+            return None
+        body = json.dumps({"seq": seq, "sha256": sha256, "at": utcnow().isoformat()}).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        self.store.put_stream(
+            key, io.BytesIO(body), len(body), "application/json", {}, digest, evidence=True
+        )
+        return seq
+
+    def anchors(self) -> dict[int, str]:
+        """seq -> sha256 of every anchor in object storage."""
+        found = (json.loads(self.store.read(key)) for key in self.store.keys(ANCHORS))
+        return {int(anchor["seq"]): str(anchor["sha256"]) for anchor in found}
+
+    def check_log(self) -> tuple[list[str], int]:
+        """Everything wrong with the whole custody log, its anchors included (each logged),
+        and how many anchors there are."""
+        anchors = self.anchors()
+        problems = self.log.problems(anchors)
+        for problem in problems:
+            log.error("the custody log is not intact: %s", problem)
+        return problems, len(anchors)
+
+    def write_bundle(self, event_id: str, actor: str, client: str | None, target: Path) -> None:
+        """An evidence bundle of the event as a ZIP at `target`: its clip and snapshot, a
+        manifest with their SHA-256 and the event's custody entries (this export the last of
+        them), and `verify.py`, which checks all that offline. EvidenceError if a medium does
+        not match the hash recorded when it was stored."""
+        row = self.index.get_event(event_id)
+        if row is None:
+            raise KeyError(event_id)
+        media = [
+            (name, key, sha256)
+            for name, key, sha256 in (
+                ("clip.mp4", row.clip_key, row.clip_sha256),
+                ("snapshot.jpg", row.snapshot_key, row.snapshot_sha256),
+            )
+            if key is not None and sha256 is not None
+        ]
+        self.record(event_id, "export", actor, client=client, detail="evidence bundle")
+        files = []
+        with zipfile.ZipFile(target, "w") as bundle:  # media stored as they are, text deflated
+            for name, key, recorded in media:
+                digest, size = hashlib.sha256(), 0
+                with bundle.open(name, "w", force_zip64=True) as member:
+                    for chunk in self.store.open(key, CHUNK):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        member.write(chunk)
+                if digest.hexdigest() != recorded:
+                    raise EvidenceError(f"the stored {name} does not match its recorded SHA-256")
+                files.append({"name": name, "object_key": key, "sha256": recorded, "size": size})
+            seq, head = self.log.head()
+            manifest = {
+                "format": BUNDLE_FORMAT,
+                "event": {
+                    "id": row.id,
+                    "site": row.site,
+                    "camera_id": row.camera_id,
+                    "type": row.type,
+                    "started_at": row.started_at.isoformat(),
+                    "ended_at": row.ended_at.isoformat() if row.ended_at else None,
+                },
+                "files": files,
+                "custody": [entry.entry() for entry in self.custody(event_id)],
+                "custody_head": {"seq": seq, "sha256": head},
+                "exported_by": actor,
+                "exported_at": utcnow().isoformat(),
+            }
+            texts = {
+                "manifest.json": json.dumps(manifest, indent=2, ensure_ascii=False),
+                "verify.py": VERIFY_SCRIPT.read_text(),
+                "README.txt": BUNDLE_README,
+            }
+            for name, text in texts.items():
+                bundle.writestr(name, text, compress_type=zipfile.ZIP_DEFLATED)
+
+
+BUNDLE_README = """\
+An evidence bundle of one event, exported from Xueliang.
+
+  manifest.json  the event, the SHA-256 and size of each file as recorded when it was stored,
+                 and the event's chain-of-custody entries (each with its hash and the hashes
+                 of the entries before it)
+  clip.mp4       the event's clip (when it has one)
+  snapshot.jpg   its snapshot (when it has one)
+  verify.py      checks the files and the custody entries, with Python 3.9 or later only:
+
+      python3 verify.py .
+
+"""

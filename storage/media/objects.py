@@ -254,6 +254,11 @@ class ObjectStore:
         found = self.client.list_objects(self.bucket, prefix=key, include_version=True)
         return [item.version_id for item in found if item.object_name == key]
 
+    def keys(self, prefix: str) -> list[str]:
+        """The keys under `prefix`, in order."""
+        found = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        return sorted(str(item.object_name) for item in found)
+
     def legal_hold(self, key: str, version_id: str | None = None) -> bool:
         """Whether the object (version) is under an S3 legal hold."""
         try:
