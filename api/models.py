@@ -54,6 +54,10 @@ class EventOut(BaseModel):
     has_clip: bool
     has_snapshot: bool
     clip_error: str | None
+    clip_origin: Literal["journal", "recording"] | None = Field(
+        description="a clip rebuilt after its worker died: from that worker's packets on its "
+        "node's disk, or from the camera's 24/7 recording; none: cut as usual"
+    )
 
     @classmethod
     def of(cls, row: EventRow) -> EventOut:

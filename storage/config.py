@@ -64,6 +64,12 @@ S3Config = Annotated[EmbeddedS3Config | ExternalS3Config, Field(discriminator="t
 class ClipConfig(StrictModel):
     pre_roll_s: float = Field(5.0, ge=0)
     post_roll_s: float = Field(5.0, ge=0)
+    journal: bool = Field(
+        True,
+        description="keep the packet rings on the node's disk too (GOP by GOP, as much as the "
+        "rings hold), so that a worker taking over after a crash cuts the clips of the events "
+        "the dead one was recording",
+    )
 
 
 class IndexConfig(StrictModel):

@@ -27,6 +27,7 @@ from storage.media.continuous import (
     recording_row,
     segment_metadata,
 )
+from storage.media.journal import GOP_S, PARTIAL, PacketJournal
 from storage.media.objects import ObjectStore, object_key
 from tests.apiclient import SEALER, api_client
 from tests.clips import START
@@ -149,3 +150,37 @@ def test_a_range_across_a_restart_is_cut_to_one_run(
     assert START + 18 <= first <= START + 20 and last < START + 40  # the first run's 20 s
     steps = np.diff([t for t, _ in frames(target.read_bytes())])
     assert np.allclose(steps, 0.1, atol=1e-3), steps
+
+
+def test_the_journal_keeps_closed_gops_within_its_bounds_and_stitches_frame_for_frame(
+    packets: list[EncodedPacket], tmp_path: Path
+) -> None:
+    """Each closed GOP on disk as the ring fills (the open one not yet), pruned to `keep_s`
+    (or `max_bytes`); what is left is a run `export_range` stitches with no gap or repeat."""
+    journal = PacketJournal(tmp_path / "by-time", keep_s=20.0, max_bytes=1 << 30)
+    ring = PacketRing(max_seconds=300)
+    cutter = SegmentCutter("walkway", ring, GOP_S)  # as the journal's loop cuts
+    for packet in packets[:400]:  # 40 s of the footage
+        ring.append(packet)
+        journal.keep("hq", cutter.poll())
+    (tmp_path / "by-time" / "walkway" / PARTIAL).write_bytes(b"a crash mid-write")
+    rows = journal.rows("walkway")
+    newest_keyframe = max(p.wall_time for p in packets[:400] if p.is_keyframe)
+    assert rows[-1].end.timestamp() == pytest.approx(newest_keyframe)  # the open GOP is not in
+    assert all(a.end == b.start for a, b in itertools.pairwise(rows))
+    assert 20.0 <= (rows[-1].end - rows[0].start).total_seconds() <= 20.0 + 2 * 2.0
+    start, end = rows[0].start.timestamp(), rows[-1].end.timestamp()
+    target = tmp_path / "stitched.mp4"
+    export_range(rows, lambda key: Path(key).read_bytes(), start, end, target)
+    expected = tmp_path / "expected.mp4"
+    remux_to_mp4([p for p in packets if start <= p.wall_time < end], expected)
+    assert frames(target.read_bytes()) == frames(expected.read_bytes())
+
+    by_size = PacketJournal(tmp_path / "by-size", keep_s=300.0, max_bytes=3 * rows[-1].size)
+    ring, cutter = PacketRing(max_seconds=300), SegmentCutter("walkway", ring, GOP_S)
+    for packet in packets[:400]:
+        ring.append(packet)
+        by_size.keep("hq", cutter.poll())
+    assert 1 <= len(by_size.rows("walkway")) <= 4  # about three GOPs' bytes
+    journal.remove_camera("walkway")  # a camera stopped in good order leaves nothing behind
+    assert not (tmp_path / "by-time" / "walkway").exists()

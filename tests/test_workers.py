@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
 from tests.servers import Pipeline, RtspCamera, pipeline_config
 
 pytestmark = pytest.mark.integration
 CAMERAS = 16
+FPS, GOP_S, PRE_ROLL_S = 10, 2.0, 2.0  # vtest_h264: 10 frames a second, a keyframe every 2 s
+# What a kill loses: the GOP still open (journal) or the recording segment not yet cut, and the
+# 1 s between two cuts.
+LOST_AT_MOST_S = 2 * GOP_S + 1.0
+
+
+def when(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +107,63 @@ def test_killed_worker_cameras_are_taken_over(
         assert after["worker_id"] != victim
         # the lease runs out, a live worker claims it at its next renewal and connects
         assert took <= lease_s + lease_s / 3 + 5.0, took
+    finally:
+        pipeline.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize("kept_by", ["journal", "recording"])
+def test_an_event_cut_short_by_a_killed_worker_still_gets_its_clip(
+    kept_by: str, vtest_h264: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A worker SIGKILLed mid-event: its ring dies with it. The worker taking the camera over
+    on the same node cuts the clip from the dead one's journal on disk; with the journal off
+    and 24/7 recording on, the API rebuilds it from the stored segments."""
+    server = RtspCamera({"yard": vtest_h264})
+    server.start()
+    workdir = tmp_path_factory.mktemp(f"killed-{kept_by}")
+    camera: dict[str, Any] = {
+        "id": "yard", "site": "plaza", "url": server.url("yard"),
+        "zones": [{"name": "all", "points": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+    }  # fmt: skip
+    if kept_by == "recording":
+        camera["recording"] = {"enabled": True, "segment_s": 2}
+    config = pipeline_config(
+        workdir,
+        [camera],
+        workers=1,
+        analytics={"events": {"end_after_s": 5, "max_duration_s": 100}},
+        clips={"pre_roll_s": PRE_ROLL_S, "post_roll_s": 2, "journal": kept_by == "journal"},
+    )
+    config["ingest"]["lease_s"] = 4.0
+    pipeline = Pipeline(workdir, config)
+    pipeline.start()
+    try:
+
+        def under_way(body: dict[str, Any]) -> dict[str, Any] | None:
+            active = [e for e in body["items"] if e["state"] == "active"]
+            old_enough = [e for e in active if time.time() - when(e["started_at"]) > 6]
+            return old_enough[0] if old_enough else None
+
+        event = pipeline.wait_for("/api/events?camera=yard", under_way, timeout=90)
+        worker = pipeline.get("/api/cameras").json()[0]["worker_id"]
+        os.kill(int(worker.split("-")[-2]), signal.SIGKILL)
+        killed_at = time.time()
+
+        def clipped(body: dict[str, Any]) -> dict[str, Any] | None:
+            return body if body["has_clip"] else None
+
+        ended = pipeline.wait_for(f"/api/events/{event['id']}", clipped, timeout=150)
+        assert ended["clip_origin"] == kept_by and ended["clip_error"] is None
+        started = when(ended["started_at"])
+        clip_start, clip_end = when(ended["clip_start"]), when(ended["clip_end"])
+        assert clip_start <= started - PRE_ROLL_S + GOP_S  # from a keyframe before the pre-roll
+        assert killed_at - LOST_AT_MOST_S <= clip_end <= killed_at  # up to about the kill
+        served = pipeline.get(f"/api/events/{event['id']}/clip", timeout=30)
+        with av.open(io.BytesIO(served.content), "r") as clip:
+            frames = len(list(clip.decode(video=0)))
+        assert abs(frames - (clip_end - clip_start) * FPS) <= 3, (frames, clip_start, clip_end)
+        assert "Traceback" not in pipeline.log()
     finally:
         pipeline.stop()
         server.stop()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("xueliang")
 ALARM_CHECK_S = 15.0
 ALARM_CLIP_WAIT_S = 300.0  # an alarm clip no worker took this long after the alarm: given up
+ORPHANED_CLIPS_S = 10.0  # how often clips of events whose worker died are looked for in recordings
 
 
 def _load(path: Path) -> Config:
@@ -111,6 +112,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from storage.database.cameras import ApiCameras
     from storage.database.index import EventIndex
     from storage.database.leases import ChoreTurns, holder_id
+    from storage.media.event_clips import rebuild_from_recordings
     from storage.media.evidence import Evidence
     from storage.media.retention import RetentionSweeper
 
@@ -125,6 +127,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     recheck = timedelta(days=config.evidence.recheck_days)
     sweeper = RetentionSweeper(index, store, evidence, config.retention)
     turns = ChoreTurns(index, f"api-{holder_id()}")
+    scratch = config.data_dir / "work" / "api"
+
+    def rebuild_orphans() -> None:
+        rebuild_from_recordings(index, store, config.clips, scratch)
+
     audit_s, sweep_s = config.evidence.audit_every_s, config.retention.sweep_every_s
     chores = [
         Periodic(
@@ -133,6 +140,11 @@ def cmd_api(args: argparse.Namespace) -> int:
             lambda: turns.run("evidence", audit_s, lambda: evidence_round(evidence, recheck)),
         ),
         Periodic("retention", sweep_s, lambda: turns.run("retention", sweep_s, sweeper.sweep)),
+        Periodic(
+            "orphaned clips",
+            ORPHANED_CLIPS_S,
+            lambda: turns.run("orphaned clips", ORPHANED_CLIPS_S, rebuild_orphans),
+        ),
         Periodic(
             "alarm clips",
             ALARM_CHECK_S,

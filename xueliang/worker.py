@@ -20,11 +20,12 @@ from storage.database.alarms import AlarmPanels, ArmedSink, Arming
 from storage.database.camera_health import CameraStatusRow, Heartbeats
 from storage.database.cameras import ApiCameras, CameraConfig
 from storage.database.engine import utcnow
-from storage.database.index import EventIndex
+from storage.database.index import EventIndex, event_of_row
 from storage.database.leases import CameraLeases, WorkerStats
 from storage.media.clips import ClipError
 from storage.media.continuous import SegmentRecorder
 from storage.media.event_clips import EventRecorder
+from storage.media.journal import GOP_S, PacketJournal
 from storage.media.pictures import CameraPictures
 from storage.media.spool import Spool
 from storage.media.spool_events import SpoolEvents
@@ -70,6 +71,12 @@ class Worker:
             self.index, self.spool, self.rings, config.clips, work, clip_masks=self.clip_masks
         )
         self.recording = SegmentRecorder(self.spool, self.index, work)
+        ingest = config.ingest
+        self.journal = (
+            PacketJournal(config.data_dir / "journal", ingest.ring_s, ingest.ring_max_bytes)
+            if config.clips.journal
+            else None
+        )
         self.pictures = CameraPictures(self.heartbeats, self.rings, self.picture_masks)
         self.analytics = AnalyticsLoop(
             create_detector(config.detector),
@@ -90,13 +97,7 @@ class Worker:
 
     def start_camera(self, camera_id: str) -> None:
         config = self.cameras_by_id[camera_id]
-        orphans = self.index.end_orphans(
-            camera_id, utcnow(), "interrupted: the worker recording it stopped"
-        )
-        if orphans:
-            log.warning(
-                "camera %s: %d event(s) left active by a stopped worker ended", camera_id, orphans
-            )
+        self._end_orphans(camera_id)
         ring = PacketRing(self.config.ingest.ring_s, self.config.ingest.ring_max_bytes)
         self.rings[camera_id] = ring
         _put(self.clip_masks, camera_id, self._clip_faces.clip(config.privacy))
@@ -109,6 +110,8 @@ class Worker:
         camera.start()
         if config.recording.enabled:
             self.recording.add_camera(camera_id, config.site, ring, config.recording.segment_s)
+        if self.journal is not None:
+            self.journal.add_camera(camera_id, config.site, ring, GOP_S)
         self.running[camera_id] = camera
         log.info("worker %s took camera %s", self.worker_id, camera_id)
 
@@ -119,8 +122,33 @@ class Worker:
         for camera in cameras:
             camera.join()
             self.recording.remove_camera(camera.config.id)  # the rest of its recording
+            if self.journal is not None:
+                self.journal.remove_camera(camera.config.id)
             self.analytics.remove_camera(camera.config.id)
             log.info("worker %s gave up camera %s", self.worker_id, camera.config.id)
+
+    def _end_orphans(self, camera_id: str) -> None:
+        """End the camera's events a stopped worker left active; where that worker's journal
+        is on this node, their clips are cut from it (EventRow.clip_origin "journal")."""
+        now = utcnow()
+        orphans = self.index.active_events(camera_id, now)
+        self.index.end_orphans(camera_id, now)
+        recovered = 0
+        if self.journal is not None:
+            journal = self.journal.rows(camera_id)
+            if journal:
+                recovered = sum(
+                    self.recorder.recover(event_of_row(row), journal) for row in orphans
+                )
+            self.journal.forget(camera_id)  # used, or of no use: the new ring starts afresh
+        if orphans:
+            log.warning(
+                "camera %s: %d event(s) left active by a stopped worker ended, %d clip(s) "
+                "recovered from its journal",
+                camera_id,
+                len(orphans),
+                recovered,
+            )
 
     def _on_change(self, change: StateChange, site: str) -> None:
         self.analytics.conditions.video_changed(change, site)
@@ -198,6 +226,8 @@ class Worker:
         self.uploader.start()
         self.recorder.start()
         self.recording.start()
+        if self.journal is not None:
+            self.journal.start()
         self.analytics.start()
         settings = self.config.ingest
         next_lease = 0.0
@@ -212,6 +242,8 @@ class Worker:
         self.stop_cameras(list(self.running))
         self.analytics.stop()
         self.recording.stop()
+        if self.journal is not None:
+            self.journal.stop()
         self.recorder.stop()
         self.uploader.stop(self.config.spool.drain_s)
         self.spool.close()

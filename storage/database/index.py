@@ -59,6 +59,9 @@ class EventRow(Base):
     clip_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     clip_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     clip_error: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Where a clip cut after its worker died came from: "journal" (the dead worker's packets
+    # on its node's disk) or "recording" (the camera's 24/7 segments); None: its packet ring.
+    clip_origin: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # The operator's workflow (storage/database/workflow.py): new, acknowledged, resolved,
     # false_alarm.
     status: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
@@ -90,6 +93,17 @@ class EventRow(Base):
 
 
 FeedKind = Literal["started", "ended", "clip", "snapshot", "status"]
+
+
+ORPHANED = "interrupted: the worker recording it stopped"  # the clip_error of `end_orphans`
+
+
+def _active_before(camera_id: str, before: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        EventRow.camera_id == camera_id,
+        EventRow.state == "active",
+        EventRow.started_at < before,
+    )
 
 
 def event_of_row(row: EventRow, **changes: Any) -> Event:
@@ -254,14 +268,17 @@ class EventIndex(Database):
         ended_at: datetime,
         stored: tuple[str, str, int],
         window: tuple[datetime, datetime],
+        origin: str | None = None,
     ) -> None:
         """The event's clip is stored (and verified): `stored` is its key, SHA-256 and size,
-        `window` the wall times of its first and last packets. The event has ended, and any
+        `window` the wall times of its first and last packets, `origin` where it was cut from
+        if not the camera's packet ring (EventRow.clip_origin). The event has ended, and any
         earlier `clip_error` (a worker that gave up on it) is cleared."""
         key, sha256, size = stored
         values = {
             "state": "ended",
             "ended_at": ended_at,
+            "clip_origin": origin,
             "clip_error": None,
             "clip_key": key,
             "clip_sha256": sha256,
@@ -283,15 +300,11 @@ class EventIndex(Database):
                 setattr(row, name, value)
             session.add(EventFeedRow(event_id=event.id, site=event.site, kind=kind))
 
-    def end_orphans(self, camera_id: str, before: datetime, note: str) -> int:
+    def end_orphans(self, camera_id: str, before: datetime, note: str = ORPHANED) -> int:
         """End the camera's events still active that started before `before`: those of a
         worker that died (or handed the camera over and will end them itself, overwriting
         this). Returns how many."""
-        orphaned = (
-            EventRow.camera_id == camera_id,
-            EventRow.state == "active",
-            EventRow.started_at < before,
-        )
+        orphaned = _active_before(camera_id, before)
         with self.sessions.begin() as session:
             ended = session.execute(select(EventRow.id, EventRow.site).where(*orphaned)).all()
             session.execute(
@@ -301,6 +314,22 @@ class EventIndex(Database):
             )
             session.add_all(EventFeedRow(event_id=i, site=s, kind="ended") for i, s in ended)
             return len(ended)
+
+    def orphaned_without_clip(self, since: datetime, until: datetime) -> list[EventRow]:
+        """Events ended by `end_orphans` between `since` and `until` that have no clip yet."""
+        with self.sessions() as session:
+            statement = select(EventRow).where(
+                EventRow.clip_error == ORPHANED,
+                EventRow.clip_key.is_(None),
+                EventRow.ended_at >= since,
+                EventRow.ended_at < until,
+            )
+            return list(session.scalars(statement.order_by(EventRow.seq)))
+
+    def active_events(self, camera_id: str, before: datetime) -> list[EventRow]:
+        """The camera's events still active that started before `before` (`end_orphans`'s)."""
+        with self.sessions() as session:
+            return list(session.scalars(select(EventRow).where(*_active_before(camera_id, before))))
 
     def get_event(self, event_id: str) -> EventRow | None:
         with self.sessions() as session:

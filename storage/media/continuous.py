@@ -8,6 +8,7 @@ import itertools
 import logging
 import statistics
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -251,45 +252,37 @@ def export_range(
     return written[0], written[-1]
 
 
-class SegmentRecorder:
-    """Records cameras continuously: once every `poll_s` it cuts each camera's ring into
-    segments (`SegmentCutter`), remuxes them to MP4 and hands them to the spool; a segment
-    is indexed when its upload is verified (`uploaded`, the uploader's callback for
-    recordings), from the object's metadata alone, so a segment spooled before a crash is
-    indexed after the restart.
+class SegmentLoop(ABC):
+    """Once every `poll_s`, cuts each added camera's ring into segments (`SegmentCutter`,
+    about `segment_s` each) and hands them to `keep`; a camera removed has the rest of its
+    ring handed over then. What keeping means is the subclass's."""
 
-    Example:
-        >>> recorder = SegmentRecorder(spool, index, work_dir)  # doctest: +SKIP
-        >>> recorder.add_camera("gate", "hq", ring, segment_s=60)  # doctest: +SKIP
-        >>> Uploader(spool, store, {"recording": recorder.uploaded})  # doctest: +SKIP
-    """
-
-    def __init__(
-        self, spool: Spool, index: EventIndex, work_dir: Path, poll_s: float = 1.0
-    ) -> None:
-        self.spool = spool
-        self.index = index
+    def __init__(self, work_dir: Path, poll_s: float = 1.0) -> None:
         self.work_dir = work_dir
         self.poll_s = poll_s
         self._cameras: dict[str, tuple[str, SegmentCutter]] = {}
         self._lock = threading.Lock()  # cameras are added and removed from other threads
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="recording", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    @abstractmethod
+    def keep(self, site: str, segments: Sequence[Segment]) -> None:
+        """Keep `segments` of a camera of `site` (called from the loop's thread)."""
 
     def add_camera(self, camera_id: str, site: str, ring: PacketRing, segment_s: float) -> None:
         with self._lock:
             self._cameras[camera_id] = (site, SegmentCutter(camera_id, ring, segment_s))
 
     def remove_camera(self, camera_id: str) -> None:
-        """Stop recording a camera; what its ring holds is spooled now."""
+        """Stop cutting a camera; what its ring holds is kept now."""
         with self._lock:
-            recorded = self._cameras.pop(camera_id, None)
-        if recorded is None:
+            cut = self._cameras.pop(camera_id, None)
+        if cut is None:
             return
         try:
-            self._spool(recorded[0], recorded[1].poll(final=True))
+            self.keep(cut[0], cut[1].poll(final=True))
         except Exception:  # a stopping worker must go on stopping
-            log.exception("the last recording of camera %s was not spooled", camera_id)
+            log.exception("the last segments of camera %s were not kept", camera_id)
 
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -307,11 +300,31 @@ class SegmentRecorder:
                 cameras = list(self._cameras.values())
             for site, cutter in cameras:
                 try:
-                    self._spool(site, cutter.poll())
+                    self.keep(site, cutter.poll())
                 except Exception:
-                    log.exception("recording of camera %s failed", cutter.camera_id)
+                    log.exception("segments of camera %s were not kept", cutter.camera_id)
 
-    def _spool(self, site: str, segments: Sequence[Segment]) -> None:
+
+class SegmentRecorder(SegmentLoop):
+    """Records cameras continuously: their segments are remuxed to MP4 and handed to the
+    spool; a segment is indexed when its upload is verified (`uploaded`, the uploader's
+    callback for recordings), from the object's metadata alone, so a segment spooled before a
+    crash is indexed after the restart.
+
+    Example:
+        >>> recorder = SegmentRecorder(spool, index, work_dir)  # doctest: +SKIP
+        >>> recorder.add_camera("gate", "hq", ring, segment_s=60)  # doctest: +SKIP
+        >>> Uploader(spool, store, {"recording": recorder.uploaded})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, spool: Spool, index: EventIndex, work_dir: Path, poll_s: float = 1.0
+    ) -> None:
+        super().__init__(work_dir, poll_s)
+        self.spool = spool
+        self.index = index
+
+    def keep(self, site: str, segments: Sequence[Segment]) -> None:
         for segment in segments:
             name = f"{segment.camera_id}-{segment.start:.3f}.mp4"
             path = self.work_dir / name

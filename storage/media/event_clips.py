@@ -3,13 +3,15 @@ to S3 through the spool."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import heapq
 import logging
 import queue
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -20,8 +22,10 @@ from storage.config import ClipConfig
 from storage.database.alarms import AlarmPanels
 from storage.database.engine import to_datetime
 from storage.database.index import EventIndex, event_of_row
-from storage.media.clips import mask_to_mp4, remux_to_mp4
-from storage.media.objects import StoredObject, object_key
+from storage.database.recordings import RecordingRow, segments_between
+from storage.media.clips import ClipError, mask_to_mp4, remux_to_mp4
+from storage.media.continuous import export_range
+from storage.media.objects import ObjectStore, StoredObject, object_key
 from storage.media.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -137,8 +141,6 @@ class EventRecorder:
 
     def _finish(self, event: Event) -> None:
         assert event.ended_at is not None
-        metadata = event_metadata(event)
-        tags = {"event-type": event.type}
         clip_error = None
         pre_roll, post_roll = self._around(event)
         clip_start, clip_end = event.started_at - pre_roll, event.ended_at + post_roll
@@ -148,23 +150,56 @@ class EventRecorder:
                 path = Path(scratch) / f"{event.id}.jpg"
                 path.write_bytes(event.snapshot)
                 key = object_key(event.site, event.camera_id, event.started_at, path.name)
-                kind_tags = {**tags, "kind": "snapshot"}
-                self.spool.add(path, key, "image/jpeg", metadata, "snapshot", kind_tags)
+                tags = {"event-type": event.type, "kind": "snapshot"}
+                self.spool.add(path, key, "image/jpeg", event_metadata(event), "snapshot", tags)
             if packets:
                 path = Path(scratch) / f"{event.id}.mp4"
                 self._write_clip(event.camera_id, packets, path)
-                key = object_key(event.site, event.camera_id, event.started_at, path.name)
-                clip_metadata = {
-                    **metadata,
-                    "clip-start": _iso(packets[0].wall_time),
-                    "clip-end": _iso(packets[-1].wall_time),
-                }
-                kind_tags = {**tags, "kind": "clip"}
-                self.spool.add(path, key, "video/mp4", clip_metadata, "clip", kind_tags)
+                self._spool_clip(event, path, (packets[0].wall_time, packets[-1].wall_time))
             else:
                 clip_error = "no packets of the clip window were still in the ring"
         self.index.end_event(event, to_datetime(event.ended_at), best=True, clip_error=clip_error)
         log.info("event %s ended; its clip and snapshot are spooled", event.id)
+
+    def _spool_clip(
+        self, event: Event, path: Path, window: tuple[float, float], origin: str | None = None
+    ) -> None:
+        """Hand the clip at `path` (its first and last frames' wall times `window`) to the
+        spool; `origin` says where it came from if not the ring (EventRow.clip_origin)."""
+        key = object_key(event.site, event.camera_id, event.started_at, path.name)
+        metadata = {
+            **event_metadata(event),
+            "clip-start": _iso(window[0]),
+            "clip-end": _iso(window[1]),
+            **({"clip-origin": origin} if origin else {}),
+        }
+        tags = {"event-type": event.type, "kind": "clip"}
+        self.spool.add(path, key, "video/mp4", metadata, "clip", tags)
+
+    def recover(self, event: Event, journal: Sequence[RecordingRow]) -> bool:
+        """Cut the clip of an event whose worker died from that worker's journal files
+        (storage/media/journal.py), which end where it died: the event ends there too.
+        Returns whether a clip was spooled (none if the journal holds no part of it)."""
+        pre_roll, post_roll = self._around(event)
+        last_frame = journal[-1].end.timestamp()
+        if journal[0].start.timestamp() > event.started_at or last_frame < event.started_at:
+            return False  # the journal does not reach back to the event's start
+        if self.clip_masks.get(event.camera_id) is not None:
+            return False  # a privacy-masked clip is re-encoded from the ring's packets only
+        ended = dataclasses.replace(event, ended_at=last_frame, last_seen_at=last_frame)
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as scratch:
+            path = Path(scratch) / f"{event.id}.mp4"
+            start, end = event.started_at - pre_roll, last_frame + post_roll
+            try:
+                window = export_range(journal, _read_file, start, end, path)
+            except ClipError:
+                return False
+            self._spool_clip(ended, path, window, origin="journal")
+        self.index.end_event(ended, to_datetime(last_frame))
+        log.info(
+            "event %s of camera %s: its clip recovered from the journal", event.id, event.camera_id
+        )
+        return True
 
     def cut_alarm_clips(
         self, panels: AlarmPanels, camera_ids: Iterable[str], worker_id: str
@@ -200,6 +235,7 @@ class EventRecorder:
                     datetime.fromisoformat(meta["clip-start"]),
                     datetime.fromisoformat(meta["clip-end"]),
                 ),
+                meta.get("clip-origin"),
             )
         log.info("event %s: %s %s stored", event.id, entry.kind, stored.key)
 
@@ -209,6 +245,63 @@ class EventRecorder:
             remux_to_mp4(packets, path)
         else:
             mask_to_mp4(packets, path, mask)
+
+
+def rebuild_from_recordings(
+    index: EventIndex,
+    store: ObjectStore,
+    clips: ClipConfig,
+    work_dir: Path,
+    settle_s: float = 30.0,
+    give_up_s: float = 900.0,
+) -> list[str]:
+    """Clips of events whose worker died, cut from the camera's 24/7 recording: for each event
+    ended as orphaned `settle_s` to `give_up_s` ago without a clip (the journal on the dead
+    worker's node had none: another node took the camera, or the journal is off), once the
+    stored segments reach from the event's start into it, the clip is stitched from them,
+    stored and indexed (EventRow.clip_origin "recording"); its pre-roll is what the recording
+    holds of it. Returns the events' ids."""
+    now = time.time()
+    since, until = to_datetime(now - give_up_s), to_datetime(now - settle_s)
+    assert since is not None and until is not None
+    rebuilt = []
+    for row in index.orphaned_without_clip(since, until):
+        assert row.ended_at is not None
+        event = event_of_row(row)
+        start = event.started_at - clips.pre_roll_s
+        end = row.ended_at.timestamp() + clips.post_roll_s
+        segments = segments_between(index, row.camera_id, start, end)
+        if not segments or segments[0].start.timestamp() > event.started_at:
+            continue  # not (yet) stored from the event's start
+        work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
+            path = Path(scratch) / f"{event.id}.mp4"
+            try:
+                window = export_range(segments, store.read, start, end, path)
+            except ClipError:
+                continue
+            if window[1] < event.started_at:
+                continue  # the recording stops before the event: wait for more, or give up
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            key = object_key(event.site, event.camera_id, event.started_at, path.name)
+            size = path.stat().st_size
+            tags = {"event-type": event.type, "kind": "clip"}
+            with open(path, "rb") as data:
+                metadata = event_metadata(event)
+                store.put_stream(
+                    key, data, size, "video/mp4", metadata, digest, tags, evidence=True
+                )
+        window_at = (to_datetime(window[0]), to_datetime(window[1]))
+        index.store_clip(event, row.ended_at, (key, digest, size), window_at, "recording")
+        log.info(
+            "event %s of camera %s: its clip rebuilt from the recording", event.id, event.camera_id
+        )
+        rebuilt.append(event.id)
+    return rebuilt
+
+
+def _read_file(path: str) -> bytes:
+    return Path(path).read_bytes()
 
 
 def _iso(epoch: float) -> str:
