@@ -162,7 +162,7 @@ def routes(ctx: ApiContext) -> APIRouter:
             raise HTTPException(503, "object storage is unreachable") from None
         if redirect or not wanted or wanted.replace(" ", "").startswith("bytes=0-"):
             detail = "presigned" if redirect else ""
-            ctx.evidence.record(event_id, "fetch", who.name, key, client_of(request), detail)
+            ctx.evidence.log.append(event_id, "fetch", who.name, key, client_of(request), detail)
         return response
 
     @router.get("/events/{event_id}/clip", response_model=None)

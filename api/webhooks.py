@@ -107,7 +107,9 @@ class WebhookDispatcher:
             if key:
                 media[name] = self.ctx.store.presigned_url(key, expires_s=3600)
                 actor = f"webhook {subscription.name}"
-                self.ctx.evidence.record(delivery.event_id, "fetch", actor, key, None, "link sent")
+                self.ctx.evidence.log.append(
+                    delivery.event_id, "fetch", actor, key, None, "link sent"
+                )
         document = {
             "id": delivery.id,
             "type": f"event.{content['change']}",

@@ -81,7 +81,7 @@ def test_tampering_in_the_database_is_found(index: EventIndex, store: ObjectStor
     evidence = Evidence(index, store)
     for event, action in (("e1", "hold"), ("e2", "fetch"), ("e1", "fetch"), ("e2", "verify"),
                           ("e1", "release")):  # fmt: skip
-        evidence.record(event, action, "desk 3", detail=f"{action} of {event}")
+        evidence.log.append(event, action, "desk 3", detail=f"{action} of {event}")
     assert evidence.check_log() == ([], 0)
     assert evidence.anchor() == 5 and evidence.anchor() is None  # once per head
     assert evidence.check_log() == ([], 1)

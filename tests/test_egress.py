@@ -234,41 +234,17 @@ def test_a_delivery_is_checked_at_each_attempt_and_each_redirect(
             receiver.close()
 
 
-class RtspRedirector:
-    """An RTSP server that answers every request with a 302 to `location`."""
-
-    def __init__(self, location: str) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.location = location
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            with client:
-                request = client.recv(4096).decode(errors="replace")
-                cseq = next((line.split(":", 1)[1].strip() for line in request.splitlines()
-                             if line.lower().startswith("cseq")), "1")  # fmt: skip
-                answer = f"RTSP/1.0 302 Moved\r\nCSeq: {cseq}\r\nLocation: {self.location}\r\n\r\n"
-                client.sendall(answer.encode())
-                time.sleep(0.5)
-
-    def close(self) -> None:
-        self.server.close()
-
-
-class Listener:
-    """Something that is not a camera: accepts, counts and answers with junk."""
+class TcpPeer:
+    """A server on `host` that counts its connections and answers each as `answer` says."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.server = socket.create_server((host, 0))
         self.port = self.server.getsockname()[1]
         self.connections = 0
         threading.Thread(target=self._serve, daemon=True).start()
+
+    def answer(self, client: socket.socket) -> None:
+        raise NotImplementedError
 
     def _serve(self) -> None:
         while True:
@@ -278,11 +254,35 @@ class Listener:
                 return
             self.connections += 1
             with client:
-                client.sendall(b"220 mail.example ESMTP ready\r\n")
-                client.recv(4096)
+                self.answer(client)
 
     def close(self) -> None:
         self.server.close()
+
+
+class RtspRedirector(TcpPeer):
+    """An RTSP server that answers every request with a 302 to `location`."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        super().__init__()
+
+    def answer(self, client: socket.socket) -> None:
+        request = client.recv(4096).decode(errors="replace")
+        cseq = next((line.split(":", 1)[1].strip() for line in request.splitlines()
+                     if line.lower().startswith("cseq")), "1")  # fmt: skip
+        client.sendall(
+            f"RTSP/1.0 302 Moved\r\nCSeq: {cseq}\r\nLocation: {self.location}\r\n\r\n".encode()
+        )
+        time.sleep(0.5)
+
+
+class Listener(TcpPeer):
+    """Something that is not a camera: it answers with junk."""
+
+    def answer(self, client: socket.socket) -> None:
+        client.sendall(b"220 mail.example ESMTP ready\r\n")
+        client.recv(4096)
 
 
 def probed(url: str, policy: EgressPolicy, timeout_s: float = 2.0) -> str:

@@ -102,18 +102,6 @@ class Evidence:
                 self._locked = False
         return self._locked
 
-    def record(
-        self,
-        event_id: str,
-        action: str,
-        actor: str,
-        object_key: str | None = None,
-        client: str | None = None,
-        detail: str = "",
-    ) -> None:
-        """Append to the custody log."""
-        self.log.append(event_id, action, actor, object_key, client, detail)
-
     def custody(self, event_id: str) -> list[CustodyRow]:
         """The custody log of an event, oldest first."""
         return self.log.of_event(event_id)
@@ -146,7 +134,7 @@ class Evidence:
                 )
         for result in results:
             detail = "ok" if result.ok else result.problem
-            self.record(event_id, "verify", actor, result.key, detail=detail)
+            self.log.append(event_id, "verify", actor, result.key, detail=detail)
         for result in results:
             if not result.ok:
                 log.error(
@@ -167,7 +155,7 @@ class Evidence:
             if self._active_hold(session, event_id) is None:
                 session.add(LegalHoldRow(event_id=event_id, reason=reason[:256], placed_by=actor))
         self._s3_hold(row, on=True)
-        self.record(event_id, "hold", actor, detail=reason)
+        self.log.append(event_id, "hold", actor, detail=reason)
 
     def release(self, event_id: str, actor: str) -> None:
         with self.index.sessions.begin() as session:
@@ -178,7 +166,7 @@ class Evidence:
         row = self.index.get_event(event_id)
         if row is not None:
             self._s3_hold(row, on=False)
-        self.record(event_id, "release", actor)
+        self.log.append(event_id, "release", actor)
 
     def held(self, event_ids: Sequence[str]) -> set[str]:
         """Which of `event_ids` are under a legal hold now."""
@@ -281,7 +269,7 @@ class Evidence:
             )
             if key is not None and sha256 is not None
         ]
-        self.record(event_id, "export", actor, client=client, detail="evidence bundle")
+        self.log.append(event_id, "export", actor, client=client, detail="evidence bundle")
         files = []
         with zipfile.ZipFile(target, "w") as bundle:  # media stored as they are, text deflated
             for name, key, recorded in media:

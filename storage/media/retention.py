@@ -143,7 +143,7 @@ class RetentionSweeper:
             return
         with self.index.sessions.begin() as session:
             session.execute(delete(EventRow).where(EventRow.id == event_id))
-        self.evidence.record(event_id, "delete", "retention", detail="retention expired")
+        self.evidence.log.append(event_id, "delete", "retention", detail="retention expired")
         result.events.append(event_id)
 
     def _sweep_recordings(self, now: datetime, result: SweepResult) -> None:
