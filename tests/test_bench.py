@@ -25,6 +25,7 @@ FIGURES = {
     "bench/flapping.py": ["reconnects", "after.fds"],
     "bench/gate.py": ["gate (default).calls", "gate off, whole frames.calls"],
     "bench/index.py": ["sqlite.bulk_rows_per_s", "postgresql.bulk_rows_per_s"],
+    "bench/journal.py": ["ours_cpu_per_stream_s", "native_cpu_per_stream_s", "ratio"],
     "bench/pipeline_latency.py": ["worker_cpu", "ffmpeg_decode_cpu"],
     "bench/upload.py": ["ratio", "ratio_drain"],
 }
