@@ -233,7 +233,8 @@ def pipeline_config(
             "data_dir": str(workdir / "data" / "s3"),
         },
         "ingest": {"watchdog_s": 3, "reconnect_min_s": 0.5, "reconnect_max_s": 2, "heartbeat_s": 1},
-        "api": {"port": free_port()},
+        # The tests' cameras and receivers are on this machine, as the demo's.
+        "api": {"port": free_port(), "egress": {"allow": ["127.0.0.1/32"]}},
     }
     config.update(sections)
     return config
