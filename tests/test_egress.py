@@ -184,8 +184,11 @@ def test_an_installer_probes_and_adds_cameras_only_where_its_site_allows(
         assert installer.post("/api/cameras", json=camera).status_code == 201  # on its LAN
         moved = {**camera, "url": "rtsp://192.168.1.64/live"}
         assert installer.put("/api/cameras/till", json=moved).status_code == 403
+        later = {**camera, "url": "rtsp://cam-7.invalid/live"}  # cannot be checked: refused
+        assert installer.put("/api/cameras/till", json=later).status_code == 403
     with api_client(app, index, "admin") as admin:  # an admin may put a camera anywhere
         assert admin.put("/api/cameras/till", json=moved).status_code == 200
+        assert admin.put("/api/cameras/till", json=later).status_code == 200
 
 
 def test_a_delivery_is_checked_at_each_attempt_and_each_redirect(
