@@ -381,7 +381,7 @@ def test_the_schema_comparison_sees_a_change() -> None:
 def test_every_module_with_tables_is_listed_for_migrations() -> None:
     """A module that defines tables on Base must be in MODEL_MODULES (and have a migration),
     or its tables would be missing from a migrated database."""
-    for package in ("common", "ingest", "analytics", "storage", "api", "xueliang"):
+    for package in ("common", "ingest", "analytics", "storage", "api", "gb28181", "xueliang"):
         for module in pkgutil.walk_packages(
             importlib.import_module(package).__path__, f"{package}."
         ):

@@ -20,8 +20,10 @@ ALLOWED: dict[str, set[str]] = {
     "storage.database": {"common", "ingest", "analytics", "storage"},
     "storage.media": {"common", "ingest", "analytics", "storage", "storage.database"},
     "api": {"common", "ingest", "analytics", "storage", "storage.database", "storage.media"},
+    "gb28181": {"common", "ingest", "analytics", "storage", "storage.database", "storage.media"},
     "xueliang": {
-        "common", "ingest", "analytics", "storage", "storage.database", "storage.media", "api"
+        "common", "ingest", "analytics", "storage", "storage.database", "storage.media", "api",
+        "gb28181",
     },
 }  # fmt: skip
 
@@ -51,7 +53,7 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
 def sources() -> list[Path]:
     return sorted(
         path
-        for package in ("common", "ingest", "analytics", "storage", "api", "xueliang")
+        for package in ("common", "ingest", "analytics", "storage", "api", "gb28181", "xueliang")
         for path in (ROOT / package).rglob("*.py")
     )
 

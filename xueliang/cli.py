@@ -93,6 +93,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sip(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gb28181.service import Signalling, serve
+    from storage.database.devices import GbDevices
+    from storage.database.index import EventIndex
+
+    setup_logging("sip")
+    config = _load(args.config)
+    setup_logging("sip", config.logs.format)
+    devices = GbDevices(EventIndex.connect(config.index.url), config.sealer())
+    signalling = Signalling(config.gb28181, devices)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await serve(config.gb28181, signalling, stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def evidence_round(evidence: Evidence, recheck: timedelta) -> None:
     """One round of the evidence chore: re-hash media not checked lately, put holds on media
     uploaded since, anchor the custody log's head, and check the whole log (errors logged)."""
@@ -201,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_config("worker", "(started by `run`) a worker process").set_defaults(handler=cmd_worker)
     with_config("api", "(started by `run`) the API server").set_defaults(handler=cmd_api)
+    with_config("sip", "(started by `run`) the GB/T 28181 signalling service").set_defaults(
+        handler=cmd_sip
+    )
     create_key = with_config("create-key", "make an API key and print it (shown once)")
     create_key.add_argument("--name", required=True, help="who holds it, as the logs name them")
     create_key.add_argument("--role", required=True, choices=ROLES)

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, model_validator
 from analytics.config import AnalyticsConfig, DetectorConfig, SsdOnnxDetectorConfig
 from api.config import ApiConfig
 from common.config import StrictModel
+from gb28181.config import Gb28181Config
 from ingest.config import IngestConfig
 from storage.config import (
     ClipConfig,
@@ -43,6 +44,7 @@ class Config(StrictModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    gb28181: Gb28181Config = Field(default_factory=Gb28181Config)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     data_dir: Path = Path("data")
     workers: int = Field(

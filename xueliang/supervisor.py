@@ -79,6 +79,7 @@ class Supervisor:
         self.children = [
             *extra,
             Child("api", child_command("api", config_path)),
+            *([Child("sip", child_command("sip", config_path))] if config.gb28181.enabled else []),
             *(
                 Child(f"worker-{n}", child_command("worker", config_path))
                 for n in range(1, config.workers + 1)

@@ -35,6 +35,7 @@ MODEL_MODULES = tuple(
         "recordings",
         "custody",
         "limits",
+        "devices",
     )
 )
 

@@ -1,0 +1,1 @@
+"""GB/T 28181: the signalling service devices and lower platforms register to."""

@@ -1,0 +1,260 @@
+"""The signalling service: what the platform answers each SIP request a device sends, and the
+UDP and TCP servers that carry them.
+
+This part takes registrations (digest, expiry, re-register, unregister, pending devices) and
+keepalives (online, offline after missed ones); answers are built from the request alone, so
+a retransmitted request gets the same answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import cast
+from zoneinfo import ZoneInfo
+
+from gb28181.config import Gb28181Config
+from gb28181.digest import Nonces, challenges, expected_response, parse_authorization
+from gb28181.sip import DEVICE_ID, SipError, SipMessage, answer, parse, split_head, user_of
+from storage.database.devices import GbDevices, Registration
+from storage.database.engine import utcnow
+
+log = logging.getLogger(__name__)
+XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9_-]+)["']""")
+VIA_TRANSPORT = re.compile(r"^SIP/2\.0/(UDP|TCP)\s", re.IGNORECASE)
+ALLOWED = "REGISTER, MESSAGE, OPTIONS"
+Address = tuple[str, int]
+
+
+def xml_of(body: bytes) -> ElementTree.Element:
+    """A MANSCDP body: XML in GB2312 (read as its superset GB18030) or UTF-8, as its
+    declaration says; SipError 400 if it is not XML."""
+    declared = XML_ENCODING.match(body)
+    encoding = declared.group(1).decode().lower() if declared else "utf-8"
+    codec = "gb18030" if encoding in ("gb2312", "gbk", "gb18030") else "utf-8"
+    try:
+        text = body.decode(codec)
+        return ElementTree.fromstring(re.sub(r"^\s*<\?xml[^>]*\?>", "", text))
+    except (UnicodeDecodeError, ElementTree.ParseError):
+        raise SipError(400, "the body is not XML in its declared encoding") from None
+
+
+class Signalling:
+    """Answers devices' SIP requests. `refused` counts what was turned away, by reason.
+
+    Example:
+        >>> signalling = Signalling(Gb28181Config(), devices)  # doctest: +SKIP
+        >>> signalling.handle(datagram, "UDP", ("10.0.0.9", 5060))  # doctest: +SKIP
+        b'SIP/2.0 401 Unauthorized\\r\\n...'
+    """
+
+    def __init__(self, config: Gb28181Config, devices: GbDevices) -> None:
+        self.config = config
+        self.devices = devices
+        self.nonces = Nonces(config.nonce_s)
+        self.refused: Counter[str] = Counter()
+        self.zone = ZoneInfo(config.timezone)
+        self._tag = secrets.token_hex(4)
+        self._handlers: dict[str, Callable[[SipMessage, str, Address], bytes]] = {
+            "REGISTER": self.register,
+            "MESSAGE": self.message,
+            "OPTIONS": lambda request, _t, _s: answer(request, 200, "OK", [("Allow", ALLOWED)]),
+        }
+
+    def handle(self, data: bytes, transport: str, source: Address) -> bytes | None:
+        """The answer to one message (None: a response, or nothing worth answering)."""
+        try:
+            request = parse(data, self.config.max_message_bytes)
+        except SipError as exc:
+            self.refused[f"malformed: {exc.reason}"] += 1
+            return None  # without its Via there is nowhere to answer
+        if request.method is None:
+            return None  # answers to our requests: nothing asked yet
+        handler = self._handlers.get(request.method)
+        if handler is None:
+            self.refused["method not allowed"] += 1
+            return answer(request, 405, "Method Not Allowed", [("Allow", ALLOWED)])
+        try:
+            return handler(request, transport, source)
+        except SipError as exc:
+            self.refused[exc.reason] += 1
+            return answer(request, exc.status, exc.reason, to_tag=self._tag)
+
+    # -- REGISTER --------------------------------------------------------------------------
+
+    def register(self, request: SipMessage, transport: str, source: Address) -> bytes:
+        device_id = user_of(request.header("to") or "")
+        if device_id is None or not DEVICE_ID.match(device_id):
+            raise SipError(400, "the To URI's user is not a 20-digit device ID")
+        if user_of(request.header("from") or "") != device_id:
+            raise SipError(400, "the From and To URIs name different devices")
+        expires = self._expires(request)
+        if 0 < expires < self.config.expires_min_s:
+            self.refused["interval too brief"] += 1
+            return answer(request, 423, "Interval Too Brief",
+                          [("Min-Expires", str(self.config.expires_min_s))], self._tag)  # fmt: skip
+        authorization = request.header("authorization")
+        if authorization is None:
+            return self._challenge(request)
+        params = parse_authorization(authorization)
+        if params.get("username") != device_id or params.get("realm") != self.config.digest_realm:
+            raise SipError(403, "Forbidden")
+        verdict = self.nonces.check(params.get("nonce", ""), params.get("nc", ""))
+        if verdict in ("forged", "stale"):
+            return self._challenge(request, stale=verdict == "stale")
+        if verdict == "replayed":
+            raise SipError(403, "Forbidden")
+        default = self.config.password.get_secret_value() if self.config.password else None
+        presented = params.get("response", "")
+        match = next(
+            (
+                candidate
+                for candidate in self.devices.candidates(device_id, default)
+                if (expected := expected_response(params, "REGISTER", candidate.password))
+                and secrets.compare_digest(expected, presented)
+            ),
+            None,
+        )
+        if match is None:
+            log.info("device %s: REGISTER with a wrong password, from %s", device_id, source[0])
+            raise SipError(403, "Forbidden")
+        if expires == 0:
+            self.devices.unregistered(device_id)
+            log.info("device %s unregistered", device_id)
+            return answer(request, 200, "OK", [("Expires", "0")], self._tag)
+        expires = min(expires, self.config.expires_max_s)
+        via = VIA_TRANSPORT.match(request.header("via") or "")
+        registration = Registration(
+            device_id=device_id,
+            transport=via.group(1).upper() if via else transport,
+            host=source[0],
+            port=source[1],
+            user_agent=request.header("user-agent") or "",
+            expires_at=utcnow() + timedelta(seconds=expires),
+        )
+        row = self.devices.registered(registration, match.site)
+        log.info(
+            "device %s registered (%s) for %d s from %s", device_id, row.state, expires, source[0]
+        )
+        headers = [("Expires", str(expires)), ("Date", self._date())]
+        contact = request.header("contact")
+        if contact:
+            headers.insert(0, ("Contact", contact))
+        return answer(request, 200, "OK", headers, self._tag)
+
+    def _expires(self, request: SipMessage) -> int:
+        contact_expires = re.search(r";\s*expires=(\d+)", request.header("contact") or "")
+        value = request.header("expires") or (
+            contact_expires.group(1) if contact_expires else "3600"
+        )
+        if not value.isdigit() or len(value) > 9:
+            raise SipError(400, "the Expires value is not a number of seconds")
+        return int(value)
+
+    def _challenge(self, request: SipMessage, stale: bool = False) -> bytes:
+        headers = list(challenges(self.config.digest_realm, self.nonces.issue(), stale))
+        return answer(request, 401, "Unauthorized", headers, self._tag)
+
+    def _date(self) -> str:
+        """GB/T 28181's Date: local time to the millisecond, without a zone."""
+        return datetime.now(self.zone).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+    # -- MESSAGE ---------------------------------------------------------------------------
+
+    def message(self, request: SipMessage, transport: str, source: Address) -> bytes:
+        device_id = user_of(request.header("from") or "")
+        if device_id is None or not DEVICE_ID.match(device_id):
+            raise SipError(400, "the From URI's user is not a 20-digit device ID")
+        document = xml_of(request.body)
+        command = (document.findtext("CmdType") or "").strip()
+        if document.tag == "Notify" and command == "Keepalive":
+            device = self.devices.get(device_id)
+            if device is None or device.host != source[0] or not self.devices.kept_alive(device_id):
+                raise SipError(403, "Forbidden")  # not registered, or not from where it did
+            return answer(request, 200, "OK", to_tag=self._tag)
+        log.debug("device %s: %s %s not handled yet", device_id, document.tag, command)
+        return answer(request, 200, "OK", to_tag=self._tag)
+
+    def sweep(self) -> list[str]:
+        """Devices whose registration expired, or that missed `keepalive_misses` keepalives,
+        are offline now."""
+        now = utcnow()
+        silence = timedelta(seconds=self.config.keepalive_s * self.config.keepalive_misses)
+        lapsed = self.devices.lapse(now - silence, now)
+        for device_id in lapsed:
+            log.warning("device %s is offline", device_id)
+        return lapsed
+
+
+class UdpServer(asyncio.DatagramProtocol):
+    def __init__(self, signalling: Signalling) -> None:
+        self.signalling = signalling
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        reply = self.signalling.handle(data, "UDP", (addr[0], addr[1]))
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+async def tcp_connection(
+    signalling: Signalling, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Messages one after another on a TCP connection, each cut by its Content-Length."""
+    peer = writer.get_extra_info("peername")
+    source: Address = (str(peer[0]), int(peer[1]))
+    limit = signalling.config.max_message_bytes
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            split = split_head(head)
+            assert split is not None
+            length = re.search(rb"(?im)^(?:content-length|l)\s*:\s*(\d{1,7})\s*$", split[0])
+            size = int(length.group(1)) if length else 0
+            if len(head) + size > limit:
+                signalling.refused["malformed: Message Too Large"] += 1
+                break
+            body = await reader.readexactly(size)
+            reply = signalling.handle(head + body, "TCP", source)
+            if reply is not None:
+                writer.write(reply)
+                await writer.drain()
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def serve(config: Gb28181Config, signalling: Signalling, stop: asyncio.Event) -> None:
+    """Serve UDP and TCP on `config.host`:`config.port` until `stop` is set; sweep for
+    offline devices every few seconds meanwhile."""
+    loop = asyncio.get_running_loop()
+    udp, _ = await loop.create_datagram_endpoint(
+        lambda: UdpServer(signalling), local_addr=(config.host, config.port)
+    )
+    tcp = await asyncio.start_server(
+        lambda r, w: tcp_connection(signalling, r, w),
+        config.host,
+        config.port,
+        limit=config.max_message_bytes,
+    )
+    log.info("GB/T 28181 signalling %s on %s:%d (UDP, TCP)", config.id, config.host, config.port)
+    sweep_s = min(5.0, config.keepalive_s / 2)
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), sweep_s)
+            except TimeoutError:
+                signalling.sweep()
+    finally:
+        udp.close()
+        tcp.close()
+        await tcp.wait_closed()

@@ -1,0 +1,215 @@
+"""GB/T 28181 devices (cameras, NVRs, lower platforms) as the signalling service knows them, and
+each site's settings for them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import Boolean, Integer, String, Text, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.database.engine import Base, Database, UTCDateTime, utcnow
+from storage.database.sealing import CredentialSealer
+
+DeviceState = Literal["pending", "approved"]
+
+
+class GbDeviceRow(Base):
+    """A device that registered (or was announced by an installer before it did). `pending`
+    until approved for a site; `password` (sealed) is its own, if it has one."""
+
+    __tablename__ = "gb_devices"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    site: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    password: Mapped[str | None] = mapped_column(Text, nullable=True)
+    transport: Mapped[str] = mapped_column(String(8), default="UDP")
+    host: Mapped[str] = mapped_column(String(64), default="")
+    port: Mapped[int] = mapped_column(Integer, default=0)
+    user_agent: Mapped[str] = mapped_column(String(128), default="")
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    offline_reason: Mapped[str] = mapped_column(String(128), default="")
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    keepalive_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GbSiteRow(Base):
+    """A site's GB/T 28181 settings: the password its devices register with (sealed), and the
+    ID prefix of devices approved into it as they first register with that password."""
+
+    __tablename__ = "gb_sites"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password: Mapped[str | None] = mapped_column(Text, nullable=True)
+    auto_approve_prefix: Mapped[str] = mapped_column(String(20), default="")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A password a device may register with, and what a match means: the site it puts the
+    device in (None: no site, the device stays as it is)."""
+
+    password: str
+    site: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a device's REGISTER told us."""
+
+    device_id: str
+    transport: str
+    host: str
+    port: int
+    user_agent: str
+    expires_at: datetime
+
+
+class GbDevices:
+    """The devices table and the sites' settings, credentials sealed with `sealer`.
+
+    Example:
+        >>> devices = GbDevices(Database.connect("sqlite://"), sealer)  # doctest: +SKIP
+        >>> devices.candidates("34020000001320000001", default="12345678")  # doctest: +SKIP
+        [Candidate(password='12345678', site=None)]
+    """
+
+    def __init__(self, database: Database, sealer: CredentialSealer) -> None:
+        self.database = database
+        self.sealer = sealer
+
+    def get(self, device_id: str) -> GbDeviceRow | None:
+        with self.database.sessions() as session:
+            return session.get(GbDeviceRow, device_id)
+
+    def all(self, sites: Sequence[str] | None) -> list[GbDeviceRow]:
+        """The devices of `sites` (None: every device, pending ones too), by ID."""
+        with self.database.sessions() as session:
+            statement = select(GbDeviceRow).order_by(GbDeviceRow.id)
+            if sites is not None:
+                statement = statement.where(GbDeviceRow.site.in_(sites))
+            return list(session.scalars(statement))
+
+    def candidates(self, device_id: str, default: str | None) -> list[Candidate]:
+        """The passwords `device_id` may register with, its own first: its own, its site's,
+        the sites' whose auto-approval prefix it has (approving it into that site), then the
+        platform's default (no site)."""
+        found: list[Candidate] = []
+        with self.database.sessions() as session:
+            device = session.get(GbDeviceRow, device_id)
+            sites = {row.site: row for row in session.scalars(select(GbSiteRow))}
+        if device is not None and device.password:
+            found.append(Candidate(self.sealer.open(device.password), None))
+        if device is not None and device.site in sites and sites[device.site].password:
+            found.append(Candidate(self.sealer.open(sites[device.site].password or ""), None))
+        if device is None or device.state == "pending":
+            for row in sites.values():
+                prefix = row.auto_approve_prefix
+                if row.password and prefix and device_id.startswith(prefix):
+                    found.append(Candidate(self.sealer.open(row.password), row.site))
+        if default:
+            found.append(Candidate(default, None))
+        return found
+
+    def registered(self, registration: Registration, approve_into: str | None) -> GbDeviceRow:
+        """Record a successful REGISTER: the device is online until `expires_at`; a new one is
+        pending, unless its password approved it into a site."""
+        now = utcnow()
+        with self.database.sessions.begin() as session:
+            row = session.get(GbDeviceRow, registration.device_id)
+            if row is None:
+                row = GbDeviceRow(id=registration.device_id, state="pending", created_at=now)
+                session.add(row)
+            if approve_into is not None and row.state == "pending":
+                row.state, row.site = "approved", approve_into
+            row.transport, row.host, row.port = (
+                registration.transport, registration.host, registration.port,
+            )  # fmt: skip
+            row.user_agent = registration.user_agent[:128]
+            row.online, row.offline_reason = True, ""
+            row.registered_at, row.expires_at, row.keepalive_at = (
+                now, registration.expires_at, now,
+            )  # fmt: skip
+        return row
+
+    def unregistered(self, device_id: str) -> None:
+        self._offline([device_id], "unregistered")
+
+    def kept_alive(self, device_id: str) -> bool:
+        """A keepalive from the device: online again. False if it is not registered now."""
+        now = utcnow()
+        with self.database.sessions.begin() as session:
+            changed = session.execute(
+                update(GbDeviceRow)
+                .where(GbDeviceRow.id == device_id, GbDeviceRow.expires_at > now)
+                .values(keepalive_at=now, online=True, offline_reason="")
+                .execution_options(synchronize_session=False)
+            )
+        return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+    def lapse(self, keepalive_before: datetime, now: datetime) -> list[str]:
+        """Mark offline the devices whose registration expired or that missed their keepalives
+        (none since `keepalive_before`). Returns their IDs."""
+        with self.database.sessions() as session:
+            online = list(session.scalars(select(GbDeviceRow).where(GbDeviceRow.online)))
+        expired = [row.id for row in online if row.expires_at is not None and row.expires_at <= now]
+        silent = [
+            row.id
+            for row in online
+            if row.id not in expired
+            and (row.keepalive_at is None or row.keepalive_at < keepalive_before)
+        ]
+        self._offline(expired, "registration expired")
+        self._offline(silent, "keepalives missed")
+        return expired + silent
+
+    def _offline(self, device_ids: list[str], reason: str) -> None:
+        if not device_ids:
+            return
+        with self.database.sessions.begin() as session:
+            session.execute(
+                update(GbDeviceRow)
+                .where(GbDeviceRow.id.in_(device_ids))
+                .values(online=False, offline_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
+
+    def approve(self, device_id: str, site: str, password: str | None) -> GbDeviceRow:
+        """Put a device in a site (made, pending nothing, if it never registered), with its own
+        password if given."""
+        with self.database.sessions.begin() as session:
+            row = session.get(GbDeviceRow, device_id)
+            if row is None:
+                row = GbDeviceRow(id=device_id, created_at=utcnow())
+                session.add(row)
+            row.state, row.site = "approved", site
+            if password is not None:
+                row.password = self.sealer.seal_or_none(password or None)
+        return row
+
+    def delete(self, device_id: str) -> bool:
+        with self.database.sessions.begin() as session:
+            row = session.get(GbDeviceRow, device_id)
+            if row is not None:
+                session.delete(row)
+            return row is not None
+
+    def site_settings(self, site: str) -> GbSiteRow | None:
+        with self.database.sessions() as session:
+            return session.get(GbSiteRow, site)
+
+    def put_site_settings(self, site: str, password: str | None, prefix: str) -> None:
+        """A site's password (None: keep it, "": clear it) and auto-approval prefix."""
+        with self.database.sessions.begin() as session:
+            row = session.get(GbSiteRow, site) or GbSiteRow(site=site)
+            session.add(row)
+            if password is not None:
+                row.password = self.sealer.seal_or_none(password or None)
+            row.auto_approve_prefix = prefix
