@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import admin, alarms, cameras, events, live, metrics, webhooks
+from api import admin, alarms, cameras, devices, events, live, metrics, webhooks
 from api.auth import Auth, TokenBuckets
 from api.config import ApiConfig
 from api.context import ApiContext
@@ -102,7 +102,7 @@ def create_app(
     # The console: static pages on this API, no build step (api/console/).
     app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
-    for module in (events, cameras, admin, webhooks, alarms):
+    for module in (events, cameras, admin, webhooks, alarms, devices):
         app.include_router(module.routes(ctx))
     app.include_router(live.routes(ctx, hub))
     app.include_router(metrics.routes(ctx, hub, dispatcher))

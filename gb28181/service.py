@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 from gb28181.config import Gb28181Config
 from gb28181.digest import Nonces, challenges, expected_response, parse_authorization
-from gb28181.sip import DEVICE_ID, SipError, SipMessage, answer, parse, split_head, user_of
-from storage.database.devices import GbDevices, Registration
+from gb28181.sip import SipError, SipMessage, answer, parse, split_head, user_of
+from storage.database.devices import DEVICE_ID, GbDevices, Registration
 from storage.database.engine import utcnow
 
 log = logging.getLogger(__name__)

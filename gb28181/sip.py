@@ -22,7 +22,6 @@ STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6]\d\d) ([^\r\n]{0,128})$")
 TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]{1,64}$")
 URI_USER = re.compile(r"sips?:([^@;>\s]+)@")
 TAG = re.compile(r";\s*tag=([^;>\s]+)")
-DEVICE_ID = re.compile(r"^\d{20}$")
 
 
 class SipError(Exception):

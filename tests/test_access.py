@@ -25,6 +25,7 @@ from storage.database.accounts import ApiKeys, SiteRow
 from storage.database.alarms import AlarmPanelRow, AlarmPanels
 from storage.database.camera_health import CameraPictureRow, Heartbeats
 from storage.database.cameras import ApiCameras, NetworkCameraConfig
+from storage.database.devices import GbDevices
 from storage.database.engine import to_datetime
 from storage.database.index import EventIndex
 from storage.database.webhooks import WebhookOutboxRow, Webhooks
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.integration
 
 SITE_A, SITE_B = "shop-a", "shop-b"
 ACCOUNTS = {SITE_A: "A1", SITE_B: "B1"}  # their alarm panels' accounts
+DEVICES = {SITE_A: "34020000001320000001", SITE_B: "34020000001320000002"}  # GB/T 28181
 NOW = datetime.now(UTC)
 # Bodies by route, made for a target (the path values by parameter name).
 SAMPLE_BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, Any]]] = {
@@ -43,6 +45,11 @@ SAMPLE_BODIES: dict[tuple[str, str], Callable[[dict[str, str]], dict[str, Any]]]
     ("POST", "/api/events/{event_id}/actions"): lambda t: {"action": "acknowledge"},
     ("POST", "/api/keys"): lambda t: {"name": "desk", "role": "shop", "sites": [t["site_id"]]},
     ("PUT", "/api/sites/{site_id}"): lambda t: {"name": "Shop", "timezone": "Asia/Shanghai"},
+    ("POST", "/api/gb28181/devices/{device_id}/approve"): lambda t: {"site": t["site_id"]},
+    ("PUT", "/api/sites/{site_id}/gb28181"): lambda t: {
+        "password": "Site-Pa55",
+        "auto_approve_prefix": "3402000000",
+    },
     ("POST", "/api/cameras"): lambda t: {
         "id": "cam-new",
         "site": t["site_id"],
@@ -111,6 +118,8 @@ def build_world(root: Path, store: ObjectStore) -> World:
     with index.sessions.begin() as session:
         for site in (SITE_A, SITE_B):
             session.add(SiteRow(id=site, name=site.upper(), timezone="Asia/Shanghai"))
+    for site, device in DEVICES.items():
+        GbDevices(index, SEALER).approve(device, site, "gate", "Device-Pa55")
     for camera in cameras:
         started = (NOW - timedelta(minutes=30)).timestamp()
         event = person_event(
@@ -208,11 +217,12 @@ def target_of(world: World, site: str) -> dict[str, str]:
         "webhook_id": world.webhooks[site][0] if site in world.webhooks else "no-such-hook",
         "delivery_id": str(world.webhooks[site][1]) if site in world.webhooks else "0",
         "account": ACCOUNTS.get(site, "0"),
+        "device_id": DEVICES.get(site, "0" * 20),
     }
 
 
 def b_markers(world: World) -> list[str]:
-    return [world.events[SITE_B], SITE_B, "cam-b"]
+    return [world.events[SITE_B], SITE_B, "cam-b", DEVICES[SITE_B]]
 
 
 @pytest.fixture
@@ -261,7 +271,7 @@ def test_keys_of_site_a_get_nothing_of_site_b(
         assert answer.status_code in (200, 403, 404), where
         if answer.status_code == 404:
             # Exactly what the same request about an object that does not exist gets.
-            special = {"delivery_id": "987654", "account": "ABCDEF"}  # ints, hex
+            special = {"delivery_id": "987654", "account": "ABCDEF", "device_id": "9" * 20}
             missing = {
                 name: special.get(name, f"missing-{name}") for name in target_of(world, SITE_B)
             }

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,16 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import SecretStr
 
+from api.app import create_app
+from api.config import ApiConfig
 from gb28181.config import Gb28181Config
 from gb28181.digest import expected_response, parse_authorization
 from gb28181.service import Signalling, serve
 from gb28181.sip import parse
+from storage.database.accounts import SiteRow
 from storage.database.devices import GbDeviceRow, GbDevices
 from storage.database.index import EventIndex
-from tests.apiclient import SEALER
+from tests.apiclient import SEALER, api_client
 from tests.servers import free_port
+from tests.test_api import unreachable_store
+from xueliang.config import Config
+from xueliang.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
@@ -244,3 +253,79 @@ def test_sha256_digest_is_rfc_7616s() -> None:
     }  # fmt: skip
     expected = "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
     assert expected_response(params, "GET", "Circle of Life") == expected
+
+
+def test_an_installer_approves_a_pending_device_and_its_own_password_replaces_the_default(
+    running: Running,
+) -> None:
+    config, index = running.config, running.devices.database
+    assert isinstance(index, EventIndex)
+    with index.sessions.begin() as session:
+        session.add_all([SiteRow(id="garden", name="Garden"), SiteRow(id="market", name="Market")])
+    assert status_of(exchange(config, registered(config, DEVICE, DEFAULT_PASSWORD))) == 200
+    app = create_app(index, unreachable_store(), [], ApiConfig(), 5, SEALER)
+    with api_client(app, index, "admin") as admin:
+        assert [(d["id"], d["state"]) for d in admin.get("/api/gb28181/devices").json()] == [
+            (DEVICE, "pending")
+        ]
+    with api_client(app, index, "installer", ["garden"]) as installer:
+        assert installer.get("/api/gb28181/devices").json() == []  # pending: not its site's yet
+        assert installer.get(f"/api/gb28181/devices/{DEVICE}").json()["online"]  # by its ID
+        body = {"site": "market", "name": "东门", "password": "Own-Pa55"}
+        assert (
+            installer.post(f"/api/gb28181/devices/{DEVICE}/approve", json=body).status_code == 404
+        )
+        approved = installer.post(
+            f"/api/gb28181/devices/{DEVICE}/approve", json={**body, "site": "garden"}
+        )
+        assert approved.status_code == 200, approved.text
+        shown = approved.json()
+        assert (shown["state"], shown["site"], shown["name"], shown["has_password"]) == (
+            "approved",
+            "garden",
+            "东门",
+            True,
+        )
+        assert "Own-Pa55" not in approved.text and "password" not in shown
+        assert [d["id"] for d in installer.get("/api/gb28181/devices").json()] == [DEVICE]
+        settings = {"password": "Garden-Pa55", "auto_approve_prefix": "3402000000132"}
+        put = installer.put("/api/sites/garden/gb28181", json=settings)
+        assert put.json() == {
+            "site": "garden",
+            "has_password": True,
+            "auto_approve_prefix": "3402000000132",
+        }
+        assert installer.put("/api/sites/market/gb28181", json=settings).status_code == 404
+        assert installer.post("/api/gb28181/devices/1234/approve", json=body).status_code == 422
+    with api_client(app, index, "shop", ["garden"]) as shop:
+        assert shop.get("/api/gb28181/devices").status_code == 403
+    # Its own password now, and only it: neither the default nor the site's.
+    for password in (DEFAULT_PASSWORD, "Garden-Pa55"):
+        assert status_of(exchange(config, registered(config, DEVICE, password))) == 403
+    assert status_of(exchange(config, registered(config, DEVICE, "Own-Pa55"))) == 200
+    with api_client(app, index, "installer", ["garden"]) as installer:
+        assert installer.delete(f"/api/gb28181/devices/{DEVICE}").status_code == 204
+    assert status_of(exchange(config, registered(config, DEVICE, DEFAULT_PASSWORD))) == 200
+    again = running.devices.get(DEVICE)
+    assert again is not None and again.state == "pending"  # forgotten: pending again
+
+
+def test_the_supervisor_runs_the_sip_process_which_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    raw = {
+        "data_dir": str(tmp_path / "data"),
+        "index": {"url": f"sqlite:///{tmp_path / 'index.db'}"},
+        "gb28181": {"enabled": True, "host": "127.0.0.1", "port": port},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = Config.model_validate(raw)
+    assert "sip" in [child.name for child in Supervisor(config, path).children]
+    disabled = Config.model_validate({**raw, "gb28181": {"enabled": False}})
+    assert "sip" not in [child.name for child in Supervisor(disabled, path).children]
+    process = subprocess.Popen([sys.executable, "-m", "xueliang", "sip", str(path)], cwd=tmp_path)
+    try:
+        wait_until(lambda: answers_options(config.gb28181), "the sip process answers", 30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0

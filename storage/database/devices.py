@@ -3,6 +3,7 @@ each site's settings for them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from storage.database.engine import Base, Database, UTCDateTime, utcnow
 from storage.database.sealing import CredentialSealer
 
 DeviceState = Literal["pending", "approved"]
+DEVICE_ID = re.compile(r"^\d{20}$")  # GB/T 28181's: civil code, kind, number
 
 
 class GbDeviceRow(Base):
@@ -98,25 +100,27 @@ class GbDevices:
             return list(session.scalars(statement))
 
     def candidates(self, device_id: str, default: str | None) -> list[Candidate]:
-        """The passwords `device_id` may register with, its own first: its own, its site's,
-        the sites' whose auto-approval prefix it has (approving it into that site), then the
-        platform's default (no site)."""
-        found: list[Candidate] = []
+        """The passwords `device_id` may register with: its own if it has one; else its site's
+        if it has one; else (a pending or new device) the passwords of the sites whose
+        auto-approval prefix it has (approving it into that site), then the platform's
+        default."""
         with self.database.sessions() as session:
             device = session.get(GbDeviceRow, device_id)
             sites = {row.site: row for row in session.scalars(select(GbSiteRow))}
         if device is not None and device.password:
-            found.append(Candidate(self.sealer.open(device.password), None))
-        if device is not None and device.site in sites and sites[device.site].password:
-            found.append(Candidate(self.sealer.open(sites[device.site].password or ""), None))
+            return [Candidate(self.sealer.open(device.password), None)]
+        own_site = sites.get(device.site) if device is not None and device.site else None
+        if own_site is not None and own_site.password:
+            return [Candidate(self.sealer.open(own_site.password), None)]
+        found = []
         if device is None or device.state == "pending":
-            for row in sites.values():
-                prefix = row.auto_approve_prefix
-                if row.password and prefix and device_id.startswith(prefix):
-                    found.append(Candidate(self.sealer.open(row.password), row.site))
-        if default:
-            found.append(Candidate(default, None))
-        return found
+            found = [
+                Candidate(self.sealer.open(row.password), row.site)
+                for row in sites.values()
+                if row.password and row.auto_approve_prefix
+                and device_id.startswith(row.auto_approve_prefix)
+            ]  # fmt: skip
+        return found + ([Candidate(default, None)] if default else [])
 
     def registered(self, registration: Registration, approve_into: str | None) -> GbDeviceRow:
         """Record a successful REGISTER: the device is online until `expires_at`; a new one is
@@ -181,15 +185,18 @@ class GbDevices:
                 .execution_options(synchronize_session=False)
             )
 
-    def approve(self, device_id: str, site: str, password: str | None) -> GbDeviceRow:
-        """Put a device in a site (made, pending nothing, if it never registered), with its own
-        password if given."""
+    def approve(
+        self, device_id: str, site: str, name: str = "", password: str | None = None
+    ) -> GbDeviceRow:
+        """Put a device in a site (made, if it never registered), named `name` if given, with
+        its own password if given."""
         with self.database.sessions.begin() as session:
             row = session.get(GbDeviceRow, device_id)
             if row is None:
                 row = GbDeviceRow(id=device_id, created_at=utcnow())
                 session.add(row)
             row.state, row.site = "approved", site
+            row.name = name or row.name
             if password is not None:
                 row.password = self.sealer.seal_or_none(password or None)
         return row
