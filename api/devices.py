@@ -14,7 +14,7 @@ from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
 from api.models import In, SiteIn
 from storage.database.accounts import Principal
-from storage.database.devices import DEVICE_ID, GbDeviceRow, GbDevices
+from storage.database.devices import DEVICE_ID, GbChannelRow, GbDeviceRow, GbDevices
 
 
 class DeviceOut(BaseModel):
@@ -39,6 +39,28 @@ class DeviceOut(BaseModel):
     def of(cls, row: GbDeviceRow) -> "DeviceOut":
         public = {name: getattr(row, name) for name in cls.model_fields if hasattr(row, name)}
         return cls(**public, has_password=row.password is not None)
+
+
+class ChannelOut(BaseModel):
+    """A channel of a device's catalog, and its place in the device's tree."""
+
+    id: str
+    name: str
+    manufacturer: str
+    model: str
+    civil_code: str
+    parent_id: str
+    business_group_id: str
+    address: str
+    status: str
+    parental: bool
+    ptz_type: int | None
+    longitude: float | None
+    latitude: float | None
+
+    @classmethod
+    def of(cls, row: GbChannelRow) -> "ChannelOut":
+        return cls(**{name: getattr(row, name) for name in cls.model_fields})
 
 
 class ApproveIn(In):
@@ -91,6 +113,13 @@ def routes(ctx: ApiContext) -> APIRouter:
     @router.get("/gb28181/devices/{device_id}")
     def get_device(who: Annotated[Principal, keepers], device_id: str) -> DeviceOut:
         return DeviceOut.of(device(who, device_id))
+
+    @router.get("/gb28181/devices/{device_id}/channels")
+    def channels(who: Annotated[Principal, keepers], device_id: str) -> list[ChannelOut]:
+        """The device's channels as its last whole catalog listed them (asked for as it
+        registers approved, and daily)."""
+        device(who, device_id)
+        return [ChannelOut.of(row) for row in devices.channels(device_id)]
 
     @router.post("/gb28181/devices/{device_id}/approve")
     def approve(

@@ -19,6 +19,9 @@ class Gb28181Config(StrictModel):
     domain: str = Field("3402000000", pattern=r"^\d{10}$", description="the SIP domain (10 digits)")
     realm: str | None = Field(None, description="digest realm; default: the domain")
     host: str = Field("0.0.0.0", description="where the service listens (UDP and TCP)")
+    address: str | None = Field(
+        None, description="our address as devices reach it (in our requests); default: host"
+    )
     port: int = Field(5060, ge=1, le=65535)
     password: SecretStr | None = Field(
         None,

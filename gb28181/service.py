@@ -1,34 +1,97 @@
-"""The signalling service: what the platform answers each SIP request a device sends, and the
-UDP and TCP servers that carry them.
+"""The signalling service: what the platform answers each SIP request a device sends, what it
+asks devices, and the UDP and TCP servers that carry both.
 
-This part takes registrations (digest, expiry, re-register, unregister, pending devices) and
-keepalives (online, offline after missed ones); answers are built from the request alone, so
-a retransmitted request gets the same answer."""
+This part takes registrations (digest, expiry, re-register, unregister, pending devices),
+keepalives (online, offline after missed ones) and catalogs (asked of each approved device,
+answered in parts); answers are built from the request alone, so a retransmitted request gets
+the same answer."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import secrets
+import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
 from zoneinfo import ZoneInfo
 
 from gb28181.config import Gb28181Config
 from gb28181.digest import Nonces, challenges, expected_response, parse_authorization
-from gb28181.sip import SipError, SipMessage, answer, parse, split_head, user_of
-from storage.database.devices import DEVICE_ID, GbDevices, Registration
+from gb28181.sip import SipError, SipMessage, answer, parse, request, split_head, user_of
+from storage.database.devices import DEVICE_ID, GbChannelRow, GbDeviceRow, GbDevices, Registration
 from storage.database.engine import utcnow
 
 log = logging.getLogger(__name__)
 XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9_-]+)["']""")
 VIA_TRANSPORT = re.compile(r"^SIP/2\.0/(UDP|TCP)\s", re.IGNORECASE)
 ALLOWED = "REGISTER, MESSAGE, OPTIONS"
+CATALOG_RETRY_S = 30.0  # a catalog not whole this long after asking is asked for again
+CATALOG_REFRESH = timedelta(days=1)  # a whole catalog is asked for again this much later
+MAX_CHANNELS = 100_000  # in one device's catalog (a lower platform's tree)
+NODE_ID = re.compile(r"^\d{2,20}$")  # a channel's, or a tree node's (a civil code is shorter)
 Address = tuple[str, int]
+Sender = Callable[[str, Address, bytes], None]  # (transport, where, what)
+
+
+@dataclass
+class CatalogParts:
+    """The parts of one catalog answer received so far."""
+
+    total: int
+    received: int = 0  # items, valid or not: the answer is whole when all are in
+    channels: dict[str, GbChannelRow] = field(default_factory=dict)
+
+
+def text_of(item: ElementTree.Element, name: str, limit: int) -> str:
+    return (item.findtext(name) or "").strip()[:limit]
+
+
+def number_of(item: ElementTree.Element, name: str) -> float | None:
+    try:
+        return float(item.findtext(name) or "")
+    except ValueError:
+        return None
+
+
+def channel_of(device_id: str, item: ElementTree.Element) -> GbChannelRow | None:
+    """A catalog `<Item>` as a channel row; None for an item without a valid DeviceID."""
+    channel_id = text_of(item, "DeviceID", 20)
+    if not NODE_ID.match(channel_id):
+        return None
+    ptz = number_of(item, "Info/PTZType")
+    return GbChannelRow(
+        device_id=device_id,
+        id=channel_id,
+        name=text_of(item, "Name", 128),
+        manufacturer=text_of(item, "Manufacturer", 64),
+        model=text_of(item, "Model", 64),
+        civil_code=text_of(item, "CivilCode", 20),
+        parent_id=text_of(item, "ParentID", 128),
+        business_group_id=text_of(item, "BusinessGroupID", 20),
+        address=text_of(item, "Address", 128),
+        status=text_of(item, "Status", 8).upper(),
+        parental=text_of(item, "Parental", 1) == "1",
+        ptz_type=int(ptz) if ptz is not None else None,
+        longitude=number_of(item, "Longitude"),
+        latitude=number_of(item, "Latitude"),
+    )
+
+
+def query_body(command: str, sn: int, device_id: str) -> bytes:
+    """A MANSCDP query (Catalog, DeviceInfo, DeviceStatus, ...), in GB2312 as devices expect."""
+    text = (
+        '<?xml version="1.0" encoding="GB2312"?>\r\n<Query>\r\n'
+        f"<CmdType>{command}</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{device_id}</DeviceID>\r\n"
+        "</Query>\r\n"
+    )
+    return text.encode("gb18030")
 
 
 def xml_of(body: bytes) -> ElementTree.Element:
@@ -56,6 +119,11 @@ class Signalling:
     def __init__(self, config: Gb28181Config, devices: GbDevices) -> None:
         self.config = config
         self.devices = devices
+        self.send: Sender | None = None  # set by `serve`, which holds the sockets
+        self._sn = itertools.count(1)
+        self._cseq = itertools.count(1)
+        self._catalogs: dict[tuple[str, str], CatalogParts] = {}  # (device, SN) -> parts
+        self._asked: dict[str, float] = {}  # device -> when its catalog was last asked for
         self.nonces = Nonces(config.nonce_s)
         self.refused: Counter[str] = Counter()
         self.zone = ZoneInfo(config.timezone)
@@ -172,13 +240,69 @@ class Signalling:
             raise SipError(400, "the From URI's user is not a 20-digit device ID")
         document = xml_of(request.body)
         command = (document.findtext("CmdType") or "").strip()
+        device = self.devices.get(device_id)
+        if device is None or device.host != source[0]:
+            raise SipError(403, "Forbidden")  # not registered, or not from where it did
         if document.tag == "Notify" and command == "Keepalive":
-            device = self.devices.get(device_id)
-            if device is None or device.host != source[0] or not self.devices.kept_alive(device_id):
-                raise SipError(403, "Forbidden")  # not registered, or not from where it did
-            return answer(request, 200, "OK", to_tag=self._tag)
-        log.debug("device %s: %s %s not handled yet", device_id, document.tag, command)
+            if not self.devices.kept_alive(device_id):
+                raise SipError(403, "Forbidden")  # its registration expired
+        elif document.tag == "Response" and command == "Catalog":
+            self._catalog_part(device_id, document)
+        else:
+            log.debug("device %s: %s %s not handled yet", device_id, document.tag, command)
         return answer(request, 200, "OK", to_tag=self._tag)
+
+    def _catalog_part(self, device_id: str, document: ElementTree.Element) -> None:
+        """One part of a catalog answer; the whole catalog is stored once all parts are in."""
+        sn = text_of(document, "SN", 20)
+        total = number_of(document, "SumNum")
+        if total is None or not 0 <= total <= MAX_CHANNELS:
+            raise SipError(400, "the catalog's SumNum is not a count")
+        parts = self._catalogs.setdefault((device_id, sn), CatalogParts(int(total)))
+        for item in document.iterfind("DeviceList/Item"):
+            parts.received += 1
+            channel = channel_of(device_id, item)
+            if channel is None:
+                self.refused["a catalog item without a valid DeviceID"] += 1
+            elif len(parts.channels) < MAX_CHANNELS:
+                parts.channels[channel.id] = channel
+        if parts.received >= parts.total:
+            del self._catalogs[(device_id, sn)]
+            self._asked.pop(device_id, None)
+            self.devices.catalog(device_id, list(parts.channels.values()))
+            log.info("device %s: catalog of %d channel(s)", device_id, len(parts.channels))
+
+    def query_catalogs(self) -> None:
+        """Ask each approved device online for its catalog, unless it gave a whole one
+        lately or was asked less than CATALOG_RETRY_S ago."""
+        now = time.monotonic()
+        for device in self.devices.needing_catalog(utcnow() - CATALOG_REFRESH):
+            if now - self._asked.get(device.id, -CATALOG_RETRY_S) < CATALOG_RETRY_S:
+                continue
+            self._asked[device.id] = now
+            for stale in [key for key in self._catalogs if key[0] == device.id]:
+                del self._catalogs[stale]  # parts of an answer that never became whole
+            body = query_body("Catalog", next(self._sn), device.id)
+            self.ask(device, "MESSAGE", body, [("Content-Type", "Application/MANSCDP+xml")])
+
+    def ask(
+        self, device: GbDeviceRow, method: str, body: bytes, headers: list[tuple[str, str]]
+    ) -> None:
+        """Send a request of ours to a device, where and how it registered from."""
+        if self.send is None:
+            return
+        ours = self.config.address or self.config.host
+        data = request(
+            method,
+            f"sip:{device.id}@{device.host}:{device.port}",
+            (device.transport, ours, self.config.port),
+            f"sip:{self.config.id}@{self.config.domain}",
+            f"sip:{device.id}@{self.config.domain}",
+            next(self._cseq),
+            headers,
+            body,
+        )
+        self.send(device.transport, (device.host, device.port), data)
 
     def sweep(self) -> list[str]:
         """Devices whose registration expired, or that missed `keepalive_misses` keepalives,
@@ -206,11 +330,16 @@ class UdpServer(asyncio.DatagramProtocol):
 
 
 async def tcp_connection(
-    signalling: Signalling, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    signalling: Signalling,
+    connections: dict[Address, asyncio.StreamWriter],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
 ) -> None:
-    """Messages one after another on a TCP connection, each cut by its Content-Length."""
+    """Messages one after another on a TCP connection, each cut by its Content-Length; our
+    requests to the device go back on it (`connections`, by its address)."""
     peer = writer.get_extra_info("peername")
     source: Address = (str(peer[0]), int(peer[1]))
+    connections[source] = writer
     limit = signalling.config.max_message_bytes
     try:
         while True:
@@ -230,18 +359,28 @@ async def tcp_connection(
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
         pass
     finally:
+        connections.pop(source, None)
         writer.close()
 
 
 async def serve(config: Gb28181Config, signalling: Signalling, stop: asyncio.Event) -> None:
-    """Serve UDP and TCP on `config.host`:`config.port` until `stop` is set; sweep for
-    offline devices every few seconds meanwhile."""
+    """Serve UDP and TCP on `config.host`:`config.port` until `stop` is set; every few
+    seconds meanwhile, sweep for offline devices and ask for the catalogs due."""
     loop = asyncio.get_running_loop()
     udp, _ = await loop.create_datagram_endpoint(
         lambda: UdpServer(signalling), local_addr=(config.host, config.port)
     )
+    connections: dict[Address, asyncio.StreamWriter] = {}
+
+    def send(transport: str, address: Address, data: bytes) -> None:
+        if transport != "TCP":
+            udp.sendto(data, address)
+        elif (writer := connections.get(address)) is not None:
+            writer.write(data)  # a device on TCP is reached on the connection it registered on
+
+    signalling.send = send
     tcp = await asyncio.start_server(
-        lambda r, w: tcp_connection(signalling, r, w),
+        lambda r, w: tcp_connection(signalling, connections, r, w),
         config.host,
         config.port,
         limit=config.max_message_bytes,
@@ -254,6 +393,7 @@ async def serve(config: Gb28181Config, signalling: Signalling, stop: asyncio.Eve
                 await asyncio.wait_for(stop.wait(), sweep_s)
             except TimeoutError:
                 signalling.sweep()
+                signalling.query_catalogs()
     finally:
         udp.close()
         tcp.close()

@@ -10,6 +10,7 @@ strictly, and is tested against SIPp, a peer we did not write.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 
 MAX_HEADERS = 64
@@ -167,4 +168,41 @@ def answer(
     lines += [f"Call-ID: {request.header('call-id')}", f"CSeq: {request.header('cseq')}"]
     lines += [f"{name}: {value}" for name, value in headers or []]
     lines += ["User-Agent: Xueliang", f"Content-Length: {len(body)}", "", ""]
+    return "\r\n".join(lines).encode() + body
+
+
+def request(
+    method: str,
+    uri: str,
+    via: tuple[str, str, int],
+    from_uri: str,
+    to_uri: str,
+    cseq: int,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+) -> bytes:
+    """A request of ours: `via` is (transport, our address, our port); a new branch, From tag
+    and Call-ID each time.
+
+    Example:
+        >>> request("MESSAGE", "sip:34020000001320000001@10.0.0.9:5060", ("UDP", "10.0.0.1", 5060),
+        ...         "sip:34020000002000000001@3402000000", "sip:34020000001320000001@3402000000",
+        ...         1).split(b"\\r\\n")[0]
+        b'MESSAGE sip:34020000001320000001@10.0.0.9:5060 SIP/2.0'
+    """
+    transport, host, port = via
+    lines = [
+        f"{method} {uri} SIP/2.0",
+        f"Via: SIP/2.0/{transport} {host}:{port};rport;branch=z9hG4bK{secrets.token_hex(8)}",
+        f"From: <{from_uri}>;tag={secrets.token_hex(4)}",
+        f"To: <{to_uri}>",
+        f"Call-ID: {secrets.token_hex(8)}@{host}",
+        f"CSeq: {cseq} {method}",
+        "Max-Forwards: 70",
+        *(f"{name}: {value}" for name, value in headers or []),
+        "User-Agent: Xueliang",
+        f"Content-Length: {len(body)}",
+        "",
+        "",
+    ]
     return "\r\n".join(lines).encode() + body

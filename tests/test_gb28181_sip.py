@@ -33,6 +33,7 @@ from storage.database.accounts import SiteRow
 from storage.database.devices import GbDeviceRow, GbDevices
 from storage.database.index import EventIndex
 from tests.apiclient import SEALER, api_client
+from tests.gb_device import Channel, GbDevice
 from tests.servers import free_port
 from tests.test_api import unreachable_store
 from xueliang.config import Config
@@ -329,3 +330,42 @@ def test_the_supervisor_runs_the_sip_process_which_stops_on_sigterm(tmp_path: Pa
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
+
+
+def test_an_approved_nvr_is_asked_for_its_catalog_which_comes_in_parts(running: Running) -> None:
+    config, index = running.config, running.devices.database
+    assert isinstance(index, EventIndex)
+    with index.sessions.begin() as session:
+        session.add_all([SiteRow(id="garden", name="Garden"), SiteRow(id="market", name="Market")])
+    group = "34020000002160000001"  # the NVR's tree: a virtual organisation, then its cameras
+    channels = [Channel(group, "东区", "34020000001110000001")] + [
+        Channel(f"3402000000132000000{n}", f"通道{n}", group, "ON" if n % 2 else "OFF")
+        for n in range(1, 5)
+    ] + [Channel("cam-5", "no valid ID", group)]  # fmt: skip
+    nvr = GbDevice("34020000001110000001", DEFAULT_PASSWORD, ("127.0.0.1", config.port), channels)
+    try:
+        assert nvr.register() == 200 and nvr.keepalive() == 200
+        nvr.keep_alive_every(0.5)
+        time.sleep(1.5)  # a few rounds of the service: a pending device is not asked
+        assert not any("<CmdType>Catalog</CmdType>" in r for r in nvr.received)
+        running.devices.approve(nvr.device_id, "garden", "NVR")
+        listed = wait_until(lambda: running.devices.channels(nvr.device_id), "the catalog", 15)
+        assert [(c.id, c.name, c.parent_id, c.status) for c in listed] == sorted(
+            (c.id, c.name, c.parent_id, c.status) for c in channels[:5]
+        )  # by ID
+        assert listed[0].ptz_type == 1 and listed[0].manufacturer == "Simulated"
+        assert running.signalling.refused["a catalog item without a valid DeviceID"] == 1
+        queries = [r for r in nvr.received if "<CmdType>Catalog</CmdType>" in r]
+        assert len(queries) == 1 and queries[0].startswith(
+            f"MESSAGE sip:{nvr.device_id}@127.0.0.1:{nvr.port}"
+        )
+        assert 'encoding="GB2312"' in queries[0]
+        app = create_app(index, unreachable_store(), [], ApiConfig(), 5, SEALER)
+        path = f"/api/gb28181/devices/{nvr.device_id}/channels"
+        with api_client(app, index, "installer", ["garden"]) as installer:
+            names = [c["name"] for c in installer.get(path).json()]
+            assert names == [c.name for c in listed]
+        with api_client(app, index, "installer", ["market"]) as stranger:
+            assert stranger.get(path).status_code == 404
+    finally:
+        nvr.close()

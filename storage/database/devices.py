@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Boolean, Integer, String, Text, select, update
+from sqlalchemy import Boolean, Float, Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.database.engine import Base, Database, UTCDateTime, utcnow
@@ -39,7 +39,32 @@ class GbDeviceRow(Base):
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     keepalive_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    catalog_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GbChannelRow(Base):
+    """A channel of a device as its catalog describes it: a camera (or an alarm input, or a
+    node of its tree: a civil area, a business group, a virtual organisation), its place in the
+    device's tree (`parent_id`, `civil_code`, `business_group_id`) and its status."""
+
+    __tablename__ = "gb_channels"
+
+    device_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    manufacturer: Mapped[str] = mapped_column(String(64), default="")
+    model: Mapped[str] = mapped_column(String(64), default="")
+    civil_code: Mapped[str] = mapped_column(String(20), default="")
+    parent_id: Mapped[str] = mapped_column(String(128), default="")
+    business_group_id: Mapped[str] = mapped_column(String(20), default="")
+    address: Mapped[str] = mapped_column(String(128), default="")
+    status: Mapped[str] = mapped_column(String(8), default="")
+    parental: Mapped[bool] = mapped_column(Boolean, default=False)
+    ptz_type: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class GbSiteRow(Base):
@@ -202,11 +227,40 @@ class GbDevices:
         return row
 
     def delete(self, device_id: str) -> bool:
+        """Forget a device and its channels."""
         with self.database.sessions.begin() as session:
             row = session.get(GbDeviceRow, device_id)
             if row is not None:
                 session.delete(row)
+            session.execute(delete(GbChannelRow).where(GbChannelRow.device_id == device_id))
             return row is not None
+
+    def needing_catalog(self, older_than: datetime) -> list[GbDeviceRow]:
+        """Approved devices online whose last whole catalog is older than `older_than`."""
+        with self.database.sessions() as session:
+            statement = select(GbDeviceRow).where(
+                GbDeviceRow.state == "approved",
+                GbDeviceRow.online,
+                (GbDeviceRow.catalog_at.is_(None)) | (GbDeviceRow.catalog_at < older_than),
+            )
+            return list(session.scalars(statement))
+
+    def catalog(self, device_id: str, channels: Sequence[GbChannelRow]) -> None:
+        """A device's whole catalog: its channels are these now (others are gone)."""
+        with self.database.sessions.begin() as session:
+            session.execute(delete(GbChannelRow).where(GbChannelRow.device_id == device_id))
+            session.add_all(channels)
+            session.execute(
+                update(GbDeviceRow)
+                .where(GbDeviceRow.id == device_id)
+                .values(catalog_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+
+    def channels(self, device_id: str) -> list[GbChannelRow]:
+        with self.database.sessions() as session:
+            statement = select(GbChannelRow).where(GbChannelRow.device_id == device_id)
+            return list(session.scalars(statement.order_by(GbChannelRow.id)))
 
     def site_settings(self, site: str) -> GbSiteRow | None:
         with self.database.sessions() as session:
