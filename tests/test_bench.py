@@ -27,6 +27,7 @@ FIGURES = {
     "bench/index.py": ["sqlite.bulk_rows_per_s", "postgresql.bulk_rows_per_s"],
     "bench/journal.py": ["ours_cpu_per_stream_s", "native_cpu_per_stream_s", "ratio"],
     "bench/pipeline_latency.py": ["worker_cpu", "ffmpeg_decode_cpu"],
+    "bench/sip.py": ["registrations_per_cpu_s", "keepalives_per_cpu_s", "ratio"],
     "bench/upload.py": ["ratio", "ratio_drain"],
 }
 
