@@ -19,9 +19,9 @@ from tests.servers import Pipeline, RtspCamera, pipeline_config
 pytestmark = pytest.mark.integration
 CAMERAS = 16
 FPS, GOP_S, PRE_ROLL_S = 10, 2.0, 2.0  # vtest_h264: 10 frames a second, a keyframe every 2 s
-# What a kill loses: the GOP still open (journal) or the recording segment not yet cut, and the
-# 1 s between two cuts.
-LOST_AT_MOST_S = 2 * GOP_S + 1.0
+# What a kill loses: the GOP still open, the 1 s between two cuts, and with recording the 2 s
+# segment not yet cut.
+LOST_AT_MOST_S = 3 * GOP_S + 1.0
 
 
 def when(value: str) -> float:
