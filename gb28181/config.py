@@ -35,6 +35,10 @@ class Gb28181Config(StrictModel):
     keepalive_misses: int = Field(3, ge=1, description="missed keepalives that make one offline")
     max_message_bytes: int = Field(65535, ge=4096, le=1 << 20)
     nonce_s: float = Field(300.0, gt=0, description="a digest nonce is good for this long")
+    source_rate_per_s: float = Field(
+        200.0, gt=0, description="messages per second one address may send on average"
+    )
+    source_burst: int = Field(1000, ge=1, description="messages one address may send at once")
 
     @model_validator(mode="after")
     def _expiry_bounds(self) -> Self:

@@ -107,6 +107,31 @@ def xml_of(body: bytes) -> ElementTree.Element:
         raise SipError(400, "the body is not XML in its declared encoding") from None
 
 
+class SourceBudgets:
+    """A token bucket per source address: `rate_per_s` on average, `burst` at once; a flood
+    from one address is dropped there, and the others are served as before.
+
+    Example:
+        >>> budgets = SourceBudgets(rate_per_s=1.0, burst=2)
+        >>> [budgets.take("10.0.0.9", now=0.0) for _ in range(3)], budgets.take("10.0.0.9", 1.0)
+        ([True, True, False], True)
+    """
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
+
+    def take(self, address: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        tokens, then = self._tokens.get(address, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate_per_s)
+        if len(self._tokens) > 100_000:  # spoofed sources: forget the full buckets
+            self._tokens = {a: t for a, t in self._tokens.items() if t[0] < self.burst}
+        self._tokens[address] = (tokens - 1.0 if tokens >= 1.0 else tokens, now)
+        return tokens >= 1.0
+
+
 class Signalling:
     """Answers devices' SIP requests. `refused` counts what was turned away, by reason.
 
@@ -127,6 +152,7 @@ class Signalling:
         self.nonces = Nonces(config.nonce_s)
         self.refused: Counter[str] = Counter()
         self.zone = ZoneInfo(config.timezone)
+        self.budgets = SourceBudgets(config.source_rate_per_s, config.source_burst)
         self._tag = secrets.token_hex(4)
         self._handlers: dict[str, Callable[[SipMessage, str, Address], bytes]] = {
             "REGISTER": self.register,
@@ -136,6 +162,9 @@ class Signalling:
 
     def handle(self, data: bytes, transport: str, source: Address) -> bytes | None:
         """The answer to one message (None: a response, or nothing worth answering)."""
+        if not self.budgets.take(source[0]):
+            self.refused["over the per-address rate"] += 1
+            return None
         try:
             request = parse(data, self.config.max_message_bytes)
         except SipError as exc:

@@ -63,6 +63,8 @@ def running(tmp_path: Path) -> Iterator[Running]:
         keepalive_s=1.0,
         keepalive_misses=2,
         max_message_bytes=8192,
+        source_rate_per_s=50.0,
+        source_burst=100,
     )
     devices = GbDevices(index, SEALER)
     signalling = Signalling(config, devices)
@@ -369,3 +371,16 @@ def test_an_approved_nvr_is_asked_for_its_catalog_which_comes_in_parts(running: 
             assert stranger.get(path).status_code == 404
     finally:
         nvr.close()
+
+
+def test_a_flood_from_one_address_is_dropped_and_others_are_served(running: Running) -> None:
+    config = running.config
+    flood = request("REGISTER", config, DEVICE, "Expires: 3600")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        for _ in range(config.source_burst + 100):
+            sock.sendto(flood, ("127.0.0.1", config.port))
+    wait_until(lambda: running.signalling.refused["over the per-address rate"] > 0, "dropped")
+    other = "34020000001320000042"  # from another address: its own budget
+    answer = exchange(config, request("REGISTER", config, other, "Expires: 3600"), "127.0.0.2")
+    assert status_of(answer) == 401  # challenged as usual
