@@ -30,6 +30,10 @@ class DeviceOut(BaseModel):
     host: str
     port: int
     user_agent: str
+    manufacturer: str
+    model: str
+    firmware: str
+    channel_count: int | None
     registered_at: datetime | None
     expires_at: datetime | None
     keepalive_at: datetime | None

@@ -277,6 +277,15 @@ class Signalling:
                 raise SipError(403, "Forbidden")  # its registration expired
         elif document.tag == "Response" and command == "Catalog":
             self._catalog_part(device_id, document)
+        elif document.tag == "Response" and command == "DeviceInfo":
+            count = number_of(document, "Channel")
+            self.devices.described(
+                device_id,
+                text_of(document, "Manufacturer", 64),
+                text_of(document, "Model", 64),
+                text_of(document, "Firmware", 64),
+                int(count) if count is not None and 0 <= count <= MAX_CHANNELS else None,
+            )
         else:
             log.debug("device %s: %s %s not handled yet", device_id, document.tag, command)
         return answer(request, 200, "OK", to_tag=self._tag)
@@ -302,8 +311,8 @@ class Signalling:
             log.info("device %s: catalog of %d channel(s)", device_id, len(parts.channels))
 
     def query_catalogs(self) -> None:
-        """Ask each approved device online for its catalog, unless it gave a whole one
-        lately or was asked less than CATALOG_RETRY_S ago."""
+        """Ask each approved device online for what it is (DeviceInfo) and its catalog, unless
+        it gave a whole catalog lately or was asked less than CATALOG_RETRY_S ago."""
         now = time.monotonic()
         for device in self.devices.needing_catalog(utcnow() - CATALOG_REFRESH):
             if now - self._asked.get(device.id, -CATALOG_RETRY_S) < CATALOG_RETRY_S:
@@ -311,8 +320,9 @@ class Signalling:
             self._asked[device.id] = now
             for stale in [key for key in self._catalogs if key[0] == device.id]:
                 del self._catalogs[stale]  # parts of an answer that never became whole
-            body = query_body("Catalog", next(self._sn), device.id)
-            self.ask(device, "MESSAGE", body, [("Content-Type", "Application/MANSCDP+xml")])
+            for command in ("DeviceInfo", "Catalog"):
+                body = query_body(command, next(self._sn), device.id)
+                self.ask(device, "MESSAGE", body, [("Content-Type", "Application/MANSCDP+xml")])
 
     def ask(
         self, device: GbDeviceRow, method: str, body: bytes, headers: list[tuple[str, str]]

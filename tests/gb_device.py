@@ -133,6 +133,19 @@ class GbDevice:
 
         threading.Thread(target=beat, daemon=True).start()
 
+    def _device_info(self, sn: str) -> None:
+        body = (
+            '<?xml version="1.0" encoding="GB2312"?>\r\n<Response>\r\n'
+            f"<CmdType>DeviceInfo</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{self.device_id}</DeviceID>"
+            "\r\n<DeviceName>模拟录像机</DeviceName>\r\n<Result>OK</Result>\r\n"
+            "<Manufacturer>Simulated</Manufacturer>\r\n<Model>NVR-4</Model>\r\n"
+            f"<Firmware>V4.2.0</Firmware>\r\n<Channel>{len(self.channels)}</Channel>\r\n"
+            "</Response>\r\n"
+        )
+        with self._sending:
+            sent = self._send("MESSAGE", ["Content-Type: Application/MANSCDP+xml"], body)
+        assert status(sent) == 200
+
     def _catalog(self, sn: str) -> None:
         parts = [
             self.channels[i : i + self.per_part]
@@ -180,8 +193,10 @@ class GbDevice:
             reply = "\r\n".join(["SIP/2.0 200 OK", *copied, "Content-Length: 0", "", ""])
             self._sock.sendto(reply.encode(), source)
             query = re.search(r"<CmdType>(\w+)</CmdType>.*?<SN>(\d+)</SN>", text, re.S)
-            if text.startswith("MESSAGE ") and query and query.group(1) == "Catalog":
-                threading.Thread(target=self._catalog, args=(query.group(2),), daemon=True).start()
+            answers = {"Catalog": self._catalog, "DeviceInfo": self._device_info}
+            if text.startswith("MESSAGE ") and query and query.group(1) in answers:
+                answering = answers[query.group(1)]
+                threading.Thread(target=answering, args=(query.group(2),), daemon=True).start()
 
 
 def status(response: str) -> int:

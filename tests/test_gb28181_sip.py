@@ -357,6 +357,14 @@ def test_an_approved_nvr_is_asked_for_its_catalog_which_comes_in_parts(running: 
         )  # by ID
         assert listed[0].ptz_type == 1 and listed[0].manufacturer == "Simulated"
         assert running.signalling.refused["a catalog item without a valid DeviceID"] == 1
+        described = running.devices.get(nvr.device_id)
+        assert described is not None
+        assert (described.manufacturer, described.model, described.firmware) == (
+            "Simulated",
+            "NVR-4",
+            "V4.2.0",
+        )
+        assert described.channel_count == len(channels)
         queries = [r for r in nvr.received if "<CmdType>Catalog</CmdType>" in r]
         assert len(queries) == 1 and queries[0].startswith(
             f"MESSAGE sip:{nvr.device_id}@127.0.0.1:{nvr.port}"

@@ -34,6 +34,10 @@ class GbDeviceRow(Base):
     host: Mapped[str] = mapped_column(String(64), default="")
     port: Mapped[int] = mapped_column(Integer, default=0)
     user_agent: Mapped[str] = mapped_column(String(128), default="")
+    manufacturer: Mapped[str] = mapped_column(String(64), default="")  # its DeviceInfo
+    model: Mapped[str] = mapped_column(String(64), default="")
+    firmware: Mapped[str] = mapped_column(String(64), default="")
+    channel_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     offline_reason: Mapped[str] = mapped_column(String(128), default="")
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -254,6 +258,20 @@ class GbDevices:
                 update(GbDeviceRow)
                 .where(GbDeviceRow.id == device_id)
                 .values(catalog_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+
+    def described(
+        self, device_id: str, manufacturer: str, model: str, firmware: str, channels: int | None
+    ) -> None:
+        """What the device's DeviceInfo answer says of it."""
+        values = {"manufacturer": manufacturer, "model": model, "firmware": firmware,
+                  "channel_count": channels}  # fmt: skip
+        with self.database.sessions.begin() as session:
+            session.execute(
+                update(GbDeviceRow)
+                .where(GbDeviceRow.id == device_id)
+                .values(**values)
                 .execution_options(synchronize_session=False)
             )
 
