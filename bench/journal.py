@@ -26,48 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 from decode import encode_camera
 from smoke import parse_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
+from ingest.ring import EncodedPacket, PacketRing
 from storage.media.continuous import SegmentCutter
 from storage.media.journal import GOP_S, PacketJournal
+from tests.media import camera_packets
 
 FPS = 25
-
-
-def packets_of(path: Path) -> list[EncodedPacket]:
-    """The file's packets as a stream worker puts them in its ring (wall time = media time)."""
-    with av.open(str(path)) as container:
-        video = container.streams.video[0]
-        assert video.time_base is not None
-        context = video.codec_context
-        info = StreamInfo(
-            codec=context.name,
-            width=context.width,
-            height=context.height,
-            time_base=video.time_base,
-            template=CodecTemplate(video),
-            connection=1,
-        )
-        packets = []
-        for packet in container.demux(video):
-            if packet.size and packet.pts is not None:
-                wall = float(packet.pts * video.time_base)
-                packets.append(
-                    EncodedPacket(
-                        data=bytes(packet),
-                        pts=packet.pts,
-                        dts=packet.dts,
-                        is_keyframe=packet.is_keyframe,
-                        wall_time=wall,
-                        stream=info,
-                    )
-                )
-        return packets
 
 
 def cpu_seconds() -> float:
@@ -116,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as scratch:
         work = Path(scratch)
         source = encode_camera(work / "camera.mp4", 1920, 1080, arguments.seconds * FPS, loops=2)
-        packets = packets_of(source)
+        packets = camera_packets(source)  # as a stream worker puts them in its ring
         stream_s = len(packets) / FPS
         runs = [ours(packets, work / f"ours-{n}") for n in range(arguments.repetitions)]
         start_up = statistics.median(
