@@ -86,10 +86,9 @@ class TokenBuckets:
         now = time.time() if now is None else now
         with self._lock:
             started, spent = self._spent.get(key, (now, 0))
+            recent = spent  # what this window (or the one just over) spent: the lease's size
             if now - started >= self.LEASE_S:
-                started, spent, recent = now, 0, spent
-            else:
-                recent = spent
+                started, spent = now, 0
             self._spent[key] = (started, spent + 1)
             if self._held.get(key, 0) >= 1:
                 self._held[key] -= 1

@@ -164,11 +164,9 @@ def routes(ctx: ApiContext) -> APIRouter:
         except ValidationError as exc:
             reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             raise HTTPException(422, reasons) from None
-        destination = ctx.destination(who, sites)
-        ctx.check_reach(destination, camera.url, "the camera's address", unresolved=False)
-        try:
-            found = probe(camera, target.timeout_s, destination)
-        except EgressRefusedError as exc:  # a redirect, or a name that now resolves elsewhere
+        try:  # checked as it connects: its address, every redirect, every segment
+            found = probe(camera, target.timeout_s, ctx.destination(who, sites))
+        except EgressRefusedError as exc:
             raise HTTPException(
                 403, f"the camera's address may not be reached by this key: {exc.reason}"
             ) from None

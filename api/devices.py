@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from api.context import ApiContext
 from api.errors import ERROR_RESPONSES
@@ -74,8 +74,9 @@ class ApproveIn(In):
         None, max_length=64, description="its own password; none: its site's or the default"
     )
 
+    @field_validator("site")
     @classmethod
-    def check_site(cls, site: str) -> str:
+    def _site_id(cls, site: str) -> str:
         return SiteIn.check_id(site)
 
 
@@ -133,9 +134,8 @@ def routes(ctx: ApiContext) -> APIRouter:
         key's sites, with its own password if given."""
         if not DEVICE_ID.match(device_id):
             raise HTTPException(422, "a device ID is 20 digits")
-        site = ctx.site(who, ApproveIn.check_site(body.site)).id
-        existing = devices.get(device_id)
-        if existing is not None:
+        site = ctx.site(who, body.site).id
+        if devices.get(device_id) is not None:
             device(who, device_id)  # pending, or already in one of the key's sites
         password = body.password.get_secret_value() if body.password is not None else None
         return DeviceOut.of(devices.approve(device_id, site, body.name, password))

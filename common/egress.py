@@ -117,16 +117,14 @@ class EgressPolicy:
         """The address to connect to for `host`: every address the name resolves to must be
         allowed (else a name could mix an allowed and a refused one); EgressRefusedError if not."""
         networks = list(site_networks)
-        try:
-            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
-            raise EgressRefusedError("the host name does not resolve") from None
-        addresses = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in found]
+        addresses = resolved(host, port)
+        if not addresses:
+            raise EgressRefusedError("the host name does not resolve")
         for address in addresses:
             reason = self.refusal(address, port, networks, admin)
             if reason is not None:
                 raise EgressRefusedError(reason)
-        return str(unmapped(addresses[0]))
+        return str(addresses[0])
 
     def destination(self, site_networks: Iterable[IPNetwork], admin: bool) -> Destination:
         """`resolve` for one key and its sites' networks."""
@@ -143,25 +141,20 @@ def service_addresses(endpoints: Iterable[tuple[str, int]]) -> frozenset[tuple[I
     listening on every address (0.0.0.0, ::) stands for this machine's loopback and names."""
     found: set[tuple[IPAddress, int]] = set()
     for host, port in endpoints:
-        literal = ipaddress_or_none(host)
-        unspecified = literal is not None and literal.is_unspecified
-        names = ["127.0.0.1", "::1", socket.gethostname()] if unspecified else [host]
-        for name in names:
-            try:
-                infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-            except (socket.gaierror, UnicodeError):
-                continue  # a service that does not resolve here cannot be reached from here
-            for info in infos:
-                address = ipaddress.ip_address(str(info[4][0]).partition("%")[0])
-                found.add((unmapped(address), port))
+        unspecified = host.strip("[]") in ("0.0.0.0", "::")
+        for name in ["127.0.0.1", "::1", socket.gethostname()] if unspecified else [host]:
+            # a service that does not resolve here cannot be reached from here either
+            found.update((address, port) for address in resolved(name, port))
     return frozenset(found)
 
 
-def ipaddress_or_none(text: str) -> IPAddress | None:
+def resolved(host: str, port: int) -> list[IPAddress]:
+    """The addresses `host` resolves to (IPv4 ones written as IPv6 unmapped); [] if none."""
     try:
-        return ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return None
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    return [unmapped(ipaddress.ip_address(str(info[4][0]).partition("%")[0])) for info in infos]
 
 
 Destination = Callable[[str, int], str]  # (host, port) -> the address to connect to, or refused

@@ -269,13 +269,14 @@ class Signalling:
             raise SipError(400, "the From URI's user is not a 20-digit device ID")
         document = xml_of(request.body)
         command = (document.findtext("CmdType") or "").strip()
+        if document.tag == "Notify" and command == "Keepalive":  # the busiest: one statement
+            if not self.devices.kept_alive(device_id, source[0]):
+                raise SipError(403, "Forbidden")  # not registered, or not from where it did
+            return answer(request, 200, "OK", to_tag=self._tag)
         device = self.devices.get(device_id)
         if device is None or device.host != source[0]:
-            raise SipError(403, "Forbidden")  # not registered, or not from where it did
-        if document.tag == "Notify" and command == "Keepalive":
-            if not self.devices.kept_alive(device_id):
-                raise SipError(403, "Forbidden")  # its registration expired
-        elif document.tag == "Response" and command == "Catalog":
+            raise SipError(403, "Forbidden")
+        if document.tag == "Response" and command == "Catalog":
             self._catalog_part(device_id, document)
         elif document.tag == "Response" and command == "DeviceInfo":
             count = number_of(document, "Channel")

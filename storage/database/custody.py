@@ -159,7 +159,8 @@ class CustodyLog:
         each one's place in the whole log (the entries on either side must name it), and the
         log's end (an entry cut off the end shows only there)."""
         rows = self.of_event(event_id)
-        problems = self._end_problems()
+        head_seq, head_sha256 = head = self.head()
+        problems = self._end_problems(head)
         problems += chain_problems([row.entry() for row in rows], whole_log=False)
         wanted = {row.id + step for row in rows for step in (-1, 1)}
         with self.database.sessions() as session:
@@ -167,7 +168,6 @@ class CustodyLog:
                 row.id: row
                 for row in session.scalars(select(CustodyRow).where(CustodyRow.id.in_(wanted)))
             }
-        head_seq, head_sha256 = self.head()
         for row in rows:
             before = near.get(row.id - 1)
             expected = GENESIS if row.id == 1 else (before.sha256 if before else None)
@@ -182,17 +182,14 @@ class CustodyLog:
                 problems.append(f"entry {row.id}: the entry after it is missing or changed")
         return problems
 
-    def _end_problems(self) -> list[str]:
+    def _end_problems(self, head: tuple[int, str]) -> list[str]:
         """The head must be the last entry."""
-        seq, sha256 = self.head()
         with self.database.sessions() as session:
             last = session.scalars(
                 select(CustodyRow).order_by(CustodyRow.id.desc()).limit(1)
             ).first()
-        last_seq, last_sha256 = (last.id, last.sha256) if last is not None else (0, GENESIS)
-        if (last_seq, last_sha256) == (seq, sha256):
-            return []
-        return [f"the log ends at entry {last_seq}, its head says {seq}"]
+        ends = (last.id, last.sha256) if last is not None else (0, GENESIS)
+        return [] if ends == head else [f"the log ends at entry {ends[0]}, its head says {head[0]}"]
 
     def head(self) -> tuple[int, str]:
         """(seq, sha256) of the last entry; (0, GENESIS) for an empty log."""
@@ -221,18 +218,23 @@ class CustodyLog:
     def problems(self, anchors: dict[int, str] | None = None) -> list[str]:
         """Everything wrong with the whole log: entries edited, missing or out of order, a
         head that is not its last entry, and `anchors` (seq -> sha256 written elsewhere at
-        that time) that the log no longer holds."""
-        entries = list(self.entries())
-        problems = chain_problems(entries, whole_log=True)
-        for place, entry in enumerate(entries, start=1):
-            if entry["seq"] != place:
-                problems.append(f"entry {entry['seq']}: entries before it are missing")
-                break
-        problems += self._end_problems()
-        by_seq = {entry["seq"]: entry["sha256"] for entry in entries}
-        for anchored_seq, anchored in sorted((anchors or {}).items()):
-            if by_seq.get(anchored_seq) != anchored:
-                problems.append(f"entry {anchored_seq} is not the one anchored in storage")
+        that time) that the log no longer holds. The log is read once, in batches."""
+        anchors = anchors or {}
+        at_anchors: dict[int, str] = {}  # what the log holds where it was anchored
+
+        def watched(entries: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for entry in entries:
+                if entry["seq"] in anchors:
+                    at_anchors[entry["seq"]] = entry["sha256"]
+                yield entry
+
+        problems = chain_problems(watched(self.entries()), whole_log=True)
+        problems += self._end_problems(self.head())
+        problems += [
+            f"entry {seq} is not the one anchored in storage"
+            for seq, anchored in sorted(anchors.items())
+            if at_anchors.get(seq) != anchored
+        ]
         return problems
 
 

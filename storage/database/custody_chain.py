@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +47,25 @@ def entry_sha256(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def chain_problems(entries: list[dict[str, Any]], whole_log: bool) -> list[str]:
+def chain_problems(entries: Iterable[dict[str, Any]], whole_log: bool) -> list[str]:
     """What is wrong with `entries` (oldest first): an entry whose hash is not that of its
     fields, or whose links do not name the entry before it. `whole_log`: the entries are the
-    whole log from its start (else the entries of one event, which link to each other by
-    `event_previous_sha256` and to entries not given by `previous_sha256`)."""
+    whole log from its start, numbered 1, 2, 3, ... (else the entries of one event, which link
+    to each other by `event_previous_sha256` and to entries not given by `previous_sha256`).
+    Read once, in order: a log of millions of entries is never held whole."""
     problems = []
     previous = GENESIS
-    for entry in entries:
+    gap_seen = False
+    for place, entry in enumerate(entries, start=1):
         seq = entry["seq"]
         if entry_sha256(entry) != entry["sha256"]:
             problems.append(f"entry {seq}: its content does not match its hash (edited)")
         link = "previous_sha256" if whole_log else "event_previous_sha256"
         if entry[link] != previous:
             problems.append(f"entry {seq}: it does not follow the entry before it")
+        if whole_log and seq != place and not gap_seen:
+            problems.append(f"entry {seq}: entries before it are missing")
+            gap_seen = True
         previous = entry["sha256"]
     return problems
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Boolean, Float, Integer, String, Text, delete, select, update
+from sqlalchemy import Boolean, Float, Integer, String, Text, delete, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.database.engine import Base, Database, UTCDateTime, utcnow
@@ -175,13 +175,18 @@ class GbDevices:
     def unregistered(self, device_id: str) -> None:
         self._offline([device_id], "unregistered")
 
-    def kept_alive(self, device_id: str) -> bool:
-        """A keepalive from the device: online again. False if it is not registered now."""
+    def kept_alive(self, device_id: str, host: str) -> bool:
+        """A keepalive from the device at `host`: online again. False if it is not registered
+        now, or registered from elsewhere (a keepalive is not authenticated)."""
         now = utcnow()
         with self.database.sessions.begin() as session:
             changed = session.execute(
                 update(GbDeviceRow)
-                .where(GbDeviceRow.id == device_id, GbDeviceRow.expires_at > now)
+                .where(
+                    GbDeviceRow.id == device_id,
+                    GbDeviceRow.host == host,
+                    GbDeviceRow.expires_at > now,
+                )
                 .values(keepalive_at=now, online=True, offline_reason="")
                 .execution_options(synchronize_session=False)
             )
@@ -190,18 +195,17 @@ class GbDevices:
     def lapse(self, keepalive_before: datetime, now: datetime) -> list[str]:
         """Mark offline the devices whose registration expired or that missed their keepalives
         (none since `keepalive_before`). Returns their IDs."""
+        expired = GbDeviceRow.expires_at <= now
+        silent = or_(
+            GbDeviceRow.keepalive_at.is_(None), GbDeviceRow.keepalive_at < keepalive_before
+        )
         with self.database.sessions() as session:
-            online = list(session.scalars(select(GbDeviceRow).where(GbDeviceRow.online)))
-        expired = [row.id for row in online if row.expires_at is not None and row.expires_at <= now]
-        silent = [
-            row.id
-            for row in online
-            if row.id not in expired
-            and (row.keepalive_at is None or row.keepalive_at < keepalive_before)
-        ]
-        self._offline(expired, "registration expired")
-        self._offline(silent, "keepalives missed")
-        return expired + silent
+            ids = select(GbDeviceRow.id).where(GbDeviceRow.online)
+            ended = list(session.scalars(ids.where(expired)))
+            quiet = list(session.scalars(ids.where(~expired, silent)))
+        self._offline(ended, "registration expired")
+        self._offline(quiet, "keepalives missed")
+        return ended + quiet
 
     def _offline(self, device_ids: list[str], reason: str) -> None:
         if not device_ids:

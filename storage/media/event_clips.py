@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import heapq
+import io
 import logging
 import queue
 import tempfile
@@ -282,15 +283,20 @@ def rebuild_from_recordings(
                 continue
             if window[1] < event.started_at:
                 continue  # the recording stops before the event: wait for more, or give up
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            key = object_key(event.site, event.camera_id, event.started_at, path.name)
-            size = path.stat().st_size
-            tags = {"event-type": event.type, "kind": "clip"}
-            with open(path, "rb") as data:
-                metadata = event_metadata(event)
-                store.put_stream(
-                    key, data, size, "video/mp4", metadata, digest, tags, evidence=True
-                )
+            clip = path.read_bytes()
+        digest, size = hashlib.sha256(clip).hexdigest(), len(clip)
+        key = object_key(event.site, event.camera_id, event.started_at, path.name)
+        tags = {"event-type": event.type, "kind": "clip"}
+        store.put_stream(
+            key,
+            io.BytesIO(clip),
+            size,
+            "video/mp4",
+            event_metadata(event),
+            digest,
+            tags,
+            evidence=True,
+        )
         window_at = (to_datetime(window[0]), to_datetime(window[1]))
         index.store_clip(event, row.ended_at, (key, digest, size), window_at, "recording")
         log.info(

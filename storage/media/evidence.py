@@ -89,6 +89,7 @@ class Evidence:
         self.store = store
         self.log = CustodyLog(index)
         self._locked: bool | None = None
+        self._anchors: dict[str, tuple[int, str]] = {}  # key -> (seq, sha256), as read
 
     def bucket_locked(self) -> bool:
         """Whether the bucket was made with object lock (asked once)."""
@@ -240,9 +241,13 @@ class Evidence:
         return seq
 
     def anchors(self) -> dict[int, str]:
-        """seq -> sha256 of every anchor in object storage."""
-        found = (json.loads(self.store.read(key)) for key in self.store.keys(ANCHORS))
-        return {int(anchor["seq"]): str(anchor["sha256"]) for anchor in found}
+        """seq -> sha256 of every anchor in object storage. Each is read once per process:
+        one is written every round the log grew, and under object lock none changes."""
+        for key in self.store.keys(ANCHORS):
+            if key not in self._anchors:
+                anchor = json.loads(self.store.read(key))
+                self._anchors[key] = (int(anchor["seq"]), str(anchor["sha256"]))
+        return dict(self._anchors.values())
 
     def check_log(self) -> tuple[list[str], int]:
         """Everything wrong with the whole custody log, its anchors included (each logged),

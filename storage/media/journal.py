@@ -11,9 +11,9 @@ ever half there. The node's own crash is not covered: the files are not synced t
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
+from collections import deque
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -23,7 +23,6 @@ from storage.database.recordings import RecordingRow
 from storage.media.clips import remux_to_mp4
 from storage.media.continuous import Segment, SegmentLoop
 
-log = logging.getLogger(__name__)
 GOP_S = 0.5  # shorter than any GOP: every closed GOP becomes a file of its own
 PARTIAL = ".partial.mp4"
 
@@ -83,28 +82,29 @@ class PacketJournal(SegmentLoop):
         super().__init__(directory, poll_s)
         self.keep_s = keep_s
         self.max_bytes = max_bytes
+        # By camera, the files this process wrote, oldest first: pruned without listing the
+        # folder every second (the loop's thread alone uses it).
+        self._written: dict[str, deque[tuple[Path, float, int]]] = {}  # (path, end, size)
 
     def keep(self, site: str, segments: Sequence[Segment]) -> None:
         for segment in segments:
             folder = self.work_dir / segment.camera_id
             folder.mkdir(parents=True, exist_ok=True)
-            partial = folder / PARTIAL
+            partial, path = folder / PARTIAL, folder / file_name(segment)
             remux_to_mp4(segment.packets, partial)
-            os.replace(partial, folder / file_name(segment))
-        if segments:
-            self._prune(segments[0].camera_id)
+            os.replace(partial, path)
+            written = self._written.setdefault(segment.camera_id, deque())
+            written.append((path, segment.end, path.stat().st_size))
+            self._prune(written)
 
-    def _prune(self, camera_id: str) -> None:
-        rows = self.rows(camera_id)
-        if not rows:
-            return
-        newest = rows[-1].end
-        total = sum(row.size for row in rows)
-        for row in rows[:-1]:  # oldest first; the newest stays whatever its size
-            if (newest - row.end).total_seconds() <= self.keep_s and total <= self.max_bytes:
-                break
-            Path(row.key).unlink(missing_ok=True)
-            total -= row.size
+    def _prune(self, written: deque[tuple[Path, float, int]]) -> None:
+        """Drop the oldest files while they end more than `keep_s` before the newest, or the
+        files hold more than `max_bytes`; the newest stays whatever its size."""
+        newest, total = written[-1][1], sum(size for _, _, size in written)
+        while len(written) > 1 and (newest - written[0][1] > self.keep_s or total > self.max_bytes):
+            path, _, size = written.popleft()
+            path.unlink(missing_ok=True)
+            total -= size
 
     def rows(self, camera_id: str) -> list[RecordingRow]:
         """The camera's journal files as segments, oldest first."""
@@ -119,4 +119,6 @@ class PacketJournal(SegmentLoop):
         self.forget(camera_id)
 
     def forget(self, camera_id: str) -> None:
+        """Remove the camera's files (a dead worker's, once used; or this one's, stopped)."""
+        self._written.pop(camera_id, None)
         shutil.rmtree(self.work_dir / camera_id, ignore_errors=True)
