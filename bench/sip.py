@@ -142,8 +142,9 @@ def main() -> None:
         config = work / "config.yaml"
         config.write_text(json.dumps({
             "data_dir": str(work / "data"), "index": {"url": f"sqlite:///{work / 'index.db'}"},
+            # All the devices are one address here: no per-address limit.
             "gb28181": {"enabled": True, "host": "127.0.0.1", "port": port, "password": PASSWORD,
-                        "keepalive_s": 3600},
+                        "keepalive_s": 3600, "source_rate_per_s": 1e9, "source_burst": 10**9},
         }))  # fmt: skip
         environment = {**os.environ, "PYTHONPATH": str(repo)}
         command = [sys.executable, "-m", "xueliang", "sip", str(config)]
