@@ -23,9 +23,11 @@ from api.errors import ERROR_RESPONSES
 from api.models import CameraDetail, CameraOut, HealthPoint, ProbeIn, ProbeOut
 from common.egress import EgressRefusedError
 from common.redact import redact_text
+from ingest.gb28181 import channel_of_url
 from ingest.probe import ProbeError, probe
 from storage.database.accounts import Principal
 from storage.database.cameras import CREDENTIALS, ROW_FIELDS, CameraConfig, NetworkCameraConfig
+from storage.database.devices import GbDevices
 from storage.database.recordings import segments_between
 from storage.media.clips import ClipError
 from storage.media.continuous import export_range
@@ -39,6 +41,8 @@ def routes(ctx: ApiContext) -> APIRouter:
     viewers = ctx.auth.allow("admin", "operator", "shop")
     installers = ctx.auth.allow("admin", "installer")
     keepers = ctx.auth.allow("admin", "operator", "installer")  # who keeps cameras working
+
+    devices = GbDevices(ctx.index, ctx.sealer)
 
     def source(camera: CameraConfig) -> Literal["config", "api"]:
         return "config" if ctx.configured(camera.id) else "api"
@@ -60,6 +64,11 @@ def routes(ctx: ApiContext) -> APIRouter:
         reach (the egress policy, with the site's camera networks). A name that does not
         resolve is refused but to an admin's key: the workers do not check it again."""
         ctx.site(who, camera.site)
+        if camera.url.lower().startswith("gb28181:"):
+            device = devices.get(channel_of_url(camera.url)[0])
+            if device is None or device.state != "approved" or device.site != camera.site:
+                raise HTTPException(403, "the GB/T 28181 device is not approved into this site")
+            return  # the device sends its video to the workers: no address to reach
         destination = ctx.destination(who, [camera.site])
         for url in filter(None, (camera.url, camera.detect_url)):
             unresolved = who.role == "admin"
@@ -164,6 +173,8 @@ def routes(ctx: ApiContext) -> APIRouter:
         except ValidationError as exc:
             reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             raise HTTPException(422, reasons) from None
+        if camera.url.lower().startswith("gb28181:"):
+            raise HTTPException(422, "a GB/T 28181 channel is not probed: enable its camera")
         try:  # checked as it connects: its address, every redirect, every segment
             found = probe(camera, target.timeout_s, ctx.destination(who, sites))
         except EgressRefusedError as exc:

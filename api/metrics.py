@@ -29,6 +29,8 @@ CAMERA_FIGURES: list[tuple[Family, str, str]] = [
     (CounterMetricFamily, "decode_errors", "frames that failed to decode"),
     (CounterMetricFamily, "corrupt_packets", "packets the demuxer flagged corrupt"),
     (CounterMetricFamily, "reconnects", "times the stream was reopened"),
+    (CounterMetricFamily, "media_lost", "GB/T 28181: RTP packets never received"),
+    (CounterMetricFamily, "media_dropped", "GB/T 28181: RTP packets dropped (wrong source/SSRC)"),
 ]
 WORKER_FIGURES: list[tuple[Family, str, str]] = [
     (GaugeMetricFamily, "spool_entries", "objects waiting in the spool"),

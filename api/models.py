@@ -213,6 +213,10 @@ class CameraOut(BaseModel):
     corrupt_packets: int = 0
     decode_errors: int = 0
     timestamp_jumps: int = 0
+    media_lost: int = Field(0, description="GB/T 28181: RTP packets never received")
+    media_dropped: int = Field(
+        0, description="GB/T 28181: RTP packets dropped (another source or SSRC, malformed, late)"
+    )
     reconnects: int = 0
     last_frame_at: datetime | None = None
     offline_since: datetime | None = None

@@ -24,14 +24,17 @@ from zoneinfo import ZoneInfo
 
 from gb28181.config import Gb28181Config
 from gb28181.digest import Nonces, challenges, expected_response, parse_authorization
+from gb28181.media import MediaCalls
 from gb28181.sip import SipError, SipMessage, answer, parse, request, split_head, user_of
 from storage.database.devices import DEVICE_ID, GbChannelRow, GbDeviceRow, GbDevices, Registration
 from storage.database.engine import utcnow
+from storage.database.media_sessions import GbMediaSessions
 
 log = logging.getLogger(__name__)
 XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9_-]+)["']""")
 VIA_TRANSPORT = re.compile(r"^SIP/2\.0/(UDP|TCP)\s", re.IGNORECASE)
-ALLOWED = "REGISTER, MESSAGE, OPTIONS"
+ALLOWED = "REGISTER, MESSAGE, OPTIONS, ACK, BYE"
+MEDIA_POLL_S = 0.1  # how often the workers' offers and releases are looked for
 CATALOG_RETRY_S = 30.0  # a catalog not whole this long after asking is asked for again
 CATALOG_REFRESH = timedelta(days=1)  # a whole catalog is asked for again this much later
 MAX_CHANNELS = 100_000  # in one device's catalog (a lower platform's tree)
@@ -141,9 +144,13 @@ class Signalling:
         b'SIP/2.0 401 Unauthorized\\r\\n...'
     """
 
-    def __init__(self, config: Gb28181Config, devices: GbDevices) -> None:
+    def __init__(
+        self, config: Gb28181Config, devices: GbDevices, sessions: GbMediaSessions
+    ) -> None:
         self.config = config
         self.devices = devices
+        self.media = MediaCalls(config, devices, sessions)
+        self.sessions = sessions
         self.send: Sender | None = None  # set by `serve`, which holds the sockets
         self._sn = itertools.count(1)
         self._cseq = itertools.count(1)
@@ -158,6 +165,7 @@ class Signalling:
             "REGISTER": self.register,
             "MESSAGE": self.message,
             "OPTIONS": lambda request, _t, _s: answer(request, 200, "OK", [("Allow", ALLOWED)]),
+            "BYE": self.bye,
         }
 
     def handle(self, data: bytes, transport: str, source: Address) -> bytes | None:
@@ -171,7 +179,10 @@ class Signalling:
             self.refused[f"malformed: {exc.reason}"] += 1
             return None  # without its Via there is nowhere to answer
         if request.method is None:
-            return None  # answers to our requests: nothing asked yet
+            self.media.response(request)  # an answer to one of our requests
+            return None
+        if request.method == "ACK":
+            return None  # we never answer a device's INVITE: nothing to acknowledge
         handler = self._handlers.get(request.method)
         if handler is None:
             self.refused["method not allowed"] += 1
@@ -260,6 +271,12 @@ class Signalling:
     def _date(self) -> str:
         """GB/T 28181's Date: local time to the millisecond, without a zone."""
         return datetime.now(self.zone).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+    def bye(self, request: SipMessage, transport: str, source: Address) -> bytes:
+        if not self.media.device_bye(request):
+            return answer(request, 481, "Call/Transaction Does Not Exist", to_tag=self._tag)
+        log.info("device %s ended a stream", user_of(request.header("from") or ""))
+        return answer(request, 200, "OK", to_tag=self._tag)
 
     # -- MESSAGE ---------------------------------------------------------------------------
 
@@ -350,6 +367,7 @@ class Signalling:
         now = utcnow()
         silence = timedelta(seconds=self.config.keepalive_s * self.config.keepalive_misses)
         lapsed = self.devices.lapse(now - silence, now)
+        self.sessions.devices_offline(lapsed)
         for device_id in lapsed:
             log.warning("device %s is offline", device_id)
         return lapsed
@@ -418,7 +436,7 @@ async def serve(config: Gb28181Config, signalling: Signalling, stop: asyncio.Eve
         elif (writer := connections.get(address)) is not None:
             writer.write(data)  # a device on TCP is reached on the connection it registered on
 
-    signalling.send = send
+    signalling.send = signalling.media.send = send
     tcp = await asyncio.start_server(
         lambda r, w: tcp_connection(signalling, connections, r, w),
         config.host,
@@ -426,14 +444,17 @@ async def serve(config: Gb28181Config, signalling: Signalling, stop: asyncio.Eve
         limit=config.max_message_bytes,
     )
     log.info("GB/T 28181 signalling %s on %s:%d (UDP, TCP)", config.id, config.host, config.port)
-    sweep_s = min(5.0, config.keepalive_s / 2)
+    sweep_every = max(1, round(min(5.0, config.keepalive_s / 2) / MEDIA_POLL_S))
     try:
-        while not stop.is_set():
+        for round_number in itertools.count(1):
             try:
-                await asyncio.wait_for(stop.wait(), sweep_s)
+                await asyncio.wait_for(stop.wait(), MEDIA_POLL_S)
+                break
             except TimeoutError:
-                signalling.sweep()
-                signalling.query_catalogs()
+                signalling.media.poll()  # the workers wait on it: polled often
+                if round_number % sweep_every == 0:
+                    signalling.sweep()
+                    signalling.query_catalogs()
     finally:
         udp.close()
         tcp.close()

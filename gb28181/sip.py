@@ -180,9 +180,10 @@ def request(
     cseq: int,
     headers: list[tuple[str, str]] | None = None,
     body: bytes = b"",
+    dialog: Dialog | None = None,
 ) -> bytes:
-    """A request of ours: `via` is (transport, our address, our port); a new branch, From tag
-    and Call-ID each time.
+    """A request of ours: `via` is (transport, our address, our port). Outside a dialog, a new
+    branch, From tag and Call-ID each time; inside `dialog`, its own.
 
     Example:
         >>> request("MESSAGE", "sip:34020000001320000001@10.0.0.9:5060", ("UDP", "10.0.0.1", 5060),
@@ -191,12 +192,14 @@ def request(
         b'MESSAGE sip:34020000001320000001@10.0.0.9:5060 SIP/2.0'
     """
     transport, host, port = via
+    dialog = dialog or Dialog.new(host)
+    to = f"<{to_uri}>" + (f";tag={dialog.to_tag}" if dialog.to_tag else "")
     lines = [
         f"{method} {uri} SIP/2.0",
-        f"Via: SIP/2.0/{transport} {host}:{port};rport;branch=z9hG4bK{secrets.token_hex(8)}",
-        f"From: <{from_uri}>;tag={secrets.token_hex(4)}",
-        f"To: <{to_uri}>",
-        f"Call-ID: {secrets.token_hex(8)}@{host}",
+        f"Via: SIP/2.0/{transport} {host}:{port};rport;branch={dialog.branch}",
+        f"From: <{from_uri}>;tag={dialog.from_tag}",
+        f"To: {to}",
+        f"Call-ID: {dialog.call_id}",
         f"CSeq: {cseq} {method}",
         "Max-Forwards: 70",
         *(f"{name}: {value}" for name, value in headers or []),
@@ -206,3 +209,27 @@ def request(
         "",
     ]
     return "\r\n".join(lines).encode() + body
+
+
+@dataclass(frozen=True)
+class Dialog:
+    """What ties our requests together: the Call-ID, our From tag, the peer's To tag (once it
+    answered) and the branch of the transaction (an ACK of a refusal reuses the INVITE's)."""
+
+    call_id: str
+    from_tag: str
+    to_tag: str = ""
+    branch: str = ""
+
+    @classmethod
+    def new(cls, host: str) -> Dialog:
+        return cls(f"{secrets.token_hex(8)}@{host}", secrets.token_hex(4), "", new_branch())
+
+    def next(self, to_tag: str | None = None, same_branch: bool = False) -> Dialog:
+        """The dialog for the next request in it (a new branch unless `same_branch`)."""
+        return Dialog(self.call_id, self.from_tag, to_tag if to_tag is not None else self.to_tag,
+                      self.branch if same_branch else new_branch())  # fmt: skip
+
+
+def new_branch() -> str:
+    return f"z9hG4bK{secrets.token_hex(8)}"

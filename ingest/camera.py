@@ -11,6 +11,7 @@ from typing import Literal
 
 from common.types import Frame
 from ingest.config import CameraConfig, IngestConfig
+from ingest.gb28181 import MediaBroker
 from ingest.ring import PacketRing
 from ingest.stream import Sampling, StreamReader, StreamStats
 
@@ -35,6 +36,8 @@ class CameraHealth:
     corrupt_packets: int
     decode_errors: int
     timestamp_jumps: int
+    media_lost: int
+    media_dropped: int
     reconnects: int
     last_frame_at: float | None
     offline_since: float | None
@@ -61,7 +64,7 @@ class CameraHealthJudge:
 
     def __init__(self, settings: IngestConfig) -> None:
         self.settings = settings
-        self._last_counts: tuple[int, int, int] = (0, 0, 0)
+        self._last_counts: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def judge(self, streams: list[StreamStats], now: float) -> tuple[CameraState, list[str]]:
         if any(s.state == "offline" for s in streams):
@@ -78,9 +81,10 @@ class CameraHealthJudge:
             sum(s.decode_errors for s in streams),
             sum(s.corrupt_packets for s in streams),
             sum(s.timestamp_jumps for s in streams),
+            sum(s.media_lost for s in streams),
         )
         for name, before, after in zip(
-            ("decode errors", "corrupt packets", "timestamp jumps"),
+            ("decode errors", "corrupt packets", "timestamp jumps", "RTP packets lost"),
             self._last_counts,
             counts,
             strict=True,
@@ -113,12 +117,13 @@ class Camera:
         ring: PacketRing,
         on_frame: Callable[[Frame], None] | None,
         on_change: Callable[[StateChange], None] | None = None,
+        media: MediaBroker | None = None,
     ) -> None:
         self.config = config
         self.ring = ring
         sampling = Sampling(config.detect, on_frame)
         if config.detect_url is None:
-            self.readers = [StreamReader(config, config.url, settings, ring, sampling)]
+            self.readers = [StreamReader(config, config.url, settings, ring, sampling, media)]
         else:
             self.readers = [
                 StreamReader(config, config.url, settings, ring=ring),
@@ -173,6 +178,8 @@ class Camera:
             corrupt_packets=sum(s.corrupt_packets for s in stats),
             decode_errors=sum(s.decode_errors for s in stats),
             timestamp_jumps=sum(s.timestamp_jumps for s in stats),
+            media_lost=sum(s.media_lost for s in stats),
+            media_dropped=sum(s.media_dropped for s in stats),
             reconnects=sum(s.reconnects for s in stats),
             last_frame_at=max((s.last_packet_at or 0.0 for s in stats), default=0.0) or None,
             offline_since=min((s.offline_since for s in stats if s.offline_since), default=None),

@@ -10,8 +10,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from common.config import IDENTIFIER, StrictModel
 from common.redact import strip_userinfo
 from common.urls import check_url
+from ingest.gb28181 import MediaSettings, channel_of_url
 
-SUPPORTED_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
+SUPPORTED_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file", "gb28181")
 
 
 class DetectConfig(StrictModel):
@@ -63,7 +64,11 @@ class CameraConfig(StrictModel):
     detect_url: str | None = None
     username: str | None = None
     password: SecretStr | None = None
-    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
+    transport: Literal["tcp", "udp", "tcp-active"] = Field(
+        "tcp",
+        description="RTSP: tcp or udp; GB/T 28181: udp, tcp (the device connects to the worker) "
+        "or tcp-active (the worker connects to the device)",
+    )
     buffer_size: int | None = Field(
         None, gt=0, description="socket receive buffer in bytes (RTSP over UDP)"
     )
@@ -102,6 +107,16 @@ class CameraConfig(StrictModel):
     @classmethod
     def _check_url(cls, url: str | None) -> str | None:
         return None if url is None else check_url(url, SUPPORTED_SCHEMES)
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> CameraConfig:
+        if self.transport == "tcp-active" and not self.url.lower().startswith("gb28181:"):
+            raise ValueError("transport tcp-active is for GB/T 28181 channels (gb28181:// URLs)")
+        if self.url.lower().startswith("gb28181:"):
+            channel_of_url(self.url)
+            if self.detect_url is not None:
+                raise ValueError("a GB/T 28181 channel has one stream: no detect_url")
+        return self
 
     def open_url(self, url: str) -> str:
         """`url` (one of this camera's) with credentials, for the demuxer. Never log it."""
@@ -152,6 +167,13 @@ class IngestConfig(StrictModel):
     timestamp_jump_s: float = Field(
         2.0, gt=0, description="a PTS step off real time by more than this is a jump"
     )
+    media_address: str = Field(
+        "127.0.0.1",
+        description="GB/T 28181: the address devices send this worker's video to, as they reach it",
+    )
+    media_ports: tuple[int, int] | None = Field(
+        None, description="GB/T 28181: the ports (low, high) video is received on; None: any"
+    )
     degraded_fps_ratio: float = Field(
         0.8, gt=0, le=1, description="input fps below this share of the stream's: degraded"
     )
@@ -160,4 +182,10 @@ class IngestConfig(StrictModel):
     def _check_backoff(self) -> IngestConfig:
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        low, high = self.media_ports or (1, 1)
+        if not 1 <= low <= high <= 65535:
+            raise ValueError("media_ports must be [low, high] with 1 <= low <= high <= 65535")
         return self
+
+    def media(self) -> MediaSettings:
+        return MediaSettings(self.media_address, self.media_ports)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -23,7 +24,9 @@ from common.types import Frame
 from ingest.clock import PtsClock
 from ingest.config import CameraConfig, DetectConfig, IngestConfig
 from ingest.ffmpeg_log import count_errors_of_this_thread, stop_counting_this_thread
+from ingest.gb28181 import MediaBroker, MediaRefusedError, receive_channel
 from ingest.ring import CodecTemplate, EncodedPacket, PacketRing, StreamInfo
+from ingest.rtp import RtpPsInput
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,8 @@ class StreamStats:
     corrupt_packets: int
     decode_errors: int
     timestamp_jumps: int
+    media_lost: int  # RTP packets never received (GB/T 28181)
+    media_dropped: int  # RTP packets dropped: another source or SSRC, malformed, late
     reconnects: int
     last_packet_at: float | None
     offline_since: float | None
@@ -115,6 +120,7 @@ class StreamReader:
         settings: IngestConfig,
         ring: PacketRing | None = None,
         sampling: Sampling | None = None,
+        media: MediaBroker | None = None,
     ) -> None:
         self.camera = camera
         self.url = url
@@ -122,6 +128,10 @@ class StreamReader:
         self.ring = ring
         self.sampling = sampling
         self.is_file = urlsplit(url).scheme.lower() == "file"
+        self.is_channel = urlsplit(url).scheme.lower() == "gb28181"
+        self.media = media
+        self._rtp: RtpPsInput | None = None  # a GB/T 28181 channel's current RTP session
+        self._rtp_before: Counter[str] = Counter()  # what earlier sessions dropped or lost
         self.watchdog_s = camera.watchdog_s or settings.watchdog_s
         self._stop = threading.Event()
         role = "detect" if ring is None else "record" if sampling is None else "main"
@@ -159,8 +169,17 @@ class StreamReader:
         """The thread has ended (stopped, or a file without loop was read to its end)."""
         return not self._thread.is_alive()
 
+    def _media_counts(self) -> Counter[str]:
+        """What this channel's RTP sessions lost and dropped, by reason."""
+        counts = Counter(self._rtp_before)
+        if (rtp := self._rtp) is not None:
+            counts.update(rtp.counts)
+            counts.update(lost=rtp.reorder.lost, late=rtp.reorder.late)
+        return +counts
+
     def stats(self) -> StreamStats:
         now = time.time()
+        media = self._media_counts()
         with self._lock:
             state, error = self._state, self._error
             offline_since = self._offline_since
@@ -180,6 +199,8 @@ class StreamReader:
                 corrupt_packets=self._counts["corrupt"],
                 decode_errors=self._counts["errors"],
                 timestamp_jumps=self._jumps_before + self._clock.jumps,
+                media_lost=media["lost"],
+                media_dropped=media.total() - media["lost"],
                 reconnects=self._reconnects,
                 last_packet_at=self._last_packet_at,
                 offline_since=offline_since,
@@ -244,14 +265,38 @@ class StreamReader:
             self._state, self._error = "offline", error
             self._reconnects += 1
 
-    def _open(self) -> av.container.InputContainer:
+    @contextmanager
+    def _open(self) -> Iterator[av.container.InputContainer]:
         # On a read timeout FFmpeg's RTSP demuxer first hands out the frame it still held and
         # only the next read fails, so half the watchdog per read detects a stall in one.
-        return av.open(
-            self.camera.open_url(self.url),
-            options=self.camera.demux_options(self.url, self.settings.probe_s),
-            timeout=(self.settings.open_timeout_s, self.watchdog_s / 2),
-        )
+        timeouts = (self.settings.open_timeout_s, self.watchdog_s / 2)
+        if not self.is_channel:
+            with av.open(
+                self.camera.open_url(self.url),
+                options=self.camera.demux_options(self.url, self.settings.probe_s),
+                timeout=timeouts,
+            ) as container:
+                yield container
+            return
+        if self.media is None:
+            raise MediaRefusedError("no GB/T 28181 signalling service to ask the device for video")
+        with receive_channel(
+            self.camera.id,
+            self.url,
+            self.camera.transport,
+            self.media,
+            self.settings.media(),
+            timeouts,
+            self._stop,
+        ) as stream:
+            self._rtp = stream
+            probe = {"analyzeduration": str(int(self.settings.probe_s * 1_000_000))}
+            try:
+                with av.open(stream, "r", format="mpeg", options=probe) as container:
+                    yield container
+            finally:
+                self._rtp_before = self._media_counts()
+                self._rtp = None
 
     def _read_once(self, backoff: Backoff) -> None:
         with self._open() as container:

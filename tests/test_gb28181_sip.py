@@ -32,6 +32,7 @@ from gb28181.sip import parse
 from storage.database.accounts import SiteRow
 from storage.database.devices import GbDeviceRow, GbDevices
 from storage.database.index import EventIndex
+from storage.database.media_sessions import GbMediaSessions
 from tests.apiclient import SEALER, api_client
 from tests.gb_device import Channel, GbDevice
 from tests.servers import free_port
@@ -67,7 +68,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
         source_burst=100,
     )
     devices = GbDevices(index, SEALER)
-    signalling = Signalling(config, devices)
+    signalling = Signalling(config, devices, GbMediaSessions(index))
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     thread = threading.Thread(

@@ -99,12 +99,15 @@ def cmd_sip(args: argparse.Namespace) -> int:
     from gb28181.service import Signalling, serve
     from storage.database.devices import GbDevices
     from storage.database.index import EventIndex
+    from storage.database.media_sessions import GbMediaSessions
 
     setup_logging("sip")
     config = _load(args.config)
     setup_logging("sip", config.logs.format)
-    devices = GbDevices(EventIndex.connect(config.index.url), config.sealer())
-    signalling = Signalling(config.gb28181, devices)
+    index = EventIndex.connect(config.index.url)
+    signalling = Signalling(
+        config.gb28181, GbDevices(index, config.sealer()), GbMediaSessions(index)
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

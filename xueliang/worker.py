@@ -22,6 +22,7 @@ from storage.database.cameras import ApiCameras, CameraConfig
 from storage.database.engine import utcnow
 from storage.database.index import EventIndex, event_of_row
 from storage.database.leases import CameraLeases, WorkerStats
+from storage.database.media_sessions import GbMediaSessions, IndexMediaBroker
 from storage.media.clips import ClipError
 from storage.media.continuous import SegmentRecorder
 from storage.media.event_clips import EventRecorder
@@ -61,6 +62,7 @@ class Worker:
         self.worker_stats = WorkerStats(self.index)
         self.leases = CameraLeases(self.index, worker_id, config.ingest.lease_s)
         self.alarms = AlarmPanels(self.index)
+        self.media = IndexMediaBroker(GbMediaSessions(self.index), worker_id)
         self.arming: dict[str, Arming] = {}  # by site, read again at every lease round
         # Each worker has a slot of the data dir's spool and its share of the size limit.
         spool = config.spool
@@ -106,7 +108,7 @@ class Worker:
         self.analytics.add_camera(rules)
         on_frame = self.analytics.submit if rules.needs_frames else None
         on_change = functools.partial(self._on_change, site=config.site)
-        camera = Camera(config, self.config.ingest, ring, on_frame, on_change)
+        camera = Camera(config, self.config.ingest, ring, on_frame, on_change, self.media)
         camera.start()
         if config.recording.enabled:
             self.recording.add_camera(camera_id, config.site, ring, config.recording.segment_s)

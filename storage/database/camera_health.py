@@ -32,6 +32,8 @@ class CameraStatusRow(Base):
     corrupt_packets: Mapped[int] = mapped_column(Integer, default=0)
     decode_errors: Mapped[int] = mapped_column(Integer, default=0)
     timestamp_jumps: Mapped[int] = mapped_column(Integer, default=0)
+    media_lost: Mapped[int] = mapped_column(Integer, default=0)
+    media_dropped: Mapped[int] = mapped_column(Integer, default=0)
     reconnects: Mapped[int] = mapped_column(Integer, default=0)
     last_frame_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     offline_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -48,7 +50,8 @@ class CameraStatusRow(Base):
             >>> health = CameraHealth(
             ...     camera_id="gate", state="online", reasons=("ok",), input_fps=10.0,
             ...     decode_fps=9.5, expected_fps=10.0, bitrate_kbps=800.0, decoded_frames=(50,),
-            ...     corrupt_packets=0, decode_errors=0, timestamp_jumps=0, reconnects=1,
+            ...     corrupt_packets=0, decode_errors=0, timestamp_jumps=0, media_lost=0,
+            ...     media_dropped=0, reconnects=1,
             ...     last_frame_at=1700000000.0, offline_since=None, error=None)
             >>> row = CameraStatusRow.of(health, "hq", "w1")
             >>> row.reasons, row.decoded_frames, row.last_frame_at.year, row.worker_id

@@ -28,7 +28,7 @@ from storage.database.sealing import CredentialSealer, SealError
 log = logging.getLogger(__name__)
 
 # Over the network only: a camera added over the API must not read the API node's own files.
-NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "gb28181")
 CREDENTIALS = ("username", "password")
 ROW_FIELDS = ("id", "site", "name", "url", "enabled", *CREDENTIALS)
 

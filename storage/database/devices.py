@@ -10,13 +10,35 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import Boolean, Float, Integer, String, Text, delete, or_, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
+from storage.database.cameras import CameraRow
 from storage.database.engine import Base, Database, UTCDateTime, utcnow
 from storage.database.sealing import CredentialSealer
 
 DeviceState = Literal["pending", "approved"]
 DEVICE_ID = re.compile(r"^\d{20}$")  # GB/T 28181's: civil code, kind, number
+VIDEO_KINDS = ("131", "132")  # an ID's 11th-13th digits: a camera, an IP camera
+
+
+def is_video_channel(channel_id: str) -> bool:
+    """A catalog item that is a camera (not an alarm input, a tree node or a platform).
+
+    Example:
+        >>> is_video_channel("34020000001320000001"), is_video_channel("34020000002160000001")
+        (True, False)
+    """
+    return bool(DEVICE_ID.match(channel_id)) and channel_id[10:13] in VIDEO_KINDS
+
+
+def channel_url(device_id: str, channel_id: str) -> str:
+    return f"gb28181://{device_id}/{channel_id}"
+
+
+def channel_camera_id(device_id: str, channel_id: str) -> str:
+    """The camera a channel becomes: unique, as channel IDs are unique only per device."""
+    return f"{device_id}-{channel_id}"
 
 
 class GbDeviceRow(Base):
@@ -232,6 +254,7 @@ class GbDevices:
             row.name = name or row.name
             if password is not None:
                 row.password = self.sealer.seal_or_none(password or None)
+            sync_channel_cameras(session, row)
         return row
 
     def delete(self, device_id: str) -> bool:
@@ -241,6 +264,7 @@ class GbDevices:
             if row is not None:
                 session.delete(row)
             session.execute(delete(GbChannelRow).where(GbChannelRow.device_id == device_id))
+            session.execute(delete(CameraRow).where(of_device(device_id)))
             return row is not None
 
     def needing_catalog(self, older_than: datetime) -> list[GbDeviceRow]:
@@ -258,12 +282,11 @@ class GbDevices:
         with self.database.sessions.begin() as session:
             session.execute(delete(GbChannelRow).where(GbChannelRow.device_id == device_id))
             session.add_all(channels)
-            session.execute(
-                update(GbDeviceRow)
-                .where(GbDeviceRow.id == device_id)
-                .values(catalog_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
+            device = session.get(GbDeviceRow, device_id)
+            if device is not None:
+                device.catalog_at = utcnow()
+                session.flush()
+                sync_channel_cameras(session, device)
 
     def described(
         self, device_id: str, manufacturer: str, model: str, firmware: str, channels: int | None
@@ -296,3 +319,31 @@ class GbDevices:
             if password is not None:
                 row.password = self.sealer.seal_or_none(password or None)
             row.auto_approve_prefix = prefix
+
+
+def of_device(device_id: str) -> ColumnElement[bool]:
+    """The cameras of a device's channels (made from its catalog, or added by hand)."""
+    return CameraRow.url.startswith(f"gb28181://{device_id}/", autoescape=True)
+
+
+def sync_channel_cameras(session: Session, device: GbDeviceRow) -> None:
+    """Each video channel of an approved device is a camera of the device's site: one made,
+    disabled (an installer enables it, with its zones or recording), the first time the
+    channel is seen; every camera of the device follows it into its site."""
+    if device.state != "approved" or device.site is None:
+        return
+    session.execute(
+        update(CameraRow)
+        .where(of_device(device.id), CameraRow.site != device.site)
+        .values(site=device.site)
+        .execution_options(synchronize_session=False)
+    )
+    have = set(session.scalars(select(CameraRow.id).where(of_device(device.id))))
+    channels = session.scalars(select(GbChannelRow).where(GbChannelRow.device_id == device.id))
+    for channel in channels:
+        camera_id = channel_camera_id(device.id, channel.id)
+        if is_video_channel(channel.id) and camera_id not in have:
+            session.add(
+                CameraRow(id=camera_id, site=device.site, name=channel.name or channel.id,
+                          url=channel_url(device.id, channel.id), enabled=False, config={})
+            )  # fmt: skip

@@ -36,6 +36,7 @@ MODEL_MODULES = tuple(
         "custody",
         "limits",
         "devices",
+        "media_sessions",
     )
 )
 
