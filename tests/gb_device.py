@@ -67,7 +67,10 @@ class GbDevice:
         return int(self._sock.getsockname()[1])
 
     def close(self) -> None:
+        """The device stops: signalling and video."""
         self._stop.set()
+        for stream in self.streams.values():
+            stream.stop()
         self._thread.join(5)
         self._sock.close()
 

@@ -30,6 +30,7 @@ from gb28181.digest import expected_response, parse_authorization
 from gb28181.service import Signalling, serve
 from gb28181.sip import parse
 from storage.database.accounts import SiteRow
+from storage.database.cameras import ApiCameras
 from storage.database.devices import GbDeviceRow, GbDevices
 from storage.database.index import EventIndex
 from storage.database.media_sessions import GbMediaSessions
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.integration
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 DEFAULT_PASSWORD = "12345678"
 DEVICE = "34020000001320000001"
+CAM = "3402000000132000000"  # a channel's ID but its last digit
 
 
 @dataclass
@@ -342,7 +344,7 @@ def test_an_approved_nvr_is_asked_for_its_catalog_which_comes_in_parts(running: 
         session.add_all([SiteRow(id="garden", name="Garden"), SiteRow(id="market", name="Market")])
     group = "34020000002160000001"  # the NVR's tree: a virtual organisation, then its cameras
     channels = [Channel(group, "东区", "34020000001110000001")] + [
-        Channel(f"3402000000132000000{n}", f"通道{n}", group, "ON" if n % 2 else "OFF")
+        Channel(f"{CAM}{n}", f"通道{n}", group, "ON" if n % 2 else "OFF")
         for n in range(1, 5)
     ] + [Channel("cam-5", "no valid ID", group)]  # fmt: skip
     nvr = GbDevice("34020000001110000001", DEFAULT_PASSWORD, ("127.0.0.1", config.port), channels)
@@ -378,6 +380,22 @@ def test_an_approved_nvr_is_asked_for_its_catalog_which_comes_in_parts(running: 
             assert names == [c.name for c in listed]
         with api_client(app, index, "installer", ["market"]) as stranger:
             assert stranger.get(path).status_code == 404
+            # A channel of a device of another site is not the key's to add.
+            taken = {"id": "taken", "site": "market", "url": f"gb28181://{nvr.device_id}/{CAM}1"}
+            refused = stranger.post("/api/cameras", json=taken)
+            assert refused.status_code == 403 and "not approved into this site" in refused.text
+        # The video channels (not the tree's node) are cameras of the device's site, disabled
+        # until an installer enables them; they follow the device into another site.
+        cameras = ApiCameras(index, SEALER).list()
+        assert [(c.id, c.name, c.site, c.enabled, c.url) for c in cameras] == [
+            (f"{nvr.device_id}-{CAM}{n}", f"通道{n}", "garden", False,
+             f"gb28181://{nvr.device_id}/{CAM}{n}")
+            for n in range(1, 5)
+        ]  # fmt: skip
+        running.devices.approve(nvr.device_id, "market")
+        assert {c.site for c in ApiCameras(index, SEALER).list()} == {"market"}
+        running.devices.delete(nvr.device_id)
+        assert ApiCameras(index, SEALER).list() == []
     finally:
         nvr.close()
 
