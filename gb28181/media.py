@@ -9,25 +9,21 @@ digits of the domain, then a sequence number."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from gb28181.config import Gb28181Config
 from gb28181.sip import Dialog, SipMessage, request, tag_of
+from gb28181.transactions import ClientTransactions
 from storage.database.devices import GbDeviceRow, GbDevices
 from storage.database.media_sessions import DeviceAnswer, GbMediaRow, GbMediaSessions
 
 log = logging.getLogger(__name__)
 INVITE_TIMEOUT_S = 8.0  # no final answer this long after the INVITE: the device failed
-RETRANSMIT_S = 0.5  # an unanswered INVITE over UDP is sent again after 0.5, 1, 2, 4 s
 SDP_LINE = re.compile(r"^([a-z])=(.*)$")
 HOST = re.compile(r"^[0-9A-Za-z.:-]{1,64}$")
-Address = tuple[str, int]
-Sender = Callable[[str, Address, bytes], None]
 
 
 def offer_sdp(platform_id: str, host: str, port: int, transport: str, ssrc: str) -> bytes:
@@ -92,44 +88,30 @@ def parse_answer(body: bytes, device_host: str, ssrc: str) -> DeviceAnswer:
                         device_host)  # fmt: skip
 
 
-@dataclass
-class Invite:
-    """An INVITE of ours awaiting its final answer."""
-
-    row: GbMediaRow
-    device: GbDeviceRow
-    uri: str
-    dialog: Dialog
-    cseq: int
-    data: bytes
-    ssrc: str
-    sent_at: float
-    resend_at: float
-    provisional: bool = False
-    resends: int = field(default=0)
-
-
 class MediaCalls:
     """The platform's INVITE sessions: started from the workers' offers, answered, ended."""
 
     def __init__(
-        self, config: Gb28181Config, devices: GbDevices, sessions: GbMediaSessions
+        self,
+        config: Gb28181Config,
+        devices: GbDevices,
+        sessions: GbMediaSessions,
+        transactions: ClientTransactions,
     ) -> None:
         self.config = config
         self.devices = devices
         self.sessions = sessions
-        self.send: Sender | None = None
+        self.transactions = transactions
         self._cseq = itertools.count(1)
         self._ssrc = itertools.count(1)
-        self._invites: dict[str, Invite] = {}  # by Call-ID
 
     @property
     def ours(self) -> tuple[str, int]:
         return self.config.address or self.config.host, self.config.port
 
     def _send(self, device: GbDeviceRow, data: bytes) -> None:
-        if self.send is not None:
-            self.send(device.transport, (device.host, device.port), data)
+        if self.transactions.send is not None:
+            self.transactions.send(device.transport, (device.host, device.port), data)
 
     def _request(self, method: str, device: GbDeviceRow, uri: str, channel_id: str, cseq: int,
                  dialog: Dialog, headers: list[tuple[str, str]] | None = None,
@@ -142,8 +124,7 @@ class MediaCalls:
         )  # fmt: skip
 
     def poll(self) -> None:
-        """Act on what the workers asked (offers to INVITE, releases to BYE), and resend or
-        give up INVITEs still unanswered."""
+        """Act on what the workers asked: offers to INVITE, releases to BYE."""
         for row in self.sessions.pending():
             if row.dialog is not None:  # ended by the worker, or replaced by a new offer
                 self._bye(row)
@@ -151,20 +132,6 @@ class MediaCalls:
                 self.sessions.forget(row.camera_id)
             else:
                 self._invite(row)
-        now = time.monotonic()
-        for call_id, invite in list(self._invites.items()):
-            if now - invite.sent_at > INVITE_TIMEOUT_S:
-                del self._invites[call_id]
-                self.sessions.failed(invite.row.camera_id, invite.row.generation,
-                                     "the device did not answer the INVITE")  # fmt: skip
-            elif (
-                invite.device.transport == "UDP"
-                and not invite.provisional
-                and (now >= invite.resend_at)
-            ):
-                invite.resends += 1
-                invite.resend_at = now + RETRANSMIT_S * 2**invite.resends
-                self._send(invite.device, invite.data)
 
     def _invite(self, row: GbMediaRow) -> None:
         device = self.devices.get(row.device_id)
@@ -192,10 +159,11 @@ class MediaCalls:
         if not self.sessions.inviting(row.camera_id, row.generation, ssrc, self._dialog_of(
                 device, uri, row.channel_id, dialog, cseq)):  # fmt: skip
             return  # wanted again meanwhile: the next poll INVITEs for the newer offer
-        now = time.monotonic()
-        self._invites[dialog.call_id] = Invite(row, device, uri, dialog, cseq, data, ssrc, now,
-                                               now + RETRANSMIT_S)  # fmt: skip
-        self._send(device, data)
+        self.transactions.start(
+            dialog.call_id, cseq, device.transport, (device.host, device.port), data,
+            functools.partial(self._answered, row, device, uri, dialog, cseq, ssrc),
+            INVITE_TIMEOUT_S,
+        )  # fmt: skip
         log.info("camera %s: INVITE sent to device %s for channel %s", row.camera_id,
                  device.id, row.channel_id)  # fmt: skip
 
@@ -207,37 +175,33 @@ class MediaCalls:
             "uri": uri, "channel_id": channel_id, "cseq": cseq, "device_id": device.id,
         }  # fmt: skip
 
-    def response(self, message: SipMessage) -> None:
-        """A device's answer to one of our requests (only INVITEs' matter)."""
-        number, method = message.cseq()
-        invite = self._invites.get(message.header("call-id") or "")
-        if method != "INVITE" or invite is None or number != invite.cseq or message.status is None:
+    def _answered(self, row: GbMediaRow, device: GbDeviceRow, uri: str, dialog: Dialog,
+                  cseq: int, ssrc: str, message: SipMessage | None) -> None:  # fmt: skip
+        """The device's final answer to our INVITE (None: none came): ACK it; keep where the
+        video comes from, or why it will not."""
+        if message is None or message.status is None:
+            self.sessions.failed(row.camera_id, row.generation,
+                                 "the device did not answer the INVITE")  # fmt: skip
             return
-        if message.status < 200:
-            invite.provisional = True
-            return
-        del self._invites[invite.dialog.call_id]
-        row, device = invite.row, invite.device
         to_tag = tag_of(message.header("to") or "") or ""
         contact = re.search(r"<(sips?:[^>]+)>", message.header("contact") or "")
-        uri = contact.group(1) if contact else invite.uri
-        dialog = invite.dialog.next(to_tag=to_tag, same_branch=message.status >= 300)
-        ack = self._request("ACK", device, uri if message.status < 300 else invite.uri,
-                            row.channel_id, invite.cseq, dialog)  # fmt: skip
-        self._send(device, ack)
-        if message.status >= 300:
+        target = contact.group(1) if contact else uri
+        refused = message.status >= 300
+        dialog = dialog.next(to_tag=to_tag, same_branch=refused)
+        self._send(device, self._request("ACK", device, uri if refused else target,
+                                         row.channel_id, cseq, dialog))  # fmt: skip
+        if refused:
             reason = f"the device refused the INVITE: {message.status} {message.reason}"
             self.sessions.failed(row.camera_id, row.generation, reason)
             log.warning("camera %s: %s", row.camera_id, reason)
             return
+        record = self._dialog_of(device, target, row.channel_id, dialog, cseq)
         try:
-            answer = parse_answer(message.body, device.host, invite.ssrc)
+            answer = parse_answer(message.body, device.host, ssrc)
         except ValueError as exc:
             self.sessions.failed(row.camera_id, row.generation, f"the device's answer: {exc}")
-            self._bye_dialog(device, self._dialog_of(device, uri, row.channel_id, dialog,
-                                                     invite.cseq))  # fmt: skip
+            self._bye_dialog(device, record)
             return
-        record = self._dialog_of(device, uri, row.channel_id, dialog, invite.cseq)
         if self.sessions.playing(row.camera_id, row.generation, answer, record):
             log.info("camera %s: device %s streams from %s:%d", row.camera_id, device.id,
                      answer.host, answer.port)  # fmt: skip

@@ -26,6 +26,7 @@ from gb28181.config import Gb28181Config
 from gb28181.digest import Nonces, challenges, expected_response, parse_authorization
 from gb28181.media import MediaCalls
 from gb28181.sip import SipError, SipMessage, answer, parse, request, split_head, user_of
+from gb28181.transactions import ClientTransactions
 from storage.database.devices import DEVICE_ID, GbChannelRow, GbDeviceRow, GbDevices, Registration
 from storage.database.engine import utcnow
 from storage.database.media_sessions import GbMediaSessions
@@ -149,7 +150,8 @@ class Signalling:
     ) -> None:
         self.config = config
         self.devices = devices
-        self.media = MediaCalls(config, devices, sessions)
+        self.transactions = ClientTransactions()
+        self.media = MediaCalls(config, devices, sessions, self.transactions)
         self.sessions = sessions
         self.send: Sender | None = None  # set by `serve`, which holds the sockets
         self._sn = itertools.count(1)
@@ -179,7 +181,7 @@ class Signalling:
             self.refused[f"malformed: {exc.reason}"] += 1
             return None  # without its Via there is nowhere to answer
         if request.method is None:
-            self.media.response(request)  # an answer to one of our requests
+            self.transactions.response(request)  # an answer to one of our requests
             return None
         if request.method == "ACK":
             return None  # we never answer a device's INVITE: nothing to acknowledge
@@ -436,7 +438,7 @@ async def serve(config: Gb28181Config, signalling: Signalling, stop: asyncio.Eve
         elif (writer := connections.get(address)) is not None:
             writer.write(data)  # a device on TCP is reached on the connection it registered on
 
-    signalling.send = signalling.media.send = send
+    signalling.send = signalling.transactions.send = send
     tcp = await asyncio.start_server(
         lambda r, w: tcp_connection(signalling, connections, r, w),
         config.host,
@@ -452,6 +454,7 @@ async def serve(config: Gb28181Config, signalling: Signalling, stop: asyncio.Eve
                 break
             except TimeoutError:
                 signalling.media.poll()  # the workers wait on it: polled often
+                signalling.transactions.tick()
                 if round_number % sweep_every == 0:
                     signalling.sweep()
                     signalling.query_catalogs()
